@@ -1,0 +1,170 @@
+//! Canonical JSON: the JSON Canonicalization Scheme of RFC 8785 (spec chapter 06).
+//!
+//! Object members are sorted by their names as UTF-16 code units, strings are escaped as
+//! ECMAScript's `JSON.stringify` does, and every number is written as ECMAScript's
+//! `Number.prototype.toString` writes the IEEE 754 double nearest to it.
+//!
+//! ```
+//! use driftless_protocol::canonical::to_canonical_string;
+//! let v = serde_json::json!({"b": [1.0, 1e21, 0.000001], "a": "é\n"});
+//! assert_eq!(to_canonical_string(&v), r#"{"a":"é\n","b":[1,1e+21,0.000001]}"#);
+//! ```
+
+use serde_json::{Number, Value};
+
+/// The canonical form of `value` as a string.
+pub fn to_canonical_string(value: &Value) -> String {
+    let mut out = String::new();
+    write_value(&mut out, value);
+    out
+}
+
+/// The canonical form of `value` as UTF-8 bytes: what digests are computed over.
+pub fn to_canonical_bytes(value: &Value) -> Vec<u8> {
+    to_canonical_string(value).into_bytes()
+}
+
+fn write_value(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(n) => out.push_str(&format_number(n)),
+        Value::String(s) => write_string(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+            out.push('{');
+            for (i, (name, item)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(out, name);
+                out.push(':');
+                write_value(out, item);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn format_number(n: &Number) -> String {
+    // serde_json only holds finite numbers (no arbitrary precision here), so as_f64 is total.
+    let x = n.as_f64().expect("serde_json numbers convert to f64");
+    format_f64(x)
+}
+
+/// Formats a finite double as ECMAScript's `Number.prototype.toString` does (ECMA-262,
+/// Number::toString, radix 10).
+pub fn format_f64(x: f64) -> String {
+    assert!(x.is_finite(), "canonical JSON has no non-finite numbers");
+    if x == 0.0 {
+        return "0".to_owned(); // also -0
+    }
+    if x < 0.0 {
+        return format!("-{}", format_f64(-x));
+    }
+    // Rust's `{:e}` prints the shortest digits that round-trip, like ECMAScript requires.
+    let sci = format!("{x:e}");
+    let (mantissa, exponent) = sci.split_once('e').expect("{:e} output has an exponent");
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let exponent: i32 = exponent.parse().expect("{:e} exponent is an integer");
+    let k = digits.len() as i32;
+    let n = exponent + 1;
+    if k <= n && n <= 21 {
+        format!("{digits}{}", "0".repeat((n - k) as usize))
+    } else if 0 < n && n <= 21 {
+        format!("{}.{}", &digits[..n as usize], &digits[n as usize..])
+    } else if -6 < n && n <= 0 {
+        format!("0.{}{digits}", "0".repeat((-n) as usize))
+    } else {
+        let e = n - 1;
+        let sign = if e < 0 { '-' } else { '+' };
+        if k == 1 {
+            format!("{digits}e{sign}{}", e.abs())
+        } else {
+            format!("{}.{}e{sign}{}", &digits[..1], &digits[1..], e.abs())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Number vectors from RFC 8785 appendix B (IEEE 754 bit patterns and their forms).
+    #[test]
+    fn rfc8785_number_vectors() {
+        let cases: [(u64, &str); 15] = [
+            (0x0000000000000000, "0"),
+            (0x8000000000000000, "0"),
+            (0x0000000000000001, "5e-324"),
+            (0x8000000000000001, "-5e-324"),
+            (0x7fefffffffffffff, "1.7976931348623157e+308"),
+            (0xffefffffffffffff, "-1.7976931348623157e+308"),
+            (0x4340000000000000, "9007199254740992"),
+            (0xc340000000000000, "-9007199254740992"),
+            (0x4430000000000000, "295147905179352830000"),
+            (0x44b52d02c7e14af5, "9.999999999999997e+22"),
+            (0x44b52d02c7e14af6, "1e+23"),
+            (0x44b52d02c7e14af7, "1.0000000000000001e+23"),
+            (0x444b1ae4d6e2ef4e, "999999999999999700000"),
+            (0x444b1ae4d6e2ef50, "1e+21"),
+            (0x3eb0c6f7a0b5ed8d, "0.000001"),
+        ];
+        for (bits, expected) in cases {
+            assert_eq!(format_f64(f64::from_bits(bits)), expected, "bits {bits:#x}");
+        }
+        assert_eq!(format_f64(f64::from_bits(0x3eb0c6f7a0b5ed8c)), "9.999999999999997e-7");
+        assert_eq!(format_f64(f64::from_bits(0x41b3de4355555553)), "333333333.3333332");
+    }
+
+    /// The structure example of RFC 8785 section 3.2.2.
+    #[test]
+    fn rfc8785_structure_example() {
+        let input = r#"{"numbers":[333333333.33333329,1E30,4.50,2e-3,0.000000000000000000000000001],"string":"\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/","literals":[null,true,false]}"#;
+        let value: Value = serde_json::from_str(input).unwrap();
+        assert_eq!(
+            to_canonical_string(&value),
+            r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
+        );
+    }
+
+    /// Member names sort by UTF-16 code units, not by UTF-8 bytes (RFC 8785 section 3.2.3).
+    #[test]
+    fn member_names_sort_by_utf16() {
+        let value = serde_json::json!({"\u{20ac}": 1, "\r": 2, "\u{1f600}": 3, "1": 4, "\u{80}": 5, "\u{fb33}": 6});
+        assert_eq!(
+            to_canonical_string(&value),
+            "{\"\\r\":2,\"1\":4,\"\u{80}\":5,\"\u{20ac}\":1,\"\u{1f600}\":3,\"\u{fb33}\":6}"
+        );
+    }
+}

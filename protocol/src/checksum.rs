@@ -1,0 +1,133 @@
+//! Record digests, buckets and Space checksums (spec chapter 06).
+//!
+//! A Record digest is the SHA-256 of the canonical JSON of `{"collection", "id", "value"}`.
+//! Records fall into 64 buckets by the hash of `collection/id`; a bucket digest hashes the sorted
+//! Record digests of its bucket, and the Space digest hashes the 64 bucket digests in order.
+//! Sorting before hashing is what makes every digest independent of write order.
+//!
+//! ```
+//! use driftless_protocol::checksum::{SpaceChecksums, BUCKET_COUNT};
+//! let mut sums = SpaceChecksums::default();
+//! sums.add("tasks", "t1", serde_json::json!({"title": "x"}).as_object().unwrap());
+//! assert_eq!(sums.buckets().len(), BUCKET_COUNT);
+//! assert_eq!(sums.buckets().iter().map(|b| b.records).sum::<u64>(), 1);
+//! ```
+
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::canonical::to_canonical_bytes;
+
+/// The number of buckets, fixed in protocol version 1 (`[INT-14]`).
+pub const BUCKET_COUNT: usize = 64;
+
+/// The `algorithm` name of version 1 checksums (`[INT-8]`).
+pub const ALGORITHM: &str = "jcs-sha256-64";
+
+/// A SHA-256 digest.
+pub type Digest = [u8; 32];
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> Digest {
+    Sha256::digest(bytes).into()
+}
+
+/// Lowercase hexadecimal text of a digest.
+pub fn to_hex(digest: &Digest) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The digest of an existing Record.
+pub fn record_digest(collection: &str, id: &str, value: &Map<String, Value>) -> Digest {
+    let mut doc = Map::new();
+    doc.insert("collection".into(), Value::String(collection.into()));
+    doc.insert("id".into(), Value::String(id.into()));
+    doc.insert("value".into(), Value::Object(value.clone()));
+    sha256(&to_canonical_bytes(&Value::Object(doc)))
+}
+
+/// The bucket (0 to 63) a Record belongs to.
+pub fn bucket_of(collection: &str, id: &str) -> u8 {
+    sha256(format!("{collection}/{id}").as_bytes())[0] >> 2
+}
+
+/// The digest of a bucket holding Records with these digests, in any order.
+pub fn bucket_digest(record_digests: &[Digest]) -> Digest {
+    let mut sorted = record_digests.to_vec();
+    sorted.sort_unstable();
+    sha256(&sorted.concat())
+}
+
+/// One bucket's checksum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketSum {
+    /// Number of existing Records in the bucket.
+    pub records: u64,
+    /// The bucket digest.
+    pub digest: Digest,
+}
+
+/// Accumulates the checksums of a Space from its existing Records, in any order.
+#[derive(Debug, Clone, Default)]
+pub struct SpaceChecksums {
+    digests: Vec<Vec<Digest>>,
+}
+
+impl SpaceChecksums {
+    /// Adds an existing Record.
+    pub fn add(&mut self, collection: &str, id: &str, value: &Map<String, Value>) {
+        self.add_digest(bucket_of(collection, id), record_digest(collection, id, value));
+    }
+
+    /// Adds a Record whose bucket and digest are already known (for example, stored).
+    pub fn add_digest(&mut self, bucket: u8, digest: Digest) {
+        if self.digests.is_empty() {
+            self.digests = vec![Vec::new(); BUCKET_COUNT];
+        }
+        self.digests[usize::from(bucket) % BUCKET_COUNT].push(digest);
+    }
+
+    /// The 64 bucket checksums, in bucket order.
+    pub fn buckets(&self) -> Vec<BucketSum> {
+        (0..BUCKET_COUNT)
+            .map(|i| {
+                let digests = self.digests.get(i).map(Vec::as_slice).unwrap_or(&[]);
+                BucketSum {
+                    records: digests.len() as u64,
+                    digest: bucket_digest(digests),
+                }
+            })
+            .collect()
+    }
+
+    /// The Space digest: SHA-256 of the 64 bucket digests in bucket order.
+    pub fn space_digest(&self) -> Digest {
+        space_digest(&self.buckets())
+    }
+}
+
+/// The Space digest of 64 bucket checksums given in bucket order.
+pub fn space_digest(buckets: &[BucketSum]) -> Digest {
+    let joined: Vec<u8> = buckets.iter().flat_map(|b| b.digest).collect();
+    sha256(&joined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_bucket_is_hash_of_nothing() {
+        assert_eq!(
+            to_hex(&bucket_digest(&[])),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn bucket_is_in_range() {
+        for i in 0..500 {
+            assert!(usize::from(bucket_of("tasks", &format!("r{i}"))) < BUCKET_COUNT);
+        }
+    }
+}
