@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "driftless", version, about = "Driftless: offline-first sync protocol tooling")]
+#[command(
+    name = "driftless",
+    version,
+    about = "Driftless: offline-first sync protocol tooling"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,11 +67,17 @@ fn export(out: &Path, check: bool) -> Result<(), CliError> {
     if check {
         let stale: Vec<&str> = files
             .iter()
-            .filter(|(name, text)| std::fs::read_to_string(out.join(name)).ok().as_ref() != Some(text))
+            .filter(|(name, text)| {
+                std::fs::read_to_string(out.join(name)).ok().as_ref() != Some(text)
+            })
             .map(|(name, _)| name.as_str())
             .collect();
         if stale.is_empty() {
-            println!("{} schema files in {} are current", files.len(), out.display());
+            println!(
+                "{} schema files in {} are current",
+                files.len(),
+                out.display()
+            );
             return Ok(());
         }
         return Err(CliError::Stale {

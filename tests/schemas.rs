@@ -43,7 +43,11 @@ fn walk_properties(schema: &Value, at: &str, found: &mut Vec<String>) {
         Value::Object(map) => {
             if let Some(Value::Object(props)) = map.get("properties") {
                 for (name, prop) in props {
-                    if prop.get("description").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    if prop
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
                         found.push(format!("{at}/properties/{name}"));
                     }
                 }
@@ -64,24 +68,54 @@ fn walk_properties(schema: &Value, at: &str, found: &mut Vec<String>) {
 #[test]
 fn every_schema_is_valid_2020_12_with_id_title_and_described_properties() {
     for (name, schema) in export::message_schemas() {
-        assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema", "{name}");
+        assert_eq!(
+            schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
+            "{name}"
+        );
         assert_eq!(schema["$id"], export::schema_id(&name), "{name}");
-        assert!(schema["title"].as_str().is_some_and(|t| !t.is_empty()), "{name} has no title");
-        jsonschema::meta::validate(&schema).unwrap_or_else(|e| panic!("{name} is not a valid schema: {e}"));
-        jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{name} does not compile: {e}"));
+        assert!(
+            schema["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{name} has no title"
+        );
+        jsonschema::meta::validate(&schema)
+            .unwrap_or_else(|e| panic!("{name} is not a valid schema: {e}"));
+        jsonschema::validator_for(&schema)
+            .unwrap_or_else(|e| panic!("{name} does not compile: {e}"));
         let mut undescribed = Vec::new();
         walk_properties(&schema, "#", &mut undescribed);
-        assert!(undescribed.is_empty(), "{name}: properties without description: {undescribed:?}");
+        assert!(
+            undescribed.is_empty(),
+            "{name}: properties without description: {undescribed:?}"
+        );
     }
 }
 
 #[test]
 fn request_messages_are_closed_and_responses_open() {
-    for name in ["push-request", "manifest-request", "mutation", "collection-schema"] {
-        assert_eq!(committed(&format!("{name}.schema.json"))["additionalProperties"], Value::Bool(false), "{name}");
+    for name in [
+        "push-request",
+        "manifest-request",
+        "mutation",
+        "collection-schema",
+    ] {
+        assert_eq!(
+            committed(&format!("{name}.schema.json"))["additionalProperties"],
+            Value::Bool(false),
+            "{name}"
+        );
     }
-    for name in ["push-response", "pull-response", "record", "discovery", "problem"] {
-        assert_ne!(committed(&format!("{name}.schema.json"))["additionalProperties"], Value::Bool(false), "{name}");
+    for name in [
+        "push-response",
+        "pull-response",
+        "record",
+        "discovery",
+        "problem",
+    ] {
+        assert_ne!(
+            committed(&format!("{name}.schema.json"))["additionalProperties"],
+            Value::Bool(false),
+            "{name}"
+        );
     }
 }
 
@@ -89,7 +123,9 @@ fn request_messages_are_closed_and_responses_open() {
 /// the types agree three ways.
 fn parse_as(name: &str, v: &Value) -> Result<(), String> {
     fn p<T: serde::de::DeserializeOwned>(v: &Value) -> Result<(), String> {
-        serde_json::from_value::<T>(v.clone()).map(|_| ()).map_err(|e| e.to_string())
+        serde_json::from_value::<T>(v.clone())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
     match name {
         "discovery" => p::<Discovery>(v),
@@ -117,7 +153,9 @@ fn every_spec_example_validates_and_every_schema_has_one() {
     let mut covered = BTreeSet::new();
     let mut failures = Vec::new();
     for f in fences() {
-        let Some(name) = f.info.strip_prefix("json schema=") else { continue };
+        let Some(name) = f.info.strip_prefix("json schema=") else {
+            continue;
+        };
         let schema = committed(&format!("{name}.schema.json"));
         let instance: Value = match serde_json::from_str(&f.body) {
             Ok(v) => v,
@@ -128,16 +166,27 @@ fn every_spec_example_validates_and_every_schema_has_one() {
         };
         let validator = jsonschema::validator_for(&schema).unwrap();
         for error in validator.iter_errors(&instance) {
-            failures.push(format!("{}:{} ({name}): {error} at {}", f.file, f.line, error.instance_path()));
+            failures.push(format!(
+                "{}:{} ({name}): {error} at {}",
+                f.file,
+                f.line,
+                error.instance_path()
+            ));
         }
         if let Err(e) = parse_as(name, &instance) {
-            failures.push(format!("{}:{} ({name}) does not deserialize: {e}", f.file, f.line));
+            failures.push(format!(
+                "{}:{} ({name}) does not deserialize: {e}",
+                f.file, f.line
+            ));
         }
         covered.insert(name.to_owned());
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     for (name, _) in export::message_schemas() {
-        assert!(covered.contains(&name), "no example in the spec for schema {name}");
+        assert!(
+            covered.contains(&name),
+            "no example in the spec for schema {name}"
+        );
     }
 }
 
@@ -155,7 +204,9 @@ fn record_digests_in_examples_are_correct() {
                 ) {
                     let expected = to_hex(&record_digest(c, id, value));
                     if d != expected {
-                        bad.push(format!("{at}: {c}/{id} has digest {d}, expected {expected}"));
+                        bad.push(format!(
+                            "{at}: {c}/{id} has digest {d}, expected {expected}"
+                        ));
                     }
                 }
                 m.values().for_each(|x| check(x, at, bad));
@@ -165,7 +216,10 @@ fn record_digests_in_examples_are_correct() {
         }
     }
     let mut bad = Vec::new();
-    for f in fences().into_iter().filter(|f| f.info.starts_with("json schema=")) {
+    for f in fences()
+        .into_iter()
+        .filter(|f| f.info.starts_with("json schema="))
+    {
         let v: Value = serde_json::from_str(&f.body).unwrap();
         check(&v, &format!("{}:{}", f.file, f.line), &mut bad);
     }
@@ -178,10 +232,17 @@ fn openapi_covers_exactly_the_spec_endpoints() {
     assert_eq!(openapi["openapi"], "3.1.0");
     let paths = openapi["paths"].as_object().unwrap();
     let spec: Vec<(String, String)> = common::endpoints();
-    assert!(spec.len() >= 11, "the spec names only {} endpoints", spec.len());
+    assert!(
+        spec.len() >= 11,
+        "the spec names only {} endpoints",
+        spec.len()
+    );
     for (method, path) in &spec {
         assert!(
-            paths.get(path).and_then(|p| p.get(method.to_lowercase())).is_some(),
+            paths
+                .get(path)
+                .and_then(|p| p.get(method.to_lowercase()))
+                .is_some(),
             "openapi.json lacks {method} {path}"
         );
     }
@@ -217,7 +278,10 @@ fn openapi_references_resolve() {
         if let Some(pointer) = r.strip_prefix('#') {
             assert!(openapi.pointer(pointer).is_some(), "dangling {r}");
         } else {
-            assert!(root().join(export::SCHEMA_DIR).join(&r).is_file(), "missing file {r}");
+            assert!(
+                root().join(export::SCHEMA_DIR).join(&r).is_file(),
+                "missing file {r}"
+            );
         }
     }
 }

@@ -24,9 +24,21 @@ fn every_requirement_holds_exactly_one_keyword() {
     let bad: Vec<String> = requirements()
         .into_iter()
         .filter(|r| keywords(&r.text).len() != 1)
-        .map(|r| format!("{}:{} [{}] has {:?}", r.file, r.line, r.id, keywords(&r.text)))
+        .map(|r| {
+            format!(
+                "{}:{} [{}] has {:?}",
+                r.file,
+                r.line,
+                r.id,
+                keywords(&r.text)
+            )
+        })
         .collect();
-    assert!(bad.is_empty(), "requirements need exactly one BCP 14 key word:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "requirements need exactly one BCP 14 key word:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -47,7 +59,11 @@ fn keywords_appear_only_in_requirements() {
             }
         }
     }
-    assert!(bad.is_empty(), "key words outside a requirement bullet:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "key words outside a requirement bullet:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -57,7 +73,11 @@ fn spec_has_enough_requirements_in_every_area() {
     for r in &reqs {
         let kw = keywords(&r.text);
         let lvl = kw.first().map(|k| level(k)).unwrap_or("none");
-        *per_area.entry(r.area.clone()).or_default().entry(lvl).or_default() += 1;
+        *per_area
+            .entry(r.area.clone())
+            .or_default()
+            .entry(lvl)
+            .or_default() += 1;
     }
     // The areas the spec's README promises, each with at least one requirement.
     let readme = read(&root().join("spec/README.md"));
@@ -66,11 +86,20 @@ fn spec_has_enough_requirements_in_every_area() {
         "REC", "AUDIT", "INT", "ERR", "CLIENT", "RETRY", "AUTH", "SCHEMA", "EVO", "LIM", "RET",
         "SEC", "PRIV",
     ] {
-        assert!(readme.contains(&format!("`{area}`")), "README does not list area {area}");
-        assert!(per_area.contains_key(area), "area {area} has no requirement");
+        assert!(
+            readme.contains(&format!("`{area}`")),
+            "README does not list area {area}"
+        );
+        assert!(
+            per_area.contains_key(area),
+            "area {area} has no requirement"
+        );
     }
     for area in per_area.keys() {
-        assert!(readme.contains(&format!("`{area}`")), "area {area} is not listed in README");
+        assert!(
+            readme.contains(&format!("`{area}`")),
+            "area {area} is not listed in README"
+        );
     }
     assert!(reqs.len() >= 80, "only {} requirements", reqs.len());
 }
@@ -96,7 +125,11 @@ fn cited_requirement_ids_exist() {
             }
         }
     }
-    assert!(missing.is_empty(), "cited but never defined:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "cited but never defined:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]
@@ -108,14 +141,19 @@ fn spec_has_a_version_and_a_changelog_entry_for_it() {
         .expect("spec/README.md has a Version: line");
     let changelog = read(&root().join("spec/CHANGELOG.md"));
     assert!(
-        changelog.lines().any(|l| l.starts_with(&format!("## {version}"))),
+        changelog
+            .lines()
+            .any(|l| l.starts_with(&format!("## {version}"))),
         "spec/CHANGELOG.md has no heading for {version}"
     );
 }
 
 #[test]
 fn bcp14_paragraph_is_verbatim() {
-    let readme = read(&root().join("spec/README.md")).split_whitespace().collect::<Vec<_>>().join(" ");
+    let readme = read(&root().join("spec/README.md"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let bcp14 = "The key words \"MUST\", \"MUST NOT\", \"REQUIRED\", \"SHALL\", \"SHALL NOT\", \"SHOULD\", \"SHOULD NOT\", \"RECOMMENDED\", \"NOT RECOMMENDED\", \"MAY\", and \"OPTIONAL\" in this document are to be interpreted as described in BCP 14 [RFC2119] [RFC8174] when, and only when, they appear in all capitals, as shown here.";
     assert!(readme.contains(bcp14));
 }
@@ -129,13 +167,31 @@ fn problem_catalogue_matches_the_code() {
     for line in text.lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         let code = cells[1].trim_matches('`').to_owned();
-        rows.insert(code, (cells[2].parse::<u16>().unwrap(), cells[3] == "yes", cells[4].to_owned()));
+        rows.insert(
+            code,
+            (
+                cells[2].parse::<u16>().unwrap(),
+                cells[3] == "yes",
+                cells[4].to_owned(),
+            ),
+        );
     }
     for t in ProblemType::ALL {
-        let row = rows.remove(t.code()).unwrap_or_else(|| panic!("{} missing from the spec", t.code()));
-        assert_eq!(row, (t.status(), t.retryable(), t.title().to_owned()), "{}", t.code());
+        let row = rows
+            .remove(t.code())
+            .unwrap_or_else(|| panic!("{} missing from the spec", t.code()));
+        assert_eq!(
+            row,
+            (t.status(), t.retryable(), t.title().to_owned()),
+            "{}",
+            t.code()
+        );
     }
-    assert!(rows.is_empty(), "in the spec but not in the code: {:?}", rows.keys());
+    assert!(
+        rows.is_empty(),
+        "in the spec but not in the code: {:?}",
+        rows.keys()
+    );
 }
 
 /// Problem types named in prose (`code` next to "Problem") are in the catalogue.
@@ -145,7 +201,11 @@ fn problems_named_in_prose_are_catalogued() {
     for r in requirements() {
         for piece in r.text.split("Problem `").skip(1) {
             let code = piece.split('`').next().unwrap();
-            assert!(codes.contains(code), "[{}] names unknown Problem {code}", r.id);
+            assert!(
+                codes.contains(code),
+                "[{}] names unknown Problem {code}",
+                r.id
+            );
         }
     }
 }
@@ -153,11 +213,17 @@ fn problems_named_in_prose_are_catalogued() {
 /// Every endpoint has at least one literal transcript whose response is a failure.
 #[test]
 fn every_endpoint_has_a_failure_transcript() {
-    let transcripts: Vec<String> = fences().into_iter().filter(|f| f.info == "http").map(|f| f.body).collect();
+    let transcripts: Vec<String> = fences()
+        .into_iter()
+        .filter(|f| f.info == "http")
+        .map(|f| f.body)
+        .collect();
     for (method, template) in common::endpoints() {
         let found = transcripts.iter().any(|t| {
             let mut lines = t.lines();
-            let Some(request) = lines.next() else { return false };
+            let Some(request) = lines.next() else {
+                return false;
+            };
             let mut parts = request.split(' ');
             let (m, p) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             let status = t

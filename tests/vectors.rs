@@ -88,9 +88,14 @@ fn spec_test_vectors_match_the_code() {
 fn checksum_examples_describe_the_vector_space() {
     let spec = spec_vectors();
     let computed = recompute(&spec);
-    for f in common::fences().into_iter().filter(|f| f.file == "06-integrity.md") {
+    for f in common::fences()
+        .into_iter()
+        .filter(|f| f.file == "06-integrity.md")
+    {
         let example: Value = match f.info.as_str() {
-            "json schema=checksums-response" | "json schema=bucket-response" => serde_json::from_str(&f.body).unwrap(),
+            "json schema=checksums-response" | "json schema=bucket-response" => {
+                serde_json::from_str(&f.body).unwrap()
+            }
             _ => continue,
         };
         if f.info.ends_with("checksums-response") {
@@ -100,7 +105,12 @@ fn checksum_examples_describe_the_vector_space() {
                 assert_eq!(example["buckets"][i]["digest"], b["digest"], "bucket {i}");
                 assert_eq!(example["buckets"][i]["records"], b["records"], "bucket {i}");
             }
-            let total: u64 = example["buckets"].as_array().unwrap().iter().map(|b| b["records"].as_u64().unwrap()).sum();
+            let total: u64 = example["buckets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["records"].as_u64().unwrap())
+                .sum();
             assert_eq!(total as usize, spec["records"].as_array().unwrap().len());
         } else {
             let bucket = example["bucket"].as_u64().unwrap();

@@ -143,8 +143,14 @@ mod tests {
         for (bits, expected) in cases {
             assert_eq!(format_f64(f64::from_bits(bits)), expected, "bits {bits:#x}");
         }
-        assert_eq!(format_f64(f64::from_bits(0x3eb0c6f7a0b5ed8c)), "9.999999999999997e-7");
-        assert_eq!(format_f64(f64::from_bits(0x41b3de4355555553)), "333333333.3333332");
+        assert_eq!(
+            format_f64(f64::from_bits(0x3eb0c6f7a0b5ed8c)),
+            "9.999999999999997e-7"
+        );
+        assert_eq!(
+            format_f64(f64::from_bits(0x41b3de4355555553)),
+            "333333333.3333332"
+        );
     }
 
     /// The structure example of RFC 8785 section 3.2.2.

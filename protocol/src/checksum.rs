@@ -76,7 +76,10 @@ pub struct SpaceChecksums {
 impl SpaceChecksums {
     /// Adds an existing Record.
     pub fn add(&mut self, collection: &str, id: &str, value: &Map<String, Value>) {
-        self.add_digest(bucket_of(collection, id), record_digest(collection, id, value));
+        self.add_digest(
+            bucket_of(collection, id),
+            record_digest(collection, id, value),
+        );
     }
 
     /// Adds a Record whose bucket and digest are already known (for example, stored).

@@ -372,24 +372,33 @@ mod tests {
 
     #[test]
     fn policy_change_across_a_rename_is_refused() {
-        let v1 = doc(json!({"collection": "t", "version": 1, "schema": {"type": "object"},
-            "fields": {"likes": {"policy": "counter"}}}));
-        let v2 = doc(json!({"collection": "t", "version": 2, "schema": {"type": "object"},
-            "migration": [{"op": "rename_field", "from": "likes", "to": "hearts"}]}));
+        let v1 = doc(
+            json!({"collection": "t", "version": 1, "schema": {"type": "object"},
+            "fields": {"likes": {"policy": "counter"}}}),
+        );
+        let v2 = doc(
+            json!({"collection": "t", "version": 2, "schema": {"type": "object"},
+            "migration": [{"op": "rename_field", "from": "likes", "to": "hearts"}]}),
+        );
         assert!(v2.check(Some(&v1)).is_err());
-        let v2_ok = doc(json!({"collection": "t", "version": 2, "schema": {"type": "object"},
+        let v2_ok = doc(
+            json!({"collection": "t", "version": 2, "schema": {"type": "object"},
             "fields": {"hearts": {"policy": "counter"}},
-            "migration": [{"op": "rename_field", "from": "likes", "to": "hearts"}]}));
+            "migration": [{"op": "rename_field", "from": "likes", "to": "hearts"}]}),
+        );
         assert_eq!(v2_ok.check(Some(&v1)), Ok(()));
     }
 
     #[test]
     fn removed_field_turns_a_patch_into_nothing() {
         let v1 = doc(json!({"collection": "t", "version": 1, "schema": {"type": "object"}}));
-        let v2 = doc(json!({"collection": "t", "version": 2, "schema": {"type": "object"},
-            "migration": [{"op": "remove_field", "field": "color"}]}));
+        let v2 = doc(
+            json!({"collection": "t", "version": 2, "schema": {"type": "object"},
+            "migration": [{"op": "remove_field", "field": "color"}]}),
+        );
         let h = SchemaHistory::new(vec![v1, v2]).unwrap();
-        let patch: Effect = serde_json::from_value(json!({"kind": "patch", "set": {"color": "red"}})).unwrap();
+        let patch: Effect =
+            serde_json::from_value(json!({"kind": "patch", "set": {"color": "red"}})).unwrap();
         assert_eq!(h.upcast(&patch, 1), Ok(None));
         assert_eq!(h.upcast(&patch, 2), Ok(Some(patch.clone())));
         assert!(h.upcast(&patch, 3).is_err());
@@ -398,13 +407,20 @@ mod tests {
     #[test]
     fn defaults_follow_renames_and_removals() {
         let v1 = doc(json!({"collection": "t", "version": 1, "schema": {"type": "object"}}));
-        let v2 = doc(json!({"collection": "t", "version": 2, "schema": {"type": "object"},
+        let v2 = doc(
+            json!({"collection": "t", "version": 2, "schema": {"type": "object"},
             "migration": [{"op": "add_field", "field": "prio", "default": 0},
-                          {"op": "add_field", "field": "color", "default": "red"}]}));
-        let v3 = doc(json!({"collection": "t", "version": 3, "schema": {"type": "object"},
+                          {"op": "add_field", "field": "color", "default": "red"}]}),
+        );
+        let v3 = doc(
+            json!({"collection": "t", "version": 3, "schema": {"type": "object"},
             "migration": [{"op": "rename_field", "from": "prio", "to": "priority"},
-                          {"op": "remove_field", "field": "color"}]}));
+                          {"op": "remove_field", "field": "color"}]}),
+        );
         let h = SchemaHistory::new(vec![v1, v2, v3]).unwrap();
-        assert_eq!(h.defaults(), BTreeMap::from([("priority".to_owned(), json!(0))]));
+        assert_eq!(
+            h.defaults(),
+            BTreeMap::from([("priority".to_owned(), json!(0))])
+        );
     }
 }

@@ -59,7 +59,8 @@ fn describe_discriminators(value: &mut Value) {
                     if let Value::Object(p) = prop {
                         if !p.contains_key("description") {
                             if let Some(Value::String(c)) = p.get("const") {
-                                let text = format!("Discriminator: `{name}` is `{c}` for this variant.");
+                                let text =
+                                    format!("Discriminator: `{name}` is `{c}` for this variant.");
                                 p.insert("description".into(), Value::String(text));
                             }
                         }
@@ -121,12 +122,17 @@ fn retry_problem(description: &str) -> Value {
 /// Problem responses every authenticated endpoint can give.
 fn common_problems(extra: &[(&str, &str)]) -> Map<String, Value> {
     let mut r = Map::new();
-    r.insert("400".into(), problem("invalid-json, invalid-request or unsupported-version"));
+    r.insert(
+        "400".into(),
+        problem("invalid-json, invalid-request or unsupported-version"),
+    );
     let mut unauthorized = problem("unauthorized: no valid Token");
-    unauthorized["headers"] =
-        json!({ "WWW-Authenticate": { "schema": { "type": "string" }, "description": "Always `Bearer`." } });
+    unauthorized["headers"] = json!({ "WWW-Authenticate": { "schema": { "type": "string" }, "description": "Always `Bearer`." } });
     r.insert("401".into(), unauthorized);
-    r.insert("403".into(), problem("forbidden: the Token lacks the Scope on this Space"));
+    r.insert(
+        "403".into(),
+        problem("forbidden: the Token lacks the Scope on this Space"),
+    );
     r.insert("429".into(), retry_problem("rate-limited"));
     r.insert("500".into(), problem("internal"));
     r.insert("503".into(), retry_problem("unavailable"));
@@ -148,7 +154,8 @@ fn operation(
     let mut responses = common_problems(extra);
     let mut success = json_body(ok.1);
     success["description"] = Value::String(format!("Success: a `{}` message.", ok.1));
-    success["headers"] = json!({ "Driftless-Clock": { "$ref": "#/components/headers/Driftless-Clock" } });
+    success["headers"] =
+        json!({ "Driftless-Clock": { "$ref": "#/components/headers/Driftless-Clock" } });
     responses.insert(ok.0.into(), success);
     let mut op = json!({
         "operationId": id,
@@ -178,34 +185,59 @@ fn query(name: &str, description: &str, schema: Value) -> Value {
 pub fn openapi() -> Value {
     let space = || path_param("space");
     let paging = || {
-        vec![
-            query("limit", "Most entries in the page, from 1 to limits.page_records_max.", json!({"type": "integer", "minimum": 1})),
-        ]
+        vec![query(
+            "limit",
+            "Most entries in the page, from 1 to limits.page_records_max.",
+            json!({"type": "integer", "minimum": 1}),
+        )]
     };
     let mut pull_params = vec![
         space(),
-        query("cursor", "A Cursor from an earlier pull response; absent to start from the beginning.", json!({"type": "string"})),
-        query("wait_ms", "Long-poll: wait up to this long for a change, from 0 to limits.pull_wait_ms_max.", json!({"type": "integer", "minimum": 0})),
+        query(
+            "cursor",
+            "A Cursor from an earlier pull response; absent to start from the beginning.",
+            json!({"type": "string"}),
+        ),
+        query(
+            "wait_ms",
+            "Long-poll: wait up to this long for a change, from 0 to limits.pull_wait_ms_max.",
+            json!({"type": "integer", "minimum": 0}),
+        ),
     ];
     pull_params.extend(paging());
     let mut bucket_params = vec![
         space(),
         path_param("bucket"),
-        query("after", "The next_after of the previous page.", json!({"type": "string"})),
+        query(
+            "after",
+            "The next_after of the previous page.",
+            json!({"type": "string"}),
+        ),
     ];
     bucket_params.extend(paging());
     let mut history_params = vec![
         space(),
         path_param("collection"),
         path_param("id"),
-        query("after", "A position from an earlier page.", json!({"type": "integer", "minimum": 0})),
+        query(
+            "after",
+            "A position from an earlier page.",
+            json!({"type": "integer", "minimum": 0}),
+        ),
     ];
     history_params.extend(paging());
 
     let mut compact = operation(
-        "compact", "Compact the Space now (optional feature compaction-trigger)", "admin",
-        vec![space()], None, ("200", "compaction-response"),
-        &[("404", "not-found: the Server does not offer compaction-trigger")],
+        "compact",
+        "Compact the Space now (optional feature compaction-trigger)",
+        "admin",
+        vec![space()],
+        None,
+        ("200", "compaction-response"),
+        &[(
+            "404",
+            "not-found: the Server does not offer compaction-trigger",
+        )],
     );
     compact["description"] = Value::String(
         "Requires the `admin` Scope on the Space. Offered only by Servers whose discovery document lists the feature `compaction-trigger`.".into(),

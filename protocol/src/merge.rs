@@ -515,7 +515,9 @@ pub fn check_effect(effect: &Effect, policy: impl Fn(&str) -> Policy) -> Result<
             }
             match policy(field.as_str()) {
                 Policy::Lww | Policy::Counter => Ok(()),
-                p => violation(format!("field {field:?} has policy {p:?} and cannot be incremented")),
+                p => violation(format!(
+                    "field {field:?} has policy {p:?} and cannot be incremented"
+                )),
             }
         }
         Effect::SetAdd { field, elements } | Effect::SetRemove { field, elements } => {
@@ -524,7 +526,9 @@ pub fn check_effect(effect: &Effect, policy: impl Fn(&str) -> Policy) -> Result<
             }
             match policy(field.as_str()) {
                 Policy::AddWinsSet => Ok(()),
-                p => violation(format!("field {field:?} has policy {p:?}, not add_wins_set")),
+                p => violation(format!(
+                    "field {field:?} has policy {p:?}, not add_wins_set"
+                )),
             }
         }
         Effect::Resolve { field, .. } => match policy(field.as_str()) {
@@ -555,16 +559,30 @@ mod tests {
     fn patch_must_name_a_field_once() {
         let lww = |_: &str| Policy::Lww;
         let empty: Effect = serde_json::from_value(json!({"kind": "patch"})).unwrap();
-        assert_eq!(check_effect(&empty, lww).unwrap_err().problem, ProblemType::InvalidMutation);
+        assert_eq!(
+            check_effect(&empty, lww).unwrap_err().problem,
+            ProblemType::InvalidMutation
+        );
         let both: Effect =
-            serde_json::from_value(json!({"kind": "patch", "set": {"a": 1}, "unset": ["a"]})).unwrap();
+            serde_json::from_value(json!({"kind": "patch", "set": {"a": 1}, "unset": ["a"]}))
+                .unwrap();
         assert!(check_effect(&both, lww).is_err());
     }
 
     #[test]
     fn counters_cannot_be_put() {
-        let policy = |f: &str| if f == "likes" { Policy::Counter } else { Policy::Lww };
-        let put: Effect = serde_json::from_value(json!({"kind": "put", "value": {"likes": 0}})).unwrap();
-        assert_eq!(check_effect(&put, policy).unwrap_err().problem, ProblemType::PolicyViolation);
+        let policy = |f: &str| {
+            if f == "likes" {
+                Policy::Counter
+            } else {
+                Policy::Lww
+            }
+        };
+        let put: Effect =
+            serde_json::from_value(json!({"kind": "put", "value": {"likes": 0}})).unwrap();
+        assert_eq!(
+            check_effect(&put, policy).unwrap_err().problem,
+            ProblemType::PolicyViolation
+        );
     }
 }

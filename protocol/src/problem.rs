@@ -191,7 +191,11 @@ mod tests {
     #[test]
     fn retryable_problems_are_server_side_or_rate_limits() {
         for t in ProblemType::ALL {
-            assert_eq!(t.retryable(), ProblemType::unknown_is_retryable(t.status()), "{t:?}");
+            assert_eq!(
+                t.retryable(),
+                ProblemType::unknown_is_retryable(t.status()),
+                "{t:?}"
+            );
         }
     }
 }

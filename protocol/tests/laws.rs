@@ -56,8 +56,11 @@ fn field_strategy() -> impl Strategy<Value = &'static str> {
 
 fn effect_strategy() -> impl Strategy<Value = Effect> {
     let object = || {
-        prop::collection::btree_map(field_strategy(), value_strategy(), 0..3)
-            .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>())
+        prop::collection::btree_map(field_strategy(), value_strategy(), 0..3).prop_map(|m| {
+            m.into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect::<Map<_, _>>()
+        })
     };
     let elements = prop::collection::vec((0i64..3).prop_map(Value::from), 1..3);
     prop_oneof![
@@ -71,20 +74,34 @@ fn effect_strategy() -> impl Strategy<Value = Effect> {
             Effect::Patch { set, unset }
         }),
         Just(Effect::Delete {}),
-        (field_strategy(), -5i64..6).prop_map(|(f, by)| Effect::Increment { field: f.parse().unwrap(), by }),
-        (field_strategy(), elements.clone())
-            .prop_map(|(f, elements)| Effect::SetAdd { field: f.parse().unwrap(), elements }),
-        (field_strategy(), elements)
-            .prop_map(|(f, elements)| Effect::SetRemove { field: f.parse().unwrap(), elements }),
-        (field_strategy(), value_strategy())
-            .prop_map(|(f, value)| Effect::Resolve { field: f.parse().unwrap(), value }),
+        (field_strategy(), -5i64..6).prop_map(|(f, by)| Effect::Increment {
+            field: f.parse().unwrap(),
+            by
+        }),
+        (field_strategy(), elements.clone()).prop_map(|(f, elements)| Effect::SetAdd {
+            field: f.parse().unwrap(),
+            elements
+        }),
+        (field_strategy(), elements).prop_map(|(f, elements)| Effect::SetRemove {
+            field: f.parse().unwrap(),
+            elements
+        }),
+        (field_strategy(), value_strategy()).prop_map(|(f, value)| Effect::Resolve {
+            field: f.parse().unwrap(),
+            value
+        }),
     ]
 }
 
 /// Mutations of one Record with unique Op IDs; physical times and counters collide often, so
 /// ties are broken by node and Op ID.
 fn mutations(policies: [Policy; 3], max: usize) -> impl Strategy<Value = Vec<Mutation>> {
-    let one = (prop::sample::select(AUTHORS.to_vec()), 0u64..4, 0u16..3, effect_strategy());
+    let one = (
+        prop::sample::select(AUTHORS.to_vec()),
+        0u64..4,
+        0u16..3,
+        effect_strategy(),
+    );
     prop::collection::vec(one, 0..max).prop_map(move |raw| {
         raw.into_iter()
             .enumerate()
@@ -140,7 +157,10 @@ fn definition(set: &[Mutation], policy: impl Fn(&str) -> Policy) -> Materialized
     if !live.iter().any(|m| !is_delete(m)) {
         return Materialized::default();
     }
-    let mut out = Materialized { exists: true, ..Materialized::default() };
+    let mut out = Materialized {
+        exists: true,
+        ..Materialized::default()
+    };
     let mut names: Vec<String> = live.iter().flat_map(|m| m.effect.fields()).collect();
     names.sort();
     names.dedup();
@@ -164,7 +184,9 @@ fn definition(set: &[Mutation], policy: impl Fn(&str) -> Policy) -> Materialized
                         assignments.push((s, author, None));
                     }
                 }
-                Effect::Resolve { field, value } if field.as_str() == f && p == Policy::KeepBoth => {
+                Effect::Resolve { field, value }
+                    if field.as_str() == f && p == Policy::KeepBoth =>
+                {
                     assignments.push((s, author, Some(value.clone())));
                 }
                 _ => {}
@@ -187,12 +209,15 @@ fn definition(set: &[Mutation], policy: impl Fn(&str) -> Policy) -> Materialized
                     .map(|(_, by)| *by)
                     .collect();
                 let base = a.and_then(|a| a.2.as_ref());
-                if after.is_empty() { base.cloned() } else { Some(plus(base, after.iter().sum())) }
+                if after.is_empty() {
+                    base.cloned()
+                } else {
+                    Some(plus(base, after.iter().sum()))
+                }
             }
             // 5.
-            Policy::Counter => {
-                (!increments.is_empty()).then(|| plus(None, increments.iter().map(|(_, b)| b).sum()))
-            }
+            Policy::Counter => (!increments.is_empty())
+                .then(|| plus(None, increments.iter().map(|(_, b)| b).sum())),
             // 6.
             Policy::AddWinsSet => {
                 let mut adds: BTreeMap<String, (Stamp, Value)> = BTreeMap::new();
@@ -237,7 +262,8 @@ fn definition(set: &[Mutation], policy: impl Fn(&str) -> Policy) -> Materialized
                     .filter(|m| matches!(&m.effect, Effect::Resolve { field, .. } if field.as_str() == f))
                     .map(|m| Stamp::of(m))
                     .max();
-                let mut per_author: BTreeMap<&str, &(Stamp, String, Option<Value>)> = BTreeMap::new();
+                let mut per_author: BTreeMap<&str, &(Stamp, String, Option<Value>)> =
+                    BTreeMap::new();
                 for a in &assignments {
                     if per_author.get(a.1.as_str()).is_none_or(|b| a.0 > b.0) {
                         per_author.insert(&a.1, a);
@@ -251,7 +277,10 @@ fn definition(set: &[Mutation], policy: impl Fn(&str) -> Policy) -> Materialized
                 if siblings.len() > 1 {
                     out.conflicts.insert(
                         f.clone(),
-                        siblings.iter().map(|s| s.2.clone().unwrap_or(Value::Null)).collect(),
+                        siblings
+                            .iter()
+                            .map(|s| s.2.clone().unwrap_or(Value::Null))
+                            .collect(),
                     );
                 }
                 siblings.last().and_then(|s| s.2.clone())
@@ -405,7 +434,9 @@ fn json_strategy() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         any::<String>().prop_map(Value::from),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
@@ -420,8 +451,10 @@ fn json_strategy() -> impl Strategy<Value = Value> {
 #[test]
 fn spec_worked_examples_hold() {
     let m = |op: &str, hlc: &str, effect: Value| -> Mutation {
-        serde_json::from_value(json!({"op_id": op, "seq": 1, "collection": "c", "record_id": "r",
-            "hlc": hlc, "effect": effect}))
+        serde_json::from_value(
+            json!({"op_id": op, "seq": 1, "collection": "c", "record_id": "r",
+            "hlc": hlc, "effect": effect}),
+        )
         .unwrap()
     };
     let t0 = "019b76daa800";
@@ -436,53 +469,156 @@ fn spec_worked_examples_hold() {
     };
     let lww = |_: &str| Policy::Lww;
     // 1. Last writer wins.
-    let r = run(&[
-        m("op-ex1-0001", &format!("{t0}-0000-client-a"), json!({"kind": "put", "value": {"title": "Draft", "pinned": true}})),
-        m("op-ex1-0002", &format!("{t0}-0001-client-b"), json!({"kind": "patch", "set": {"title": "Final"}})),
-    ], &lww);
-    assert_eq!(Value::Object(r.value), json!({"title": "Final", "pinned": true}));
-    let r = run(&[
-        m("op-ex1-0001", &format!("{t0}-0000-client-a"), json!({"kind": "put", "value": {"title": "Draft", "pinned": true}})),
-        m("op-ex1-0003", &format!("{t0}-0001-client-b"), json!({"kind": "put", "value": {"title": "Final"}})),
-    ], &lww);
+    let r = run(
+        &[
+            m(
+                "op-ex1-0001",
+                &format!("{t0}-0000-client-a"),
+                json!({"kind": "put", "value": {"title": "Draft", "pinned": true}}),
+            ),
+            m(
+                "op-ex1-0002",
+                &format!("{t0}-0001-client-b"),
+                json!({"kind": "patch", "set": {"title": "Final"}}),
+            ),
+        ],
+        &lww,
+    );
+    assert_eq!(
+        Value::Object(r.value),
+        json!({"title": "Final", "pinned": true})
+    );
+    let r = run(
+        &[
+            m(
+                "op-ex1-0001",
+                &format!("{t0}-0000-client-a"),
+                json!({"kind": "put", "value": {"title": "Draft", "pinned": true}}),
+            ),
+            m(
+                "op-ex1-0003",
+                &format!("{t0}-0001-client-b"),
+                json!({"kind": "put", "value": {"title": "Final"}}),
+            ),
+        ],
+        &lww,
+    );
     assert_eq!(Value::Object(r.value), json!({"title": "Final"}));
     // 2. Counter.
     let counter = |_: &str| Policy::Counter;
-    let r = run(&[
-        m("op-ex2-0001", &format!("{t0}-0000-client-a"), json!({"kind": "increment", "field": "likes", "by": 2})),
-        m("op-ex2-0002", &format!("{t0}-0000-client-b"), json!({"kind": "increment", "field": "likes", "by": 5})),
-        m("op-ex2-0003", &format!("{t1}-0000-client-a"), json!({"kind": "increment", "field": "likes", "by": -1})),
-    ], &counter);
+    let r = run(
+        &[
+            m(
+                "op-ex2-0001",
+                &format!("{t0}-0000-client-a"),
+                json!({"kind": "increment", "field": "likes", "by": 2}),
+            ),
+            m(
+                "op-ex2-0002",
+                &format!("{t0}-0000-client-b"),
+                json!({"kind": "increment", "field": "likes", "by": 5}),
+            ),
+            m(
+                "op-ex2-0003",
+                &format!("{t1}-0000-client-a"),
+                json!({"kind": "increment", "field": "likes", "by": -1}),
+            ),
+        ],
+        &counter,
+    );
     assert_eq!(Value::Object(r.value), json!({"likes": 6}));
     // 3. Increment meets put: with and without the put.
-    let put = m("op-ex3-0001", &format!("{t0}-0005-client-a"), json!({"kind": "put", "value": {"count": 10}}));
-    let i1 = m("op-ex3-0002", &format!("{t0}-0002-client-b"), json!({"kind": "increment", "field": "count", "by": 3}));
-    let i2 = m("op-ex3-0003", &format!("{t1}-0000-client-b"), json!({"kind": "increment", "field": "count", "by": 4}));
-    assert_eq!(Value::Object(run(&[put, i1.clone(), i2.clone()], &lww).value), json!({"count": 14}));
-    assert_eq!(Value::Object(run(&[i1, i2], &lww).value), json!({"count": 7}));
+    let put = m(
+        "op-ex3-0001",
+        &format!("{t0}-0005-client-a"),
+        json!({"kind": "put", "value": {"count": 10}}),
+    );
+    let i1 = m(
+        "op-ex3-0002",
+        &format!("{t0}-0002-client-b"),
+        json!({"kind": "increment", "field": "count", "by": 3}),
+    );
+    let i2 = m(
+        "op-ex3-0003",
+        &format!("{t1}-0000-client-b"),
+        json!({"kind": "increment", "field": "count", "by": 4}),
+    );
+    assert_eq!(
+        Value::Object(run(&[put, i1.clone(), i2.clone()], &lww).value),
+        json!({"count": 14})
+    );
+    assert_eq!(
+        Value::Object(run(&[i1, i2], &lww).value),
+        json!({"count": 7})
+    );
     // 4. Set.
     let set = |_: &str| Policy::AddWinsSet;
-    let r = run(&[
-        m("op-ex4-0001", &format!("{t0}-0000-client-a"), json!({"kind": "set_add", "field": "tags", "elements": ["home", "urgent"]})),
-        m("op-ex4-0002", &format!("{t0}-0003-client-b"), json!({"kind": "set_remove", "field": "tags", "elements": ["urgent"]})),
-        m("op-ex4-0003", &format!("{t1}-0000-client-a"), json!({"kind": "set_add", "field": "tags", "elements": ["urgent"]})),
-    ], &set);
+    let r = run(
+        &[
+            m(
+                "op-ex4-0001",
+                &format!("{t0}-0000-client-a"),
+                json!({"kind": "set_add", "field": "tags", "elements": ["home", "urgent"]}),
+            ),
+            m(
+                "op-ex4-0002",
+                &format!("{t0}-0003-client-b"),
+                json!({"kind": "set_remove", "field": "tags", "elements": ["urgent"]}),
+            ),
+            m(
+                "op-ex4-0003",
+                &format!("{t1}-0000-client-a"),
+                json!({"kind": "set_add", "field": "tags", "elements": ["urgent"]}),
+            ),
+        ],
+        &set,
+    );
     assert_eq!(Value::Object(r.value), json!({"tags": ["home", "urgent"]}));
     // 5. Keep both, then resolve.
     let kb = |_: &str| Policy::KeepBoth;
-    let a = m("op-ex5-0001", &format!("{t0}-0000-client-a"), json!({"kind": "patch", "set": {"body": "Milk"}}));
-    let b = m("op-ex5-0002", &format!("{t0}-0001-client-b"), json!({"kind": "patch", "set": {"body": "Oat milk"}}));
+    let a = m(
+        "op-ex5-0001",
+        &format!("{t0}-0000-client-a"),
+        json!({"kind": "patch", "set": {"body": "Milk"}}),
+    );
+    let b = m(
+        "op-ex5-0002",
+        &format!("{t0}-0001-client-b"),
+        json!({"kind": "patch", "set": {"body": "Oat milk"}}),
+    );
     let r = run(&[a.clone(), b.clone()], &kb);
     assert_eq!(Value::Object(r.value), json!({"body": "Oat milk"}));
-    assert_eq!(r.conflicts, BTreeMap::from([("body".to_owned(), vec![json!("Milk"), json!("Oat milk")])]));
-    let resolve = m("op-ex5-0003", &format!("{t1}-0000-client-a"), json!({"kind": "resolve", "field": "body", "value": "Oat milk, 2 litres"}));
+    assert_eq!(
+        r.conflicts,
+        BTreeMap::from([("body".to_owned(), vec![json!("Milk"), json!("Oat milk")])])
+    );
+    let resolve = m(
+        "op-ex5-0003",
+        &format!("{t1}-0000-client-a"),
+        json!({"kind": "resolve", "field": "body", "value": "Oat milk, 2 litres"}),
+    );
     let r = run(&[a, b, resolve], &kb);
-    assert_eq!(Value::Object(r.value), json!({"body": "Oat milk, 2 litres"}));
+    assert_eq!(
+        Value::Object(r.value),
+        json!({"body": "Oat milk, 2 litres"})
+    );
     assert!(r.conflicts.is_empty());
     // 6. Delete against a concurrent update.
-    let del = m("op-ex6-0001", &format!("{t0}-0004-client-a"), json!({"kind": "delete"}));
-    let p1 = m("op-ex6-0002", &format!("{t0}-0002-client-b"), json!({"kind": "patch", "set": {"done": true}}));
-    let p2 = m("op-ex6-0003", &format!("{t1}-0000-client-b"), json!({"kind": "patch", "set": {"title": "Again"}}));
+    let del = m(
+        "op-ex6-0001",
+        &format!("{t0}-0004-client-a"),
+        json!({"kind": "delete"}),
+    );
+    let p1 = m(
+        "op-ex6-0002",
+        &format!("{t0}-0002-client-b"),
+        json!({"kind": "patch", "set": {"done": true}}),
+    );
+    let p2 = m(
+        "op-ex6-0003",
+        &format!("{t1}-0000-client-b"),
+        json!({"kind": "patch", "set": {"title": "Again"}}),
+    );
     let r = run(&[del.clone(), p1.clone(), p2], &lww);
     assert_eq!(Value::Object(r.value), json!({"title": "Again"}));
     assert!(!run(&[del, p1], &lww).exists);
