@@ -1,12 +1,17 @@
 //! `driftless`: the one command-line tool of Driftless.
 //!
-//! Subcommands arrive with the parts they drive; today: `schema export`, which regenerates
-//! `schemas/v1/` from the protocol crate's types.
+//! - `serve`: the reference server on an embedded SQLite database.
+//! - `token`: mint a Token for the reference server.
+//! - `schema export`: regenerate `schemas/v1/` from the protocol crate's types.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use driftless_protocol::ids::SpaceId;
+use driftless_protocol::messages::{Scope, TokenClaims};
 
 #[derive(Parser)]
 #[command(
@@ -21,11 +26,65 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the reference server on an embedded SQLite database.
+    Serve(ServeArgs),
+    /// Print a signed, short-lived Token for the reference server, alone, on stdout.
+    Token(TokenArgs),
     /// Work with the protocol's JSON Schemas.
     Schema {
         #[command(subcommand)]
         command: SchemaCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    listen: String,
+    /// Data folder (created if missing): the database and the token-signing secret.
+    #[arg(long, default_value = "./driftless-data")]
+    data: PathBuf,
+    /// Requests per second each User may make before getting 429.
+    #[arg(long, default_value_t = 500)]
+    rate_limit: u32,
+    /// Seconds between periodic compactions past the retention horizon.
+    #[arg(long, default_value_t = 3600)]
+    compact_every_s: u64,
+    /// Switch on a deliberate bug (see --list-faults). Repeatable.
+    #[cfg(feature = "fault-injection")]
+    #[arg(long = "fault", value_name = "NAME")]
+    faults: Vec<String>,
+    /// Print every fault, one per line: its name, then the requirement IDs it breaks.
+    #[cfg(feature = "fault-injection")]
+    #[arg(long)]
+    list_faults: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScopeArg {
+    Read,
+    Write,
+    Admin,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The server's data folder (holds the signing secret).
+    #[arg(long, default_value = "./driftless-data")]
+    data: PathBuf,
+    /// The User the Token names.
+    #[arg(long)]
+    user: String,
+    /// A Space the Token grants access to. Repeatable.
+    #[arg(long, required = true)]
+    space: Vec<String>,
+    /// The Scope on those Spaces; repeated values grant the highest. Default: write.
+    #[arg(long, value_enum)]
+    scope: Vec<ScopeArg>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl: u64,
 }
 
 #[derive(Subcommand)]
@@ -60,6 +119,19 @@ enum CliError {
         dir: PathBuf,
         names: String,
     },
+    #[error("{0}")]
+    Start(#[from] driftless_server::StartError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
 }
 
 fn export(out: &Path, check: bool) -> Result<(), CliError> {
@@ -98,6 +170,114 @@ fn export(out: &Path, check: bool) -> Result<(), CliError> {
     Ok(())
 }
 
+fn token(args: TokenArgs) -> Result<(), CliError> {
+    let scope = args
+        .scope
+        .iter()
+        .map(|s| match s {
+            ScopeArg::Read => Scope::Read,
+            ScopeArg::Write => Scope::Write,
+            ScopeArg::Admin => Scope::Admin,
+        })
+        .max()
+        .unwrap_or(Scope::Write);
+    let mut grants = BTreeMap::new();
+    for space in &args.space {
+        let id: SpaceId = space
+            .parse()
+            .map_err(|e: driftless_protocol::ids::InvalidId| CliError::Usage(e.to_string()))?;
+        grants.insert(id, scope);
+    }
+    if args.user.is_empty() || args.user.len() > 128 {
+        return Err(CliError::Usage("--user must be 1 to 128 characters".into()));
+    }
+    if args.ttl == 0 {
+        return Err(CliError::Usage("--ttl must be at least 1 second".into()));
+    }
+    let key = driftless_server::auth::TokenKey::load_or_create(&args.data)
+        .map_err(driftless_server::StartError::from)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = TokenClaims {
+        sub: args.user,
+        grants,
+        iat: now,
+        exp: now + args.ttl,
+    };
+    println!("{}", key.mint(&claims));
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> Result<(), CliError> {
+    #[cfg(feature = "fault-injection")]
+    if args.list_faults {
+        for (name, ids, _) in driftless_server::faults::ALL {
+            println!("{name} {ids}");
+        }
+        return Ok(());
+    }
+    #[cfg(feature = "fault-injection")]
+    let faults = driftless_server::faults::Faults::parse(&args.faults).map_err(CliError::Usage)?;
+    #[cfg(not(feature = "fault-injection"))]
+    let faults = driftless_server::faults::Faults::default();
+    let config = driftless_server::service::Config {
+        rate_limit_per_s: args.rate_limit,
+        ..Default::default()
+    };
+    let app = driftless_server::open(&args.data, config, faults)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|source| CliError::Listen {
+                addr: args.listen.clone(),
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| CliError::Listen {
+            addr: args.listen.clone(),
+            source,
+        })?;
+        // Tests and scripts read this line to learn the chosen port.
+        println!("listening on http://{addr}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        driftless_server::run(
+            app,
+            listener,
+            shutdown_signal(),
+            Duration::from_secs(args.compact_every_s.max(1)),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(CliError::Serve)
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// Parses the command line; a usage error is one line on stderr and exit code 2.
 fn parse() -> Result<Cli, ExitCode> {
     use clap::error::ErrorKind;
@@ -125,13 +305,25 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DRIFTLESS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Token(args) => token(args),
         Command::Schema {
             command: SchemaCommand::Export { out, check },
         } => export(&out, check),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ CliError::Usage(_)) => {
+            eprintln!("driftless: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("driftless: {e}");
             ExitCode::FAILURE

@@ -1,0 +1,601 @@
+//! The HTTP edge: routing, headers, limits, authentication and problem+json. The only module
+//! that knows hyper. It turns requests into calls of [`Service`] and answers into responses.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use driftless_protocol::messages::{Scope, TokenClaims, PROTOCOL_VERSIONS};
+use driftless_protocol::problem::{Problem, ProblemType};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{
+    HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::auth::{scope_on, TokenKey};
+use crate::faults::fault;
+use crate::service::{Caller, Service};
+use crate::storage::Storage;
+
+/// The header that carries the Server's HLC (`[HTTP-9]`).
+pub const CLOCK_HEADER: &str = "driftless-clock";
+/// The version negotiation header (`[VER-2]`).
+pub const VERSION_HEADER: &str = "driftless-version";
+
+/// One endpoint of the protocol, with its path parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Discovery,
+    Metrics,
+    Push(String),
+    Manifest(String),
+    Pull(String),
+    Record(String, String, String),
+    History(String, String, String),
+    Checksums(String),
+    Bucket(String, String),
+    Schemas(String, String),
+    Schema(String, String, String),
+    Compact(String),
+}
+
+impl Route {
+    fn parse(path: &str) -> Option<Route> {
+        let segments: Vec<&str> = path.split('/').collect();
+        let s = |i: usize| segments[i].to_owned();
+        Some(match segments.as_slice() {
+            ["", ".well-known", "driftless"] => Route::Discovery,
+            ["", "metrics"] => Route::Metrics,
+            ["", "v1", "spaces", _, "push"] => Route::Push(s(3)),
+            ["", "v1", "spaces", _, "manifest"] => Route::Manifest(s(3)),
+            ["", "v1", "spaces", _, "pull"] => Route::Pull(s(3)),
+            ["", "v1", "spaces", _, "records", _, _] => Route::Record(s(3), s(5), s(6)),
+            ["", "v1", "spaces", _, "records", _, _, "history"] => Route::History(s(3), s(5), s(6)),
+            ["", "v1", "spaces", _, "checksums"] => Route::Checksums(s(3)),
+            ["", "v1", "spaces", _, "buckets", _] => Route::Bucket(s(3), s(5)),
+            ["", "v1", "spaces", _, "collections", _, "schemas"] => Route::Schemas(s(3), s(5)),
+            ["", "v1", "spaces", _, "collections", _, "schemas", _] => {
+                Route::Schema(s(3), s(5), s(7))
+            }
+            ["", "v1", "spaces", _, "compact"] => Route::Compact(s(3)),
+            _ => return None,
+        })
+    }
+
+    /// A fixed name for metrics and logs.
+    fn name(&self) -> &'static str {
+        match self {
+            Route::Discovery => "discovery",
+            Route::Metrics => "metrics",
+            Route::Push(_) => "push",
+            Route::Manifest(_) => "manifest",
+            Route::Pull(_) => "pull",
+            Route::Record(..) => "record",
+            Route::History(..) => "history",
+            Route::Checksums(_) => "checksums",
+            Route::Bucket(..) => "bucket",
+            Route::Schemas(..) => "list_schemas",
+            Route::Schema(..) => "put_schema",
+            Route::Compact(_) => "compact",
+        }
+    }
+
+    fn method(&self) -> Method {
+        match self {
+            Route::Push(_) | Route::Manifest(_) | Route::Compact(_) => Method::POST,
+            Route::Schema(..) => Method::PUT,
+            _ => Method::GET,
+        }
+    }
+
+    fn has_body(&self) -> bool {
+        matches!(
+            self,
+            Route::Push(_) | Route::Manifest(_) | Route::Schema(..)
+        )
+    }
+
+    /// The Space and the Scope the endpoint needs on it.
+    fn access(&self) -> Option<(&str, Scope)> {
+        Some(match self {
+            Route::Discovery | Route::Metrics => return None,
+            Route::Push(s) | Route::Manifest(s) => (s, Scope::Write),
+            Route::Pull(s)
+            | Route::Record(s, ..)
+            | Route::Checksums(s)
+            | Route::Bucket(s, _)
+            | Route::Schemas(s, _) => (s, Scope::Read),
+            Route::History(s, ..) | Route::Schema(s, ..) | Route::Compact(s) => (s, Scope::Admin),
+        })
+    }
+}
+
+/// A per-User token bucket (`[LIM-5]`).
+pub struct RateLimiter {
+    per_s: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// A limiter allowing `per_s` requests per second per User, in bursts of as many.
+    pub fn new(per_s: u32) -> Self {
+        Self {
+            per_s: f64::from(per_s.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `user`; on refusal, the whole seconds until one is available.
+    fn take(&self, user: &str) -> Result<(), u64> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > 100_000 {
+            buckets.clear(); // bounded memory; a reset only ever lets requests through
+        }
+        let now = Instant::now();
+        let (tokens, last) = buckets.entry(user.to_owned()).or_insert((self.per_s, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_s).min(self.per_s);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.per_s).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+/// Everything a request needs.
+pub struct App<S: Storage> {
+    /// The protocol handlers.
+    pub service: Arc<Service<S>>,
+    /// The Token key.
+    pub key: TokenKey,
+    /// The per-User rate limiter.
+    pub limiter: RateLimiter,
+}
+
+/// A response before headers common to all are added.
+struct Reply {
+    status: StatusCode,
+    body: Vec<u8>,
+    content_type: &'static str,
+    headers: Vec<(hyper::header::HeaderName, HeaderValue)>,
+}
+
+impl Reply {
+    fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
+        Reply {
+            status,
+            body: serde_json::to_vec(value).expect("messages serialize"),
+            content_type: "application/json",
+            headers: Vec::new(),
+        }
+    }
+
+    fn problem(p: Problem) -> Reply {
+        let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut headers = Vec::new();
+        match p.known_type() {
+            Some(ProblemType::Unauthorized) => {
+                headers.push((WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
+            }
+            Some(ProblemType::Unavailable) if !headers.iter().any(|(n, _)| n == RETRY_AFTER) => {
+                headers.push((RETRY_AFTER, HeaderValue::from_static("1")))
+            }
+            _ => {}
+        }
+        Reply {
+            status,
+            body: serde_json::to_vec(&p).expect("problems serialize"),
+            content_type: "application/problem+json",
+            headers,
+        }
+    }
+}
+
+fn query_params(query: Option<&str>) -> HashMap<String, String> {
+    let decode = |s: &str| -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'%' if i + 2 < bytes.len() => {
+                    match u8::from_str_radix(
+                        std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                        16,
+                    ) {
+                        Ok(b) => {
+                            out.push(b);
+                            i += 3;
+                            continue;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                b'+' => out.push(b' '),
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// Whether JSON text nests arrays and objects deeper than `max` (`[LIM-4]`). Scans bytes without
+/// parsing, skipping strings, so a hostile body cannot exhaust the stack.
+fn too_deep(body: &[u8], max: u32) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0u32, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+fn unix_s(ms: u64) -> u64 {
+    ms / 1000
+}
+
+impl<S: Storage> App<S> {
+    /// Answers one request. Never fails: every error becomes a Problem response.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let start = Instant::now();
+        let path = req.uri().path().to_owned();
+        let route = Route::parse(&path);
+        let route_name = route.as_ref().map(Route::name).unwrap_or("unknown");
+        let traceparent = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        // Spans carry the route, method and trace context; never bodies or Tokens (`[SEC-1]`).
+        let span = tracing::info_span!("request", route = route_name, method = %req.method(), traceparent = %traceparent);
+        let is_v1 = path.starts_with("/v1/");
+        let reply = self
+            .clone()
+            .dispatch(route, req)
+            .instrument(span.clone())
+            .await;
+        let status = reply.status;
+        let mut response = Response::builder().status(status);
+        let headers = response.headers_mut().expect("builder is fresh");
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+        if let Ok(v) = HeaderValue::from_str(&self.service.clock().issue().to_string()) {
+            headers.insert(CLOCK_HEADER, v);
+        }
+        if is_v1 {
+            headers.insert(VERSION_HEADER, HeaderValue::from_static("1.0"));
+        }
+        for (name, value) in reply.headers {
+            headers.insert(name, value);
+        }
+        let elapsed = start.elapsed().as_millis() as u64;
+        self.service
+            .metrics()
+            .observe_request(route_name, status.as_u16(), elapsed);
+        span.in_scope(|| {
+            tracing::info!(status = status.as_u16(), elapsed_ms = elapsed, "answered")
+        });
+        Ok(response
+            .body(Full::new(Bytes::from(reply.body)))
+            .expect("a valid response"))
+    }
+
+    async fn dispatch(self: Arc<Self>, route: Option<Route>, req: Request<Incoming>) -> Reply {
+        match self.answer(route, req).await {
+            Ok(reply) => reply,
+            Err(problem) => Reply::problem(problem),
+        }
+    }
+
+    async fn answer(
+        self: Arc<Self>,
+        route: Option<Route>,
+        req: Request<Incoming>,
+    ) -> Result<Reply, Problem> {
+        let Some(route) = route else {
+            return Err(Problem::new(
+                ProblemType::NotFound,
+                format!("{} is not an endpoint of this server", req.uri().path()),
+            ));
+        };
+        if req.method() != route.method() {
+            let mut reply = Reply::problem(Problem::new(
+                ProblemType::MethodNotAllowed,
+                format!(
+                    "{} is not allowed on {}; use {}",
+                    req.method(),
+                    req.uri().path(),
+                    route.method()
+                ),
+            ));
+            reply.headers.push((
+                ALLOW,
+                HeaderValue::from_str(route.method().as_str()).expect("method names are ASCII"),
+            ));
+            return Ok(reply);
+        }
+        match route {
+            Route::Discovery => return Ok(Reply::json(StatusCode::OK, &self.service.discovery())),
+            Route::Metrics => {
+                return Ok(Reply {
+                    status: StatusCode::OK,
+                    body: self.service.metrics().render().into_bytes(),
+                    content_type: "text/plain; version=0.0.4",
+                    headers: Vec::new(),
+                })
+            }
+            _ => {}
+        }
+        self.check_version(&req)?;
+        let limits = &self.service.config().limits;
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limits.body_bytes_max) {
+            return Err(too_large(limits.body_bytes_max));
+        }
+        let caller = self.authorize(&req, &route)?;
+        if let Err(retry_after) = self.service_limiter_take(&caller.user) {
+            let mut reply = Reply::problem(Problem::new(
+                ProblemType::RateLimited,
+                format!(
+                    "more than {} requests per second; retry after {retry_after} s",
+                    self.service.config().rate_limit_per_s
+                ),
+            ));
+            reply
+                .headers
+                .push((RETRY_AFTER, HeaderValue::from(retry_after)));
+            return Ok(reply);
+        }
+        let query = query_params(req.uri().query());
+        let q = |name: &str| query.get(name).map(String::as_str);
+        let body = if route.has_body() {
+            let is_json = req
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| {
+                    v.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .eq_ignore_ascii_case("application/json")
+                })
+                .unwrap_or(false);
+            if !is_json {
+                return Err(Problem::new(
+                    ProblemType::UnsupportedMediaType,
+                    "request bodies must be application/json",
+                ));
+            }
+            let bytes = Limited::new(req.into_body(), limits.body_bytes_max as usize)
+                .collect()
+                .await
+                .map_err(|_| too_large(limits.body_bytes_max))?
+                .to_bytes();
+            if too_deep(&bytes, limits.json_depth_max) {
+                return Err(Problem::new(
+                    ProblemType::InvalidJson,
+                    format!(
+                        "the body nests deeper than {} levels",
+                        limits.json_depth_max
+                    ),
+                ));
+            }
+            let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                Problem::new(
+                    ProblemType::InvalidJson,
+                    format!(
+                        "the body is not UTF-8 JSON (line {}, column {})",
+                        e.line(),
+                        e.column()
+                    ),
+                )
+            })?;
+            Some(value)
+        } else {
+            None
+        };
+        let body = || body.clone().unwrap_or(Value::Null);
+        let service = &self.service;
+        Ok(match &route {
+            Route::Push(space) => {
+                Reply::json(StatusCode::OK, &service.push(space, &caller, body()).await?)
+            }
+            Route::Manifest(space) => {
+                Reply::json(StatusCode::OK, &service.manifest(space, body()).await?)
+            }
+            Route::Pull(space) => Reply::json(
+                StatusCode::OK,
+                &service
+                    .pull(space, q("cursor"), q("limit"), q("wait_ms"))
+                    .await?,
+            ),
+            Route::Record(space, c, id) => {
+                Reply::json(StatusCode::OK, &service.record(space, c, id).await?)
+            }
+            Route::History(space, c, id) => Reply::json(
+                StatusCode::OK,
+                &service
+                    .history(space, c, id, q("after"), q("limit"))
+                    .await?,
+            ),
+            Route::Checksums(space) => {
+                Reply::json(StatusCode::OK, &service.checksums(space).await?)
+            }
+            Route::Bucket(space, b) => Reply::json(
+                StatusCode::OK,
+                &service.bucket(space, b, q("after"), q("limit")).await?,
+            ),
+            Route::Schemas(space, c) => {
+                Reply::json(StatusCode::OK, &service.list_schemas(space, c).await?)
+            }
+            Route::Schema(space, c, v) => {
+                let (created, doc) = service.put_schema(space, c, v, body()).await?;
+                Reply::json(
+                    if created {
+                        StatusCode::CREATED
+                    } else {
+                        StatusCode::OK
+                    },
+                    &doc,
+                )
+            }
+            Route::Compact(space) => Reply::json(StatusCode::OK, &service.compact(space).await?),
+            Route::Discovery | Route::Metrics => unreachable!("answered above"),
+        })
+    }
+
+    fn service_limiter_take(&self, user: &str) -> Result<(), u64> {
+        self.limiter.take(user)
+    }
+
+    fn check_version(&self, req: &Request<Incoming>) -> Result<(), Problem> {
+        let Some(v) = req.headers().get(VERSION_HEADER) else {
+            return Ok(()); // [VER-6]
+        };
+        let text = v.to_str().unwrap_or("");
+        let major = text
+            .split_once('.')
+            .filter(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+            })
+            .map(|(a, _)| a);
+        if major != Some("1") {
+            let mut p = Problem::new(
+                ProblemType::UnsupportedVersion,
+                format!("protocol version {text} is not supported"),
+            );
+            p.supported_versions = Some(PROTOCOL_VERSIONS.iter().map(|s| s.to_string()).collect());
+            return Err(p);
+        }
+        Ok(())
+    }
+
+    /// Authentication (`[AUTH-2]`) then authorization (`[AUTH-4]`), before anything about the
+    /// Space or the body is looked at (`[AUTH-6]`).
+    fn authorize(&self, req: &Request<Incoming>, route: &Route) -> Result<Caller, Problem> {
+        let unauthorized = |detail: &str| Problem::new(ProblemType::Unauthorized, detail);
+        let header = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let token = match header {
+            None => return Err(unauthorized("a bearer token is required")),
+            Some(h) => match h
+                .strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+            {
+                Some(t) => t.trim(),
+                None => return Err(unauthorized("the Authorization header must be Bearer")),
+            },
+        };
+        let now_s = unix_s(self.service.clock().now_ms());
+        let claims: TokenClaims = self
+            .key
+            .verify(token, now_s)
+            .map_err(|e| unauthorized(&e.to_string()))?;
+        let (space, needed) = route.access().expect("only Space routes are authorized");
+        let ignore = fault!(self.service.faults(), AuthIgnoredOnChecksums)
+            && matches!(route, Route::Checksums(_));
+        let granted = scope_on(&claims, space);
+        if !ignore && granted.is_none_or(|g| g < needed) {
+            let scope = match needed {
+                Scope::Read => "read",
+                Scope::Write => "write",
+                Scope::Admin => "admin",
+            };
+            // The same answer whether or not the Space exists (`[AUTH-5]`).
+            return Err(Problem::new(
+                ProblemType::Forbidden,
+                format!("this token does not grant {scope} on the requested space"),
+            ));
+        }
+        Ok(Caller { user: claims.sub })
+    }
+}
+
+fn too_large(max: u64) -> Problem {
+    Problem::new(
+        ProblemType::PayloadTooLarge,
+        format!("the body exceeds {max} bytes"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_scan_ignores_brackets_in_strings() {
+        assert!(!too_deep(br#"{"a": "[[[[[[[[[["}"#, 2));
+        assert!(too_deep(b"[[[1]]]", 2));
+        assert!(!too_deep(b"[[1]]", 2));
+        assert!(!too_deep(br#"["\"[[[[" ]"#, 1));
+    }
+
+    #[test]
+    fn routes_parse_their_parameters() {
+        assert_eq!(
+            Route::parse("/v1/spaces/demo/records/tasks/t1/history"),
+            Some(Route::History("demo".into(), "tasks".into(), "t1".into()))
+        );
+        assert_eq!(Route::parse("/v1/spaces/demo/nope"), None);
+        assert_eq!(
+            Route::parse("/.well-known/driftless"),
+            Some(Route::Discovery)
+        );
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        let q = query_params(Some("cursor=c1.4.ab&after=tasks%2Ft1&x"));
+        assert_eq!(q["after"], "tasks/t1");
+        assert_eq!(q["x"], "");
+    }
+}

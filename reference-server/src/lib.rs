@@ -1,0 +1,150 @@
+//! The Driftless reference server: every requirement of protocol v1, on hyper + tokio, durable
+//! on embedded SQLite.
+//!
+//! Layers, outermost first (each knows only the next):
+//! - [`http`]: routing, headers, limits, authentication, problem+json. The only hyper code.
+//! - [`service`]: the protocol handlers. Knows the spec, the storage traits and nothing of HTTP.
+//! - [`storage`]: the [`storage::Storage`] trait with its written contracts, and the SQLite
+//!   backend, the only code that knows SQL.
+//!
+//! [`run`] serves until a shutdown future completes, then lets in-flight requests finish.
+
+pub mod auth;
+pub mod faults;
+pub mod http;
+pub mod metrics;
+pub mod service;
+pub mod storage;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::auth::TokenKey;
+use crate::faults::Faults;
+use crate::http::{App, RateLimiter};
+use crate::metrics::Metrics;
+use crate::service::{Config, Service, SystemClock, WallClock};
+use crate::storage::sqlite::SqliteStorage;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data folder could not be created.
+    #[error("cannot create data folder {path}: {source}")]
+    DataDir {
+        /// The folder.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The token secret could not be read or created.
+    #[error(transparent)]
+    Secret(#[from] auth::SecretError),
+    /// The database could not be opened.
+    #[error("cannot open the database: {0}")]
+    Storage(#[from] storage::StorageError),
+}
+
+/// The server over the SQLite store in `data_dir` (created if missing).
+pub fn open(
+    data_dir: &Path,
+    config: Config,
+    faults: Faults,
+) -> Result<Arc<App<SqliteStorage>>, StartError> {
+    open_with_clock(data_dir, config, faults, Arc::new(SystemClock))
+}
+
+/// As [`open`], with an injected wall clock (tests).
+pub fn open_with_clock(
+    data_dir: &Path,
+    config: Config,
+    faults: Faults,
+    wall: Arc<dyn WallClock>,
+) -> Result<Arc<App<SqliteStorage>>, StartError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    let key = TokenKey::load_or_create(data_dir)?;
+    let storage = Arc::new(SqliteStorage::open(data_dir)?);
+    let limiter = RateLimiter::new(config.rate_limit_per_s);
+    let service = Arc::new(Service::new(
+        storage,
+        config,
+        wall,
+        Arc::new(Metrics::default()),
+        faults,
+    )?);
+    Ok(Arc::new(App {
+        service,
+        key,
+        limiter,
+    }))
+}
+
+/// Serves `listener` until `shutdown` completes; then stops accepting, lets in-flight requests
+/// finish (at most `drain` long), and returns. Compacts expired history every `compact_every`.
+pub async fn run<S: storage::Storage>(
+    app: Arc<App<S>>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    compact_every: Duration,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let compactor = {
+        let service = app.service.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(compact_every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = service.compact_expired().await {
+                    tracing::error!(error = %e, "periodic compaction failed");
+                }
+            }
+        })
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and similar: keep serving the others.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let app = app.clone();
+                let conn = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(move |req| app.clone().handle(req)));
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    compactor.abort();
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections were still open after the drain period");
+    }
+    Ok(())
+}

@@ -1,0 +1,552 @@
+//! The SQLite backend: one database file in the data folder, WAL journal, `synchronous=FULL`.
+//!
+//! One connection, behind a mutex, serves reads and writes. Callers run it on blocking threads
+//! (`tokio::task::spawn_blocking`); the reference server favours being obviously correct over
+//! parallel reads.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use driftless_protocol::collection_schema::CollectionSchema;
+use driftless_protocol::hlc::Hlc;
+use driftless_protocol::merge::RecordState;
+use driftless_protocol::messages::HistoryEntry;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::{
+    RecordView, SpaceMeta, SpaceRead, SpaceWrite, Storage, StorageError, StoredOp, StoredRecord,
+};
+
+/// The database file name inside the data folder.
+pub const DB_FILE: &str = "driftless.sqlite3";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS spaces (
+    space TEXT PRIMARY KEY,
+    latest_seq INTEGER NOT NULL DEFAULT 0,
+    horizon TEXT,
+    compaction_point INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    space TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    change_seq INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    deleted_hlc TEXT,
+    state TEXT NOT NULL,
+    value TEXT,
+    conflicts TEXT,
+    digest BLOB,
+    bucket INTEGER NOT NULL,
+    schema_version INTEGER,
+    PRIMARY KEY (space, collection, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_by_seq ON records (space, change_seq);
+CREATE INDEX IF NOT EXISTS records_by_bucket ON records (space, bucket, collection, id) WHERE deleted = 0;
+CREATE TABLE IF NOT EXISTS ops (
+    space TEXT NOT NULL,
+    op_id TEXT NOT NULL,
+    body_digest TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    hlc_ms INTEGER NOT NULL,
+    PRIMARY KEY (space, op_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    space TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    hlc_ms INTEGER NOT NULL,
+    entry TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_by_record ON history (space, collection, id, position);
+CREATE TABLE IF NOT EXISTS schemas (
+    space TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (space, collection, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+";
+
+/// The pragmas every connection uses. WAL with `synchronous=FULL` makes each commit durable
+/// before it returns, which is what an acknowledgement promises (`[PUSH-2]`).
+pub const PRAGMAS: &str =
+    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;";
+
+fn backend(e: rusqlite::Error) -> StorageError {
+    StorageError::Backend(e.to_string())
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt(format!("{what}: {e}"))
+}
+
+/// A SQLite database of Spaces.
+pub struct SqliteStorage {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the database in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
+        let conn = Connection::open(data_dir.join(DB_FILE)).map_err(backend)?;
+        Self::from_connection(conn)
+    }
+
+    fn from_connection(conn: Connection) -> Result<Self, StorageError> {
+        conn.execute_batch(PRAGMAS).map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StorageError> {
+        // A panic while holding the lock cannot leave a half-written transaction behind
+        // (SQLite rolls it back), so a poisoned lock is safe to reuse.
+        Ok(self.conn.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+struct Tx<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    space: &'a str,
+}
+
+const RECORD_COLUMNS: &str =
+    "collection, id, change_seq, deleted, state, value, conflicts, digest, bucket, schema_version";
+
+fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRecord> {
+    Ok(RawRecord {
+        collection: row.get(0)?,
+        id: row.get(1)?,
+        change_seq: row.get(2)?,
+        deleted: row.get(3)?,
+        state: row.get(4)?,
+        value: row.get(5)?,
+        conflicts: row.get(6)?,
+        digest: row.get(7)?,
+        bucket: row.get(8)?,
+        schema_version: row.get(9)?,
+    })
+}
+
+struct RawRecord {
+    collection: String,
+    id: String,
+    change_seq: i64,
+    deleted: bool,
+    state: String,
+    value: Option<String>,
+    conflicts: Option<String>,
+    digest: Option<Vec<u8>>,
+    bucket: i64,
+    schema_version: Option<i64>,
+}
+
+impl RawRecord {
+    fn decode(self) -> Result<StoredRecord, StorageError> {
+        let state: RecordState =
+            serde_json::from_str(&self.state).map_err(|e| corrupt("record state", e))?;
+        let value = self
+            .value
+            .map(|v| serde_json::from_str(&v).map_err(|e| corrupt("record value", e)))
+            .transpose()?;
+        let conflicts = self
+            .conflicts
+            .map(|v| serde_json::from_str(&v).map_err(|e| corrupt("record conflicts", e)))
+            .transpose()?;
+        let digest = self
+            .digest
+            .map(|d| <[u8; 32]>::try_from(d.as_slice()).map_err(|e| corrupt("record digest", e)))
+            .transpose()?;
+        Ok(StoredRecord {
+            collection: self.collection,
+            id: self.id,
+            change_seq: self.change_seq as u64,
+            state,
+            view: RecordView {
+                exists: !self.deleted,
+                value,
+                conflicts,
+                digest,
+                bucket: self.bucket as u8,
+                schema_version: self.schema_version.map(|v| v as u32),
+            },
+        })
+    }
+}
+
+impl Tx<'_> {
+    fn records(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<StoredRecord>, StorageError> {
+        let mut stmt = self.tx.prepare_cached(sql).map_err(backend)?;
+        let rows = stmt.query_map(params, record_from_row).map_err(backend)?;
+        rows.map(|r| r.map_err(backend)?.decode()).collect()
+    }
+}
+
+impl SpaceRead for Tx<'_> {
+    fn meta(&self) -> Result<SpaceMeta, StorageError> {
+        let row = self
+            .tx
+            .query_row(
+                "SELECT latest_seq, horizon, compaction_point FROM spaces WHERE space = ?1",
+                [self.space],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(backend)?;
+        let Some((latest, horizon, point)) = row else {
+            return Ok(SpaceMeta::default());
+        };
+        Ok(SpaceMeta {
+            latest_seq: latest as u64,
+            horizon: horizon
+                .map(|h| h.parse().map_err(|e| corrupt("horizon", e)))
+                .transpose()?,
+            compaction_point: point as u64,
+        })
+    }
+
+    fn op(&self, op_id: &str) -> Result<Option<StoredOp>, StorageError> {
+        self.tx
+            .prepare_cached("SELECT body_digest, outcome FROM ops WHERE space = ?1 AND op_id = ?2")
+            .map_err(backend)?
+            .query_row(params![self.space, op_id], |r| {
+                Ok(StoredOp {
+                    body_digest: r.get(0)?,
+                    outcome: r.get(1)?,
+                })
+            })
+            .optional()
+            .map_err(backend)
+    }
+
+    fn record(&self, collection: &str, id: &str) -> Result<Option<StoredRecord>, StorageError> {
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE space = ?1 AND collection = ?2 AND id = ?3"
+        );
+        Ok(self
+            .records(&sql, params![self.space, collection, id])?
+            .pop())
+    }
+
+    fn records_changed_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, StorageError> {
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE space = ?1 AND change_seq > ?2 ORDER BY change_seq LIMIT ?3"
+        );
+        self.records(&sql, params![self.space, after as i64, limit as i64])
+    }
+
+    fn record_digests(&self) -> Result<Vec<(u8, [u8; 32])>, StorageError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT bucket, digest FROM records WHERE space = ?1 AND deleted = 0")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([self.space], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(backend)?;
+        rows.map(|r| {
+            let (bucket, digest) = r.map_err(backend)?;
+            let digest =
+                <[u8; 32]>::try_from(digest.as_slice()).map_err(|e| corrupt("record digest", e))?;
+            Ok((bucket as u8, digest))
+        })
+        .collect()
+    }
+
+    fn bucket_records(
+        &self,
+        bucket: u8,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, StorageError> {
+        let (c, i) = after.unwrap_or(("", ""));
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE space = ?1 AND bucket = ?2 AND deleted = 0
+             AND (collection, id) > (?3, ?4) ORDER BY collection, id LIMIT ?5"
+        );
+        self.records(&sql, params![self.space, bucket as i64, c, i, limit as i64])
+    }
+
+    fn collection_records(&self, collection: &str) -> Result<Vec<StoredRecord>, StorageError> {
+        let sql =
+            format!("SELECT {RECORD_COLUMNS} FROM records WHERE space = ?1 AND collection = ?2");
+        self.records(&sql, params![self.space, collection])
+    }
+
+    fn schemas(&self, collection: &str) -> Result<Vec<CollectionSchema>, StorageError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "SELECT doc FROM schemas WHERE space = ?1 AND collection = ?2 ORDER BY version",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![self.space, collection], |r| r.get::<_, String>(0))
+            .map_err(backend)?;
+        rows.map(|r| {
+            serde_json::from_str(&r.map_err(backend)?).map_err(|e| corrupt("collection schema", e))
+        })
+        .collect()
+    }
+
+    fn history(
+        &self,
+        collection: &str,
+        id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StorageError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "SELECT position, entry FROM history WHERE space = ?1 AND collection = ?2 AND id = ?3
+                 AND position > ?4 ORDER BY position LIMIT ?5",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(
+                params![self.space, collection, id, after as i64, limit as i64],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )
+            .map_err(backend)?;
+        rows.map(|r| {
+            let (position, text) = r.map_err(backend)?;
+            let mut entry: HistoryEntry =
+                serde_json::from_str(&text).map_err(|e| corrupt("history entry", e))?;
+            entry.position = position as u64;
+            Ok(entry)
+        })
+        .collect()
+    }
+}
+
+impl SpaceWrite for Tx<'_> {
+    fn next_change_seq(&mut self) -> Result<u64, StorageError> {
+        self.tx
+            .query_row(
+                "INSERT INTO spaces (space, latest_seq) VALUES (?1, 1)
+                 ON CONFLICT (space) DO UPDATE SET latest_seq = latest_seq + 1
+                 RETURNING latest_seq",
+                [self.space],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|s| s as u64)
+            .map_err(backend)
+    }
+
+    fn put_record(&mut self, r: &StoredRecord) -> Result<(), StorageError> {
+        let encode = |v: &serde_json::Value| v.to_string();
+        let state = serde_json::to_string(&r.state).map_err(|e| corrupt("record state", e))?;
+        let value = r
+            .view
+            .value
+            .as_ref()
+            .map(|v| encode(&serde_json::Value::Object(v.clone())));
+        let conflicts = r
+            .view
+            .conflicts
+            .as_ref()
+            .map(|c| serde_json::to_string(c).unwrap_or_default());
+        let deleted_hlc = if r.view.exists {
+            None
+        } else {
+            r.state.deleted.as_ref().map(|d| d.hlc.to_string())
+        };
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO records
+                 (space, collection, id, change_seq, deleted, deleted_hlc, state, value, conflicts, digest, bucket, schema_version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
+            .map_err(backend)?
+            .execute(params![
+                self.space,
+                r.collection,
+                r.id,
+                r.change_seq as i64,
+                !r.view.exists,
+                deleted_hlc,
+                state,
+                value,
+                conflicts,
+                r.view.digest.map(|d| d.to_vec()),
+                r.view.bucket as i64,
+                r.view.schema_version.map(|v| v as i64),
+            ])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn put_op(&mut self, op_id: &str, op: &StoredOp, hlc_ms: u64) -> Result<(), StorageError> {
+        self.tx
+            .prepare_cached("INSERT INTO ops (space, op_id, body_digest, outcome, hlc_ms) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .map_err(backend)?
+            .execute(params![self.space, op_id, op.body_digest, op.outcome, hlc_ms as i64])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn append_history(
+        &mut self,
+        collection: &str,
+        id: &str,
+        entry: &HistoryEntry,
+    ) -> Result<u64, StorageError> {
+        let text = serde_json::to_string(entry).map_err(|e| corrupt("history entry", e))?;
+        self.tx
+            .prepare_cached("INSERT INTO history (space, collection, id, hlc_ms, entry) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .map_err(backend)?
+            .execute(params![self.space, collection, id, entry.hlc.physical_ms() as i64, text])
+            .map_err(backend)?;
+        Ok(self.tx.last_insert_rowid() as u64)
+    }
+
+    fn put_schema(&mut self, doc: &CollectionSchema) -> Result<(), StorageError> {
+        let text = serde_json::to_string(doc).map_err(|e| corrupt("collection schema", e))?;
+        self.tx
+            .execute(
+                "INSERT INTO schemas (space, collection, version, doc) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    self.space,
+                    doc.collection.as_str(),
+                    doc.version as i64,
+                    text
+                ],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn compact(&mut self, horizon: &Hlc, compaction_point: u64) -> Result<u64, StorageError> {
+        // Cursors before a purged tombstone could have missed its delete: raise the point past it.
+        let newest_purged: Option<i64> = self
+            .tx
+            .query_row(
+                "SELECT MAX(change_seq) FROM records WHERE space = ?1 AND deleted = 1 AND deleted_hlc <= ?2",
+                params![self.space, horizon.to_string()],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        let compaction_point = compaction_point.max(newest_purged.unwrap_or(0) as u64);
+        self.tx
+            .execute(
+                "INSERT INTO spaces (space, horizon, compaction_point) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (space) DO UPDATE SET
+                   horizon = CASE WHEN horizon IS NULL OR horizon < ?2 THEN ?2 ELSE horizon END,
+                   compaction_point = MAX(compaction_point, ?3)",
+                params![self.space, horizon.to_string(), compaction_point as i64],
+            )
+            .map_err(backend)?;
+        let purged = self
+            .tx
+            .execute(
+                "DELETE FROM records WHERE space = ?1 AND deleted = 1 AND deleted_hlc <= ?2",
+                params![self.space, horizon.to_string()],
+            )
+            .map_err(backend)?;
+        Ok(purged as u64)
+    }
+
+    fn save_clock(&mut self, clock: &Hlc) -> Result<(), StorageError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('clock', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = MAX(value, ?1)",
+            )
+            .map_err(backend)?
+            .execute([clock.to_string()])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn expire(&mut self, before_ms: u64, history_before_ms: u64) -> Result<(), StorageError> {
+        self.tx
+            .execute(
+                "DELETE FROM ops WHERE space = ?1 AND hlc_ms < ?2",
+                params![self.space, before_ms as i64],
+            )
+            .map_err(backend)?;
+        self.tx
+            .execute(
+                "DELETE FROM history WHERE space = ?1 AND hlc_ms < ?2",
+                params![self.space, history_before_ms as i64],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+impl Storage for SqliteStorage {
+    fn write<T>(
+        &self,
+        space: &str,
+        f: impl FnOnce(&mut dyn SpaceWrite) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let result = f(&mut Tx { tx: &tx, space })?;
+        // With synchronous=FULL, commit returns only after the WAL is fsynced.
+        tx.commit().map_err(backend)?;
+        Ok(result)
+    }
+
+    fn read<T>(
+        &self,
+        space: &str,
+        f: impl FnOnce(&dyn SpaceRead) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(backend)?;
+        let result = f(&Tx { tx: &tx, space })?;
+        tx.finish().map_err(backend)?;
+        Ok(result)
+    }
+
+    fn spaces(&self) -> Result<Vec<String>, StorageError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare("SELECT space FROM spaces ORDER BY space")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(backend)?;
+        rows.map(|r| r.map_err(backend)).collect()
+    }
+
+    fn load_clock(&self) -> Result<Option<Hlc>, StorageError> {
+        let conn = self.lock()?;
+        let text: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(backend)?;
+        text.map(|t| t.parse().map_err(|e| corrupt("clock", e)))
+            .transpose()
+    }
+}
