@@ -228,3 +228,5 @@ pub fn path_matches(template: &str, path: &str) -> bool {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
+
+pub mod server;
