@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod bench;
 use driftless_protocol::ids::SpaceId;
 use driftless_protocol::messages::{Scope, TokenClaims};
 
@@ -34,6 +36,24 @@ enum Command {
     Schema {
         #[command(subcommand)]
         command: SchemaCommand,
+    },
+    /// Measure the reference server against a raw-SQLite baseline from the same run.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Push N puts over HTTP in batches of 1, 100 and 1000, then re-push them as duplicates.
+    Push {
+        /// How many mutations to push per batch size.
+        #[arg(long, default_value_t = 10_000)]
+        mutations: usize,
+        /// Batch sizes to measure.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 100, 1000])]
+        batches: Vec<usize>,
     },
 }
 
@@ -132,6 +152,8 @@ enum CliError {
     Runtime(std::io::Error),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("benchmark failed: {0}")]
+    Bench(String),
 }
 
 fn export(out: &Path, check: bool) -> Result<(), CliError> {
@@ -317,6 +339,19 @@ fn main() -> ExitCode {
         Command::Schema {
             command: SchemaCommand::Export { out, check },
         } => export(&out, check),
+        Command::Bench {
+            command: BenchCommand::Push { mutations, batches },
+        } => {
+            if mutations == 0 || batches.contains(&0) {
+                Err(CliError::Usage(
+                    "--mutations and every batch size must be at least 1".into(),
+                ))
+            } else {
+                bench::push(mutations, &batches)
+                    .map(|rows| print!("{}", bench::report(mutations, &rows)))
+                    .map_err(CliError::Bench)
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

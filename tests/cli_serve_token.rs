@@ -119,3 +119,54 @@ fn a_busy_port_is_one_clear_error() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("cannot listen"), "{stderr}");
 }
+
+#[test]
+fn debug_logs_name_op_ids_but_never_values_or_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = token(dir.path(), "ada", "demo", "write");
+    let log = dir.path().join("server.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let server =
+        ServerProcess::start_with(dir.path(), &[], &[("DRIFTLESS_LOG", "debug")], file.into());
+    let hlc = format!("{:012x}-0000-client-a", common::server::now_ms());
+    let m = common::server::mutation(
+        "op-logged-0001",
+        1,
+        "tasks",
+        "t1",
+        &hlc,
+        json!({"kind": "put", "value": {"secret": "PAYLOAD-MARKER-42"}}),
+    );
+    let (status, _) = call(
+        &agent(),
+        "POST",
+        &format!("{}/v1/spaces/demo/push", server.base),
+        &t,
+        Some(&json!({"client_id": "client-a", "mutations": [m]})),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &agent(),
+        "GET",
+        &format!("{}/v1/spaces/demo/pull", server.base),
+        &t,
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    server.kill();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("op-logged-0001"),
+        "the push is logged with its op ID:\n{text}"
+    );
+    assert!(
+        !text.contains("PAYLOAD-MARKER-42"),
+        "a value reached the log:\n{text}"
+    );
+    assert!(
+        !text.contains(&t) && !text.contains(t.split('.').nth(2).unwrap()),
+        "a token reached the log:\n{text}"
+    );
+}

@@ -206,6 +206,38 @@ fn mutation_validator() -> &'static jsonschema::Validator {
     })
 }
 
+/// What a push batch reads once: within one write transaction neither the Collection Schemas
+/// nor the Horizon can change.
+struct BatchCtx {
+    meta: crate::storage::SpaceMeta,
+    schemas: HashMap<String, Arc<SchemaHistory>>,
+}
+
+impl BatchCtx {
+    fn load(tx: &dyn SpaceRead) -> Result<Self, StorageError> {
+        Ok(Self {
+            meta: tx.meta()?,
+            schemas: HashMap::new(),
+        })
+    }
+
+    fn schemas(
+        &mut self,
+        tx: &dyn SpaceRead,
+        collection: &str,
+    ) -> Result<Arc<SchemaHistory>, StorageError> {
+        if let Some(h) = self.schemas.get(collection) {
+            return Ok(h.clone());
+        }
+        let history = Arc::new(
+            SchemaHistory::new(tx.schemas(collection)?)
+                .map_err(|e| StorageError::Corrupt(e.to_string()))?,
+        );
+        self.schemas.insert(collection.to_owned(), history.clone());
+        Ok(history)
+    }
+}
+
 /// What one push Mutation turned into.
 struct Decided {
     result: MutationResult,
@@ -305,6 +337,9 @@ impl<S: Storage> Service<S> {
         body: Value,
     ) -> Answer<PushResponse> {
         let (client_id, items) = self.parse_push(body)?;
+        // Op IDs identify Mutations in logs; values never appear there (`[SEC-1]`).
+        let op_ids: Vec<&str> = items.iter().map(|(op, _)| op.as_str()).collect();
+        tracing::info!(client_id = %client_id, op_ids = %op_ids.join(","), "push");
         let space_owned = space.to_owned();
         let user = caller.user.clone();
         #[cfg(feature = "fault-injection")]
@@ -344,10 +379,17 @@ impl<S: Storage> Service<S> {
         let now_ms = self.clock.now_ms();
         self.storage.write(space, |tx| {
             let mut out = Vec::with_capacity(items.len());
+            let mut ctx = BatchCtx::load(tx)?;
             for (op_id, raw) in items {
-                out.push(self.push_one(tx, space, user, client_id, op_id, raw, now_ms)?);
+                out.push(self.push_one(tx, &mut ctx, space, user, client_id, op_id, raw, now_ms)?);
             }
-            tx.save_clock(&self.clock.last())?;
+            // An all-duplicate batch writes nothing, so its commit needs no fsync.
+            if out
+                .iter()
+                .any(|d: &Decided| d.applied || matches!(d.result, MutationResult::Rejected(_)))
+            {
+                tx.save_clock(&self.clock.last())?;
+            }
             Ok(out)
         })
     }
@@ -374,10 +416,12 @@ impl<S: Storage> Service<S> {
                 let now_ms = me.clock.now_ms();
                 let _ = me.storage.write(&space_dry, |tx| {
                     let mut out = Vec::new();
+                    let mut ctx = BatchCtx::load(tx)?;
                     for (op_id, raw) in &items_dry {
                         out.push(
                             me.push_one(
                                 tx,
+                                &mut ctx,
                                 &space_dry,
                                 &user_dry,
                                 &client_dry,
@@ -483,6 +527,7 @@ impl<S: Storage> Service<S> {
     fn push_one(
         &self,
         tx: &mut dyn SpaceWrite,
+        ctx: &mut BatchCtx,
         space: &str,
         user: &str,
         client_id: &ClientId,
@@ -513,7 +558,7 @@ impl<S: Storage> Service<S> {
                 if fault!(self.faults, IncrementTwiceOnReplay) {
                     if let Ok(m) = serde_json::from_value::<Mutation>(raw.clone()) {
                         if matches!(m.effect, Effect::Increment { .. }) {
-                            self.apply(tx, &m, Some(&m.effect))?;
+                            self.apply(tx, ctx, &m, Some(&m.effect))?;
                         }
                     }
                 }
@@ -548,13 +593,13 @@ impl<S: Storage> Service<S> {
                 )
             }
             Ok(m) => {
-                let outcome = match self.judge(tx, space, &m, client_id, now_ms)? {
+                let outcome = match self.judge(tx, ctx, space, &m, client_id, now_ms)? {
                     Err(problem) => Outcome::Rejected(Rejected {
                         op_id: op_id.clone(),
                         problem,
                     }),
                     Ok(upcast) => {
-                        let change_seq = self.apply(tx, &m, upcast.as_ref())?;
+                        let change_seq = self.apply(tx, ctx, &m, upcast.as_ref())?;
                         self.clock.merge(&m.hlc);
                         Outcome::Applied(Applied {
                             op_id: op_id.clone(),
@@ -620,6 +665,7 @@ impl<S: Storage> Service<S> {
     fn judge(
         &self,
         tx: &dyn SpaceRead,
+        ctx: &mut BatchCtx,
         space: &str,
         m: &Mutation,
         client_id: &ClientId,
@@ -647,8 +693,7 @@ impl<S: Storage> Service<S> {
                 ),
             );
         }
-        let meta = tx.meta()?;
-        if meta.horizon.as_ref().is_some_and(|h| m.hlc <= *h) {
+        if ctx.meta.horizon.as_ref().is_some_and(|h| m.hlc <= *h) {
             return reject(
                 ProblemType::MutationTooOld,
                 "the mutation is at or before the space's compaction horizon".to_owned(),
@@ -662,9 +707,7 @@ impl<S: Storage> Service<S> {
                 format!("hlc is {ahead} ms ahead of the server clock; the bound is {skew} ms"),
             );
         }
-        let versions = tx.schemas(m.collection.as_str())?;
-        let history =
-            SchemaHistory::new(versions).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let history = ctx.schemas(tx, m.collection.as_str())?;
         let effect = if history.latest().is_none() {
             if let Some(v) = m.schema_version {
                 return reject(
@@ -741,6 +784,7 @@ impl<S: Storage> Service<S> {
     fn apply(
         &self,
         tx: &mut dyn SpaceWrite,
+        ctx: &mut BatchCtx,
         m: &Mutation,
         effect: Option<&Effect>,
     ) -> Result<u64, StorageError> {
@@ -748,8 +792,7 @@ impl<S: Storage> Service<S> {
         let Some(effect) = effect else {
             return Ok(change_seq);
         };
-        let history = SchemaHistory::new(tx.schemas(m.collection.as_str())?)
-            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let history = ctx.schemas(tx, m.collection.as_str())?;
         let mut record = tx
             .record(m.collection.as_str(), m.record_id.as_str())?
             .map(|r| r.state)

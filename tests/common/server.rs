@@ -21,12 +21,18 @@ impl ServerProcess {
     /// Starts `driftless serve` on a free loopback port over `data`, and waits until it prints
     /// the address it listens on.
     pub fn start(data: &Path, extra: &[&str]) -> Self {
+        Self::start_with(data, extra, &[], Stdio::inherit())
+    }
+
+    /// As [`ServerProcess::start`], with environment variables and a chosen stderr.
+    pub fn start_with(data: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Self {
         let mut child = driftless()
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("driftless serve starts");
         let stdout = child.stdout.take().unwrap();

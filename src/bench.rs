@@ -1,0 +1,154 @@
+//! `driftless bench push`: push throughput of the reference server over real HTTP on loopback,
+//! reported beside a raw-SQLite ceiling measured in the same run, and the cost of re-pushing
+//! everything as duplicates. Ratios, not absolute numbers, are what to compare across machines.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use driftless_protocol::messages::{Scope, TokenClaims};
+use serde_json::{json, Value};
+
+/// One measured batch size.
+pub struct Row {
+    pub batch: usize,
+    pub server_per_s: f64,
+    pub ceiling_per_s: f64,
+    pub duplicate_ratio: f64,
+}
+
+fn per_s(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+/// Pushes `mutations` puts in batches of `batch` to a fresh in-process server and re-pushes them;
+/// returns (first push, re-push) durations.
+fn measure_server(mutations: usize, batch: usize) -> Result<(Duration, Duration), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let config = driftless_server::service::Config {
+        rate_limit_per_s: u32::MAX,
+        ..Default::default()
+    };
+    let app = driftless_server::open(
+        dir.path(),
+        config,
+        driftless_server::faults::Faults::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?;
+    let token = app.key.mint(&TokenClaims {
+        sub: "bench".into(),
+        grants: BTreeMap::from([("bench".parse().expect("valid space"), Scope::Write)]),
+        iat: now.as_secs(),
+        exp: now.as_secs() + 3600,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| e.to_string())?;
+    let url = format!(
+        "http://{}/v1/spaces/bench/push",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    runtime.spawn(driftless_server::run(
+        Arc::clone(&app),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(3600),
+        Duration::from_secs(5),
+    ));
+    let base_ms = now.as_millis() as u64;
+    let bodies: Vec<Value> = (0..mutations)
+        .collect::<Vec<_>>()
+        .chunks(batch)
+        .map(|chunk| {
+            let ms: Vec<Value> = chunk
+                .iter()
+                .map(|&i| {
+                    json!({"op_id": format!("op-{i:08}"), "seq": i + 1, "collection": "things", "record_id": format!("r{i}"),
+                        "hlc": format!("{base_ms:012x}-{:04x}-client-a", i % 65_536),
+                        "effect": {"kind": "put", "value": {"title": "benchmark record", "n": i}}})
+                })
+                .collect();
+            json!({"client_id": "client-a", "mutations": ms})
+        })
+        .collect();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into();
+    let push_all = |expect: &str| -> Result<Duration, String> {
+        let start = Instant::now();
+        for body in &bodies {
+            let mut resp = agent
+                .post(&url)
+                .header("authorization", &format!("Bearer {token}"))
+                .send_json(body)
+                .map_err(|e| e.to_string())?;
+            let v: Value = resp.body_mut().read_json().map_err(|e| e.to_string())?;
+            let ok = v["results"]
+                .as_array()
+                .is_some_and(|r| r.iter().all(|x| x["status"] == expect));
+            if !ok {
+                return Err(format!("expected every result to be {expect}, got {v}"));
+            }
+        }
+        Ok(start.elapsed())
+    };
+    let first = push_all("applied")?;
+    let again = push_all("duplicate")?;
+    let _ = stop.send(());
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    Ok((first, again))
+}
+
+/// Runs the benchmark for each batch size.
+pub fn push(mutations: usize, batches: &[usize]) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    for &batch in batches {
+        let (first, again) = measure_server(mutations, batch)?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let ceiling =
+            driftless_server::storage::sqlite::raw_insert_ceiling(dir.path(), mutations, batch)
+                .map_err(|e| e.to_string())?;
+        rows.push(Row {
+            batch,
+            server_per_s: per_s(mutations, first),
+            ceiling_per_s: per_s(mutations, ceiling),
+            duplicate_ratio: again.as_secs_f64() / first.as_secs_f64().max(1e-9),
+        });
+    }
+    Ok(rows)
+}
+
+/// The report, one line per batch size.
+pub fn report(mutations: usize, rows: &[Row]) -> String {
+    let mut out = format!(
+        "push benchmark: {mutations} puts over HTTP on loopback; ceiling = the same rows inserted directly into SQLite (WAL, synchronous=FULL, one transaction per batch)\n"
+    );
+    out.push_str(&format!(
+        "{:>6}  {:>12}  {:>14}  {:>16}  {:>18}\n",
+        "batch", "server mut/s", "ceiling mut/s", "server/ceiling", "re-push/first push"
+    ));
+    for r in rows {
+        out.push_str(&format!(
+            "{:>6}  {:>12.0}  {:>14.0}  {:>15.1}%  {:>17.1}%\n",
+            r.batch,
+            r.server_per_s,
+            r.ceiling_per_s,
+            100.0 * r.server_per_s / r.ceiling_per_s.max(1e-9),
+            100.0 * r.duplicate_ratio
+        ));
+    }
+    out.push_str("goals: server/ceiling >= 50% at batch 100; re-push/first push <= 20%\n");
+    out
+}
