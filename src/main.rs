@@ -68,6 +68,12 @@ struct ServeArgs {
     /// Requests per second each User may make before getting 429.
     #[arg(long, default_value_t = 500)]
     rate_limit: u32,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Seconds between periodic compactions past the retention horizon.
     #[arg(long, default_value_t = 3600)]
     compact_every_s: u64,
@@ -152,6 +158,8 @@ enum CliError {
     Runtime(std::io::Error),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("{0}")]
+    Tls(#[from] driftless_server::TlsError),
     #[error("benchmark failed: {0}")]
     Bench(String),
 }
@@ -248,6 +256,10 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
         rate_limit_per_s: args.rate_limit,
         ..Default::default()
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(driftless_server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let app = driftless_server::open(&args.data, config, faults)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -265,12 +277,14 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
             source,
         })?;
         // Tests and scripts read this line to learn the chosen port.
-        println!("listening on http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("listening on {scheme}://{addr}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        driftless_server::run(
+        driftless_server::run_tls(
             app,
             listener,
+            tls,
             shutdown_signal(),
             Duration::from_secs(args.compact_every_s.max(1)),
             Duration::from_secs(30),

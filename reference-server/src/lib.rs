@@ -93,11 +93,64 @@ pub fn open_with_clock(
     }))
 }
 
-/// Serves `listener` until `shutdown` completes; then stops accepting, lets in-flight requests
-/// finish (at most `drain` long), and returns. Compacts expired history every `compact_every`.
+/// Why a TLS certificate or key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot load TLS {what} from {path}: {reason}")]
+pub struct TlsError {
+    what: &'static str,
+    path: String,
+    reason: String,
+}
+
+/// A TLS acceptor from PEM files: a certificate chain and its private key.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let err = |what, path: &Path, reason: String| TlsError {
+        what,
+        path: path.display().to_string(),
+        reason,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| err("certificate", cert, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| err("certificate", cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(err(
+            "certificate",
+            cert,
+            "no certificate in the file".into(),
+        ));
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| err("key", key, e.to_string()))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err("configuration", cert, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| err("key", key, e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves plain HTTP on `listener` until `shutdown` completes; see [`run_tls`].
 pub async fn run<S: storage::Storage>(
     app: Arc<App<S>>,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    compact_every: Duration,
+    drain: Duration,
+) -> std::io::Result<()> {
+    run_tls(app, listener, None, shutdown, compact_every, drain).await
+}
+
+/// Serves `listener` (over TLS when `tls` is given) until `shutdown` completes; then stops
+/// accepting, lets in-flight requests finish (at most `drain` long), and returns. Compacts
+/// expired history every `compact_every`.
+pub async fn run_tls<S: storage::Storage>(
+    app: Arc<App<S>>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
     compact_every: Duration,
     drain: Duration,
@@ -130,14 +183,34 @@ pub async fn run<S: storage::Storage>(
                     }
                 };
                 let app = app.clone();
-                let conn = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service_fn(move |req| app.clone().handle(req)));
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                let service = service_fn(move |req| app.clone().handle(req));
+                match &tls {
+                    None => {
+                        let conn = graceful.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let stream = match acceptor.accept(stream).await {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    tracing::debug!(error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                            };
+                            let conn = watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }
