@@ -556,9 +556,15 @@ impl<S: Storage> Service<S> {
                     .map_err(|e| StorageError::Corrupt(format!("stored outcome: {e}")))?;
                 #[cfg(feature = "fault-injection")]
                 if fault!(self.faults, IncrementTwiceOnReplay) {
-                    if let Ok(m) = serde_json::from_value::<Mutation>(raw.clone()) {
+                    // A naive counter adds `by` again, as a contribution of its own.
+                    if let Ok(mut m) = serde_json::from_value::<Mutation>(raw.clone()) {
                         if matches!(m.effect, Effect::Increment { .. }) {
-                            self.apply(tx, ctx, &m, Some(&m.effect))?;
+                            if let Ok(again) =
+                                format!("{}~replay{}", m.op_id, tx.meta()?.latest_seq).parse()
+                            {
+                                m.op_id = again;
+                                self.apply(tx, ctx, &m, Some(&m.effect.clone()))?;
+                            }
                         }
                     }
                 }

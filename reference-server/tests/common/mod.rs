@@ -30,7 +30,11 @@ impl TestServer {
     }
 
     pub fn start_in(dir: tempfile::TempDir, config: Config) -> Self {
-        let app = driftless_server::open(dir.path(), config, Faults::default()).unwrap();
+        Self::start_full(dir, config, Faults::default())
+    }
+
+    pub fn start_full(dir: tempfile::TempDir, config: Config, faults: Faults) -> Self {
+        let app = driftless_server::open(dir.path(), config, faults).unwrap();
         let key = app.key.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

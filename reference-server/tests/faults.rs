@@ -1,0 +1,301 @@
+//! Each deliberate fault (cargo feature `fault-injection`) breaks the requirements it names in a
+//! way a black-box client can see. CI runs this with the feature on; the conformance suite's
+//! self-check relies on these faults being real bugs.
+#![cfg(feature = "fault-injection")]
+
+mod common;
+
+use common::{hlc, hlc_at, mutation, now_ms, op, TestServer};
+use driftless_protocol::messages::Scope;
+use driftless_server::faults::{Faults, ALL};
+use driftless_server::service::Config;
+use serde_json::{json, Value};
+
+const C: &str = "client-a";
+
+fn faulty(name: &str) -> TestServer {
+    let faults = Faults::parse(&[name.to_owned()]).unwrap();
+    TestServer::start_full(tempfile::tempdir().unwrap(), Config::default(), faults)
+}
+
+fn put(n: u64, id: &str, value: Value) -> Value {
+    mutation(
+        &op(n),
+        n,
+        "tasks",
+        id,
+        &hlc(C),
+        json!({"kind": "put", "value": value}),
+    )
+}
+
+#[test]
+fn every_fault_names_requirements_the_spec_defines() {
+    let spec: String = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(ALL.len() >= 10);
+    for (name, ids, _) in ALL {
+        for id in ids.split(' ') {
+            assert!(
+                spec.contains(&format!("- [{id}]")),
+                "{name} cites {id}, which the spec does not define"
+            );
+        }
+    }
+}
+
+#[test]
+fn no_dedup_applies_a_replay_again() {
+    let s = faulty("no-dedup");
+    let t = s.token("ada", "demo", Scope::Write);
+    let m = put(1, "t1", json!({}));
+    s.client().push("demo", &t, C, vec![m.clone()]);
+    let r = s.client().push("demo", &t, C, vec![m]).json();
+    assert_ne!(r["results"][0]["status"], "duplicate");
+}
+
+#[test]
+fn ack_before_durable_acknowledges_what_a_pull_cannot_see() {
+    let s = faulty("ack-before-durable");
+    let t = s.token("ada", "demo", Scope::Write);
+    let r = s
+        .client()
+        .push("demo", &t, C, vec![put(1, "t1", json!({}))])
+        .json();
+    assert_eq!(r["results"][0]["status"], "applied");
+    let page = s.client().pull("demo", &t, "").json();
+    assert!(page["through"].as_u64().unwrap() < r["results"][0]["change_seq"].as_u64().unwrap());
+}
+
+#[test]
+fn wrong_lww_tiebreak_lets_an_older_write_win() {
+    let s = faulty("wrong-lww-tiebreak");
+    let t = s.token("ada", "demo", Scope::Write);
+    let at = now_ms() - 1000;
+    let newer = mutation(
+        &op(1),
+        1,
+        "tasks",
+        "t1",
+        &hlc_at(at, 5, C),
+        json!({"kind": "put", "value": {"v": "new"}}),
+    );
+    let older = mutation(
+        &op(2),
+        2,
+        "tasks",
+        "t1",
+        &hlc_at(at, 1, C),
+        json!({"kind": "put", "value": {"v": "old"}}),
+    );
+    s.client().push("demo", &t, C, vec![newer, older]);
+    let rec = s
+        .client()
+        .get("/v1/spaces/demo/records/tasks/t1", Some(&t))
+        .json();
+    assert_eq!(rec["value"]["v"], "old");
+}
+
+#[test]
+fn page_boundary_skip_loses_records() {
+    let s = faulty("pull-page-boundary-skip");
+    let t = s.token("ada", "demo", Scope::Write);
+    s.client().push(
+        "demo",
+        &t,
+        C,
+        (1..=5)
+            .map(|n| put(n, &format!("r{n}"), json!({})))
+            .collect(),
+    );
+    let (records, _) = s.client().pull_all("demo", &t, 2);
+    assert!(records.len() < 5);
+}
+
+#[test]
+fn wrong_checksum_digests_disagree_with_the_algorithm() {
+    let s = faulty("wrong-checksum");
+    let t = s.token("ada", "demo", Scope::Write);
+    s.client()
+        .push("demo", &t, C, vec![put(1, "t1", json!({"a": 1}))]);
+    let rec = s
+        .client()
+        .get("/v1/spaces/demo/records/tasks/t1", Some(&t))
+        .json();
+    let expected =
+        driftless_protocol::checksum::to_hex(&driftless_protocol::checksum::record_digest(
+            "tasks",
+            "t1",
+            rec["value"].as_object().unwrap(),
+        ));
+    assert_ne!(rec["digest"], expected);
+}
+
+#[test]
+fn auth_ignored_on_checksums_serves_a_stranger() {
+    let s = faulty("auth-ignored-on-checksums");
+    let stranger = s.token("eve", "elsewhere", Scope::Read);
+    assert_eq!(
+        s.client()
+            .get("/v1/spaces/demo/checksums", Some(&stranger))
+            .status,
+        200
+    );
+}
+
+#[test]
+fn unknown_fields_dropped_loses_undeclared_fields() {
+    let s = faulty("unknown-fields-dropped");
+    let admin = s.token("ada", "demo", Scope::Admin);
+    let doc = json!({"collection": "tasks", "version": 1, "schema": {"type": "object", "properties": {"a": {}}}});
+    assert_eq!(
+        s.client()
+            .send(
+                "PUT",
+                "/v1/spaces/demo/collections/tasks/schemas/1",
+                Some(&admin),
+                &doc
+            )
+            .status,
+        201
+    );
+    let mut m = put(1, "t1", json!({"a": 1, "extra": 2}));
+    m["schema_version"] = json!(1);
+    s.client().push("demo", &admin, C, vec![m]);
+    let rec = s
+        .client()
+        .get("/v1/spaces/demo/records/tasks/t1", Some(&admin))
+        .json();
+    assert!(rec["value"].get("extra").is_none());
+}
+
+#[test]
+fn manifest_forgets_rejections() {
+    let s = faulty("manifest-forgets-rejections");
+    let t = s.token("ada", "demo", Scope::Write);
+    let skewed = mutation(
+        &op(1),
+        1,
+        "tasks",
+        "t1",
+        &hlc_at(now_ms() + 3_600_000, 0, C),
+        json!({"kind": "delete"}),
+    );
+    s.client().push("demo", &t, C, vec![skewed]);
+    let m = s
+        .client()
+        .send(
+            "POST",
+            "/v1/spaces/demo/manifest",
+            Some(&t),
+            &json!({"op_ids": [op(1)]}),
+        )
+        .json();
+    assert_eq!(m["entries"][0]["status"], "unknown");
+}
+
+#[test]
+fn rejection_not_acknowledged_judges_a_replay_again() {
+    let s = faulty("rejection-not-acknowledged");
+    let t = s.token("ada", "demo", Scope::Write);
+    let skewed = mutation(
+        &op(1),
+        1,
+        "tasks",
+        "t1",
+        &hlc_at(now_ms() + 3_600_000, 0, C),
+        json!({"kind": "delete"}),
+    );
+    s.client().push("demo", &t, C, vec![skewed.clone()]);
+    let r = s.client().push("demo", &t, C, vec![skewed]).json();
+    assert_eq!(r["results"][0]["status"], "rejected");
+}
+
+#[test]
+fn increment_twice_on_replay_doubles_the_count() {
+    let s = faulty("increment-twice-on-replay");
+    let t = s.token("ada", "demo", Scope::Write);
+    let inc = mutation(
+        &op(1),
+        1,
+        "tasks",
+        "t1",
+        &hlc(C),
+        json!({"kind": "increment", "field": "n", "by": 5}),
+    );
+    s.client().push("demo", &t, C, vec![inc.clone()]);
+    let r = s.client().push("demo", &t, C, vec![inc]).json();
+    assert_eq!(r["results"][0]["status"], "duplicate");
+    let rec = s
+        .client()
+        .get("/v1/spaces/demo/records/tasks/t1", Some(&t))
+        .json();
+    assert_ne!(rec["value"]["n"], 5);
+}
+
+#[test]
+fn op_id_mismatch_accepted_answers_duplicate() {
+    let s = faulty("op-id-mismatch-accepted");
+    let t = s.token("ada", "demo", Scope::Write);
+    let m = put(1, "t1", json!({"n": 1}));
+    s.client().push("demo", &t, C, vec![m.clone()]);
+    let mut other = m;
+    other["effect"]["value"]["n"] = json!(2);
+    let r = s.client().push("demo", &t, C, vec![other]).json();
+    assert_eq!(r["results"][0]["status"], "duplicate");
+}
+
+#[test]
+fn no_cursor_expiry_serves_a_compacted_cursor() {
+    let s = faulty("no-cursor-expiry");
+    let admin = s.token("ada", "demo", Scope::Admin);
+    s.client()
+        .push("demo", &admin, C, vec![put(1, "t1", json!({}))]);
+    let cursor = s.client().pull("demo", &admin, "").json()["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.client().push(
+        "demo",
+        &admin,
+        C,
+        vec![mutation(
+            &op(2),
+            2,
+            "tasks",
+            "t1",
+            &hlc(C),
+            json!({"kind": "delete"}),
+        )],
+    );
+    assert_eq!(
+        s.client()
+            .raw("POST", "/v1/spaces/demo/compact", Some(&admin), &[], None)
+            .status,
+        200
+    );
+    assert_eq!(
+        s.client()
+            .pull("demo", &admin, &format!("?cursor={cursor}"))
+            .status,
+        200
+    );
+}
+
+#[test]
+fn clock_skew_unchecked_accepts_the_future() {
+    let s = faulty("clock-skew-unchecked");
+    let t = s.token("ada", "demo", Scope::Write);
+    let m = mutation(
+        &op(1),
+        1,
+        "tasks",
+        "t1",
+        &hlc_at(now_ms() + 3_600_000, 0, C),
+        json!({"kind": "put", "value": {}}),
+    );
+    let r = s.client().push("demo", &t, C, vec![m]).json();
+    assert_eq!(r["results"][0]["status"], "applied");
+}
