@@ -74,6 +74,12 @@ struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Seconds Op IDs are remembered (at least 86400, `[RET-1]`).
+    #[arg(long, default_value_t = 30 * 86_400)]
+    op_retention_s: u64,
+    /// Seconds tombstones and audit history are kept (at least 86400, `[RET-1]`).
+    #[arg(long, default_value_t = 30 * 86_400)]
+    history_retention_s: u64,
     /// Seconds between periodic compactions past the retention horizon.
     #[arg(long, default_value_t = 3600)]
     compact_every_s: u64,
@@ -252,8 +258,17 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
     let faults = driftless_server::faults::Faults::parse(&args.faults).map_err(CliError::Usage)?;
     #[cfg(not(feature = "fault-injection"))]
     let faults = driftless_server::faults::Faults::default();
+    if args.op_retention_s < 86_400 || args.history_retention_s < 86_400 {
+        return Err(CliError::Usage(
+            "retention must be at least 86400 seconds (spec [RET-1])".into(),
+        ));
+    }
     let config = driftless_server::service::Config {
         rate_limit_per_s: args.rate_limit,
+        retention: driftless_protocol::messages::Retention {
+            op_ids_s: args.op_retention_s,
+            history_s: args.history_retention_s,
+        },
         ..Default::default()
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
