@@ -1,0 +1,522 @@
+//! What a case sees: an HTTP client for one Server, Tokens, fresh Spaces, clocks and the bundled
+//! message schemas.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::{CaseResult, Verdict};
+
+/// Where Tokens come from.
+pub trait TokenSource: Send + Sync {
+    /// A Token for `user` with `scope` (`read`, `write` or `admin`) on `space`, valid for
+    /// `ttl_s` seconds (negative: already expired).
+    fn token(&self, user: &str, space: &str, scope: &str, ttl_s: i64) -> Result<String, String>;
+}
+
+/// Tokens from an implementer's command, e.g.
+/// `driftless token --data DIR --user {user} --space {space} --scope {scope} --ttl {ttl}`.
+/// The placeholders are replaced by shell-quoted values and the command runs under `sh -c`;
+/// its standard output, trimmed, is the Token.
+pub struct CommandTokens {
+    template: String,
+}
+
+impl CommandTokens {
+    /// A source running `template`.
+    pub fn new(template: &str) -> Self {
+        Self {
+            template: template.to_owned(),
+        }
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+impl TokenSource for CommandTokens {
+    fn token(&self, user: &str, space: &str, scope: &str, ttl_s: i64) -> Result<String, String> {
+        let command = self
+            .template
+            .replace("{user}", &shell_quote(user))
+            .replace("{space}", &shell_quote(space))
+            .replace("{scope}", &shell_quote(scope))
+            .replace("{ttl}", &shell_quote(&ttl_s.to_string()));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .output()
+            .map_err(|e| format!("cannot run the token command: {e}"))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(format!(
+                "the token command failed ({}): {}",
+                out.status,
+                stderr.lines().next().unwrap_or("")
+            ));
+        }
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            return Err("the token command printed no single token".into());
+        }
+        Ok(token)
+    }
+}
+
+/// A response.
+pub struct Resp {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers, names lowercase.
+    pub headers: BTreeMap<String, String>,
+    /// The body as JSON (`Null` when it is not JSON).
+    pub body: Value,
+    /// The body as text.
+    pub text: String,
+}
+
+impl Resp {
+    /// A header value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// The fail verdict.
+pub fn fail(msg: impl Into<String>) -> Verdict {
+    Verdict::Fail(msg.into())
+}
+
+/// `Ok` when `cond`, else a failure with `msg`.
+pub fn check(cond: bool, msg: impl FnOnce() -> String) -> CaseResult {
+    if cond {
+        Ok(())
+    } else {
+        Err(Verdict::Fail(msg()))
+    }
+}
+
+/// The context of a run.
+pub struct Ctx {
+    agent: ureq::Agent,
+    base: String,
+    tokens: Box<dyn TokenSource>,
+    discovery: Value,
+    validators: BTreeMap<String, jsonschema::Validator>,
+    rng: u64,
+    counter: u64,
+    case: String,
+}
+
+impl Ctx {
+    /// Connects: fetches and validates the discovery document. An unreachable Server or an
+    /// invalid discovery document is a setup error.
+    pub fn connect(
+        base: &str,
+        tokens: Box<dyn TokenSource>,
+        timeout: Duration,
+        seed: u64,
+    ) -> Result<Self, String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .build()
+            .into();
+        let validators = driftless_protocol::export::message_schemas()
+            .into_iter()
+            .map(|(name, schema)| {
+                let v = jsonschema::validator_for(&schema).expect("bundled schemas compile");
+                (name, v)
+            })
+            .collect();
+        let mut ctx = Self {
+            agent,
+            base: base.trim_end_matches('/').to_owned(),
+            tokens,
+            discovery: Value::Null,
+            validators,
+            rng: seed | 1,
+            counter: 0,
+            case: String::new(),
+        };
+        let resp = ctx
+            .request("GET", "/.well-known/driftless", None, &[], None)
+            .map_err(|v| match v {
+                Verdict::Error(e) | Verdict::Fail(e) | Verdict::Skip(e) => {
+                    format!("cannot reach the server at {base}: {e}")
+                }
+            })?;
+        if resp.status != 200 {
+            return Err(format!(
+                "GET /.well-known/driftless answered {}",
+                resp.status
+            ));
+        }
+        ctx.discovery = resp.body;
+        Ok(ctx)
+    }
+
+    /// Called before each case.
+    pub fn begin_case(&mut self, id: &str) {
+        self.case = id.to_owned();
+    }
+
+    /// The discovery document.
+    pub fn discovery(&self) -> &Value {
+        &self.discovery
+    }
+
+    /// Whether the Server announces an optional feature.
+    pub fn has_feature(&self, name: &str) -> bool {
+        self.discovery["features"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == name))
+    }
+
+    /// A limit from discovery.
+    pub fn limit(&self, name: &str) -> u64 {
+        self.discovery["limits"][name].as_u64().unwrap_or(0)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// A random number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// A fresh Space name no other case uses.
+    pub fn space(&mut self) -> String {
+        self.counter += 1;
+        format!("cf-{:08x}-{}", self.next() as u32, self.counter)
+    }
+
+    /// A fresh Op ID.
+    pub fn op(&mut self) -> String {
+        self.counter += 1;
+        format!("cf-op-{:08x}-{}", self.next() as u32, self.counter)
+    }
+
+    /// A fresh HLC for `client`, at the current time.
+    pub fn hlc(&mut self, client: &str) -> String {
+        self.counter += 1;
+        Self::hlc_at(now_ms(), (self.counter % 65_536) as u16, client)
+    }
+
+    /// An HLC at a given time.
+    pub fn hlc_at(ms: u64, logical: u16, client: &str) -> String {
+        format!("{ms:012x}-{logical:04x}-{client}")
+    }
+
+    /// A Token, or an errored verdict when the source fails.
+    pub fn token(&self, user: &str, space: &str, scope: &str) -> Result<String, Verdict> {
+        self.token_ttl(user, space, scope, 600)
+    }
+
+    /// A Token with a lifetime.
+    pub fn token_ttl(
+        &self,
+        user: &str,
+        space: &str,
+        scope: &str,
+        ttl_s: i64,
+    ) -> Result<String, Verdict> {
+        self.tokens
+            .token(user, space, scope, ttl_s)
+            .map_err(Verdict::Error)
+    }
+
+    /// One request.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Resp, Verdict> {
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            builder = builder.header("authorization", format!("Bearer {t}"));
+        }
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("driftless-version"))
+        {
+            builder = builder.header("driftless-version", "1.0");
+        }
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let req = |b| builder.body(b).map_err(|e| Verdict::Error(e.to_string()));
+        let result = match body {
+            Some(b) => self.agent.run(req(b)?),
+            None => self.agent.run(req(Vec::new())?),
+        };
+        let mut resp = result.map_err(|e| Verdict::Error(format!("{method} {path}: {e}")))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Resp {
+            status,
+            headers,
+            body,
+            text,
+        })
+    }
+
+    /// POSTs a body larger than the Server will read, over a raw socket: the body is written
+    /// from another thread (write errors ignored), so a Server that answers early and closes the
+    /// connection (as `[LIM-3]` allows) is still heard. Plain `http://` only.
+    pub fn post_oversized(&self, path: &str, token: &str, body: Vec<u8>) -> Result<Resp, Verdict> {
+        use std::io::{Read, Write};
+        let Some(authority) = self.base.strip_prefix("http://") else {
+            return Err(Verdict::Skip(
+                "oversized uploads are checked over plain http only".into(),
+            ));
+        };
+        let mut stream =
+            std::net::TcpStream::connect(authority).map_err(|e| Verdict::Error(e.to_string()))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| Verdict::Error(e.to_string()))?;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let mut writer = stream
+            .try_clone()
+            .map_err(|e| Verdict::Error(e.to_string()))?;
+        let upload = std::thread::spawn(move || {
+            let _ = writer.write_all(head.as_bytes());
+            let _ = writer.write_all(&body);
+        });
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+                Err(_) if !raw.is_empty() => break,
+                Err(e) => {
+                    return Err(Verdict::Error(format!(
+                        "no answer to an oversized body: {e}"
+                    )))
+                }
+            }
+        }
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        let _ = upload.join();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        Ok(Resp {
+            status,
+            headers,
+            body: serde_json::from_str(body).unwrap_or(Value::Null),
+            text: body.to_owned(),
+        })
+    }
+
+    /// GET.
+    pub fn get(&self, path: &str, token: Option<&str>) -> Result<Resp, Verdict> {
+        self.request("GET", path, token, &[], None)
+    }
+
+    /// A JSON request.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Result<Resp, Verdict> {
+        self.request(
+            method,
+            path,
+            token,
+            &[("content-type", "application/json")],
+            Some(body.to_string().into_bytes()),
+        )
+    }
+
+    /// A push.
+    pub fn push(
+        &self,
+        space: &str,
+        token: &str,
+        client: &str,
+        mutations: &[Value],
+    ) -> Result<Resp, Verdict> {
+        self.send(
+            "POST",
+            &format!("/v1/spaces/{space}/push"),
+            Some(token),
+            &json!({"client_id": client, "mutations": mutations}),
+        )
+    }
+
+    /// A push that must succeed as a whole; returns its results.
+    pub fn push_ok(
+        &self,
+        space: &str,
+        token: &str,
+        client: &str,
+        mutations: &[Value],
+    ) -> Result<Vec<Value>, Verdict> {
+        let r = self.push(space, token, client, mutations)?;
+        self.expect(&r, 200, "push")?;
+        self.validate("push-response", &r.body)?;
+        let results = r.body["results"].as_array().cloned().unwrap_or_default();
+        check(results.len() == mutations.len(), || {
+            format!(
+                "push of {} mutations answered {} results ([PUSH-1])",
+                mutations.len(),
+                results.len()
+            )
+        })?;
+        Ok(results)
+    }
+
+    /// Pulls from no Cursor until `has_more` is false; returns the Records by `collection/id`
+    /// and the last page.
+    pub fn pull_all(
+        &self,
+        space: &str,
+        token: &str,
+        limit: u64,
+    ) -> Result<(BTreeMap<String, Value>, Value), Verdict> {
+        let mut mirror = BTreeMap::new();
+        let mut query = format!("?limit={limit}");
+        for _ in 0..100_000 {
+            let r = self.get(&format!("/v1/spaces/{space}/pull{query}"), Some(token))?;
+            self.expect(&r, 200, "pull")?;
+            self.validate("pull-response", &r.body)?;
+            for rec in r.body["records"].as_array().into_iter().flatten() {
+                let key = format!(
+                    "{}/{}",
+                    rec["collection"].as_str().unwrap_or(""),
+                    rec["id"].as_str().unwrap_or("")
+                );
+                mirror.insert(key, rec.clone());
+            }
+            if r.body["has_more"] != true {
+                return Ok((mirror, r.body));
+            }
+            query = format!(
+                "?limit={limit}&cursor={}",
+                r.body["cursor"].as_str().unwrap_or("")
+            );
+        }
+        Err(fail("pull never reached has_more = false"))
+    }
+
+    /// A failure unless the status is `status`.
+    pub fn expect(&self, r: &Resp, status: u16, what: &str) -> CaseResult {
+        check(r.status == status, || {
+            format!(
+                "{what}: expected status {status}, got {}: {}",
+                r.status,
+                truncate(&r.text)
+            )
+        })
+    }
+
+    /// A failure unless the response is the Problem `code` with `status`, as problem+json.
+    pub fn expect_problem(&self, r: &Resp, status: u16, code: &str) -> CaseResult {
+        check(r.status == status, || {
+            format!(
+                "expected {status} {code}, got {}: {}",
+                r.status,
+                truncate(&r.text)
+            )
+        })?;
+        let ct = r.header("content-type").unwrap_or("");
+        check(ct.starts_with("application/problem+json"), || {
+            format!("expected application/problem+json, got {ct:?} ([HTTP-4])")
+        })?;
+        self.validate("problem", &r.body)?;
+        let expected = format!("urn:driftless:problem:{code}");
+        check(r.body["type"] == expected.as_str(), || {
+            format!("expected Problem type {expected}, got {}", r.body["type"])
+        })?;
+        check(r.body["status"] == status, || {
+            format!(
+                "Problem status member {} differs from HTTP {status} ([ERR-3])",
+                r.body["status"]
+            )
+        })
+    }
+
+    /// A failure unless `value` validates against the bundled message schema `name`.
+    pub fn validate(&self, name: &str, value: &Value) -> CaseResult {
+        let Some(v) = self.validators.get(name) else {
+            return Err(Verdict::Error(format!("no bundled schema {name}")));
+        };
+        let errors: Vec<String> = v
+            .iter_errors(value)
+            .take(3)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        check(errors.is_empty(), || {
+            format!(
+                "response does not match schema {name}: {}",
+                errors.join("; ")
+            )
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() > 300 {
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(300).map(|(i, _)| i).unwrap_or(s.len())]
+        )
+    } else {
+        s.to_owned()
+    }
+}
+
+/// A Mutation as JSON.
+pub fn mutation(
+    op_id: &str,
+    seq: u64,
+    collection: &str,
+    id: &str,
+    hlc: &str,
+    effect: Value,
+) -> Value {
+    json!({"op_id": op_id, "seq": seq, "collection": collection, "record_id": id, "hlc": hlc, "effect": effect})
+}

@@ -1,0 +1,233 @@
+//! `driftless conformance`: runs the suite against `--server`, or against the embedded reference
+//! server on a free loopback port with a temporary data folder.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use driftless_conformance::{Options, TokenSource};
+use driftless_protocol::messages::{Scope, TokenClaims};
+
+/// Output formats.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Junit,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Base URL of the server to check; without it, the embedded reference server is started.
+    #[arg(long, requires = "token_cmd")]
+    server: Option<String>,
+    /// Command printing a Token on stdout, with placeholders {user} {space} {scope} {ttl}.
+    #[arg(long)]
+    token_cmd: Option<String>,
+    /// Run only cases whose ID matches this glob. Repeatable.
+    #[arg(long = "run", value_name = "GLOB")]
+    run: Vec<String>,
+    /// Skip cases whose ID matches this glob. Repeatable.
+    #[arg(long = "skip", value_name = "GLOB")]
+    skip: Vec<String>,
+    /// List the selected cases instead of running them.
+    #[arg(long)]
+    list: bool,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Write the report to this file instead of stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Timeout of each HTTP request, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// Seed of every random choice; printed in every report, so a failure replays.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// Tokens minted with the embedded server's own key.
+struct EmbeddedTokens(driftless_server::auth::TokenKey);
+
+impl TokenSource for EmbeddedTokens {
+    fn token(&self, user: &str, space: &str, scope: &str, ttl_s: i64) -> Result<String, String> {
+        let scope = match scope {
+            "read" => Scope::Read,
+            "write" => Scope::Write,
+            "admin" => Scope::Admin,
+            other => return Err(format!("unknown scope {other}")),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs();
+        let space = space
+            .parse()
+            .map_err(|e: driftless_protocol::ids::InvalidId| e.to_string())?;
+        Ok(self.0.mint(&TokenClaims {
+            sub: user.to_owned(),
+            grants: BTreeMap::from([(space, scope)]),
+            iat: now,
+            exp: (now as i64 + ttl_s).max(0) as u64,
+        }))
+    }
+}
+
+/// The embedded reference server, stopped on drop.
+struct Embedded {
+    _dir: tempfile::TempDir,
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+fn start_embedded() -> Result<(Embedded, String, EmbeddedTokens), String> {
+    let dir =
+        tempfile::tempdir().map_err(|e| format!("cannot create a temporary data folder: {e}"))?;
+    let app = driftless_server::open(
+        dir.path(),
+        driftless_server::service::Config::default(),
+        driftless_server::faults::Faults::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let tokens = EmbeddedTokens(app.key.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| e.to_string())?;
+    let base = format!(
+        "http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    runtime.spawn(driftless_server::run(
+        Arc::clone(&app),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(3600),
+        Duration::from_secs(5),
+    ));
+    Ok((
+        Embedded {
+            _dir: dir,
+            runtime: Some(runtime),
+            stop: Some(stop),
+        },
+        base,
+        tokens,
+    ))
+}
+
+/// Runs the command; returns the exit code, or a one-line setup error (exit code 2).
+pub fn main(args: Args) -> Result<u8, String> {
+    let all = driftless_conformance::cases::all();
+    let selected = driftless_conformance::select(&all, &args.run, &args.skip);
+    if selected.is_empty() {
+        return Err(
+            "no case matches the --run/--skip selection; a run that checks nothing is never green"
+                .into(),
+        );
+    }
+    if args.list {
+        let text = match args.format {
+            Format::Json => {
+                let cases: Vec<serde_json::Value> = selected
+                    .iter()
+                    .map(|c| serde_json::json!({"id": c.id, "requirements": c.requirements, "level": c.level, "description": c.description}))
+                    .collect();
+                serde_json::to_string_pretty(&cases).map_err(|e| e.to_string())? + "\n"
+            }
+            _ => selected
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} {:?} [{}] {}\n",
+                        c.id,
+                        c.level,
+                        c.requirements.join(" "),
+                        c.description
+                    )
+                })
+                .collect(),
+        };
+        return write(&args.output, &text).map(|()| 0);
+    }
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    let (_embedded, server, tokens): (Option<Embedded>, String, Box<dyn TokenSource>) =
+        match (&args.server, &args.token_cmd) {
+            (Some(url), Some(cmd)) => (
+                None,
+                url.clone(),
+                Box::new(driftless_conformance::client::CommandTokens::new(cmd)),
+            ),
+            (Some(_), None) => return Err("--server needs --token-cmd".into()),
+            (None, _) => {
+                let (embedded, base, tokens) = start_embedded()?;
+                (Some(embedded), base, Box::new(tokens))
+            }
+        };
+    let interactive = std::io::stderr().is_terminal();
+    let mut progress = |done: usize, total: usize, id: &str| {
+        if interactive {
+            eprint!("\r\x1b[2K[{done}/{total}] {id}");
+            if done == total {
+                eprint!("\r\x1b[2K");
+            }
+        }
+    };
+    let options = Options {
+        server,
+        tokens,
+        timeout: Duration::from_millis(args.timeout_ms.max(1)),
+        seed,
+        run: args.run.clone(),
+        skip: args.skip.clone(),
+    };
+    let report = driftless_conformance::run(options, &mut progress)?;
+    let color = args.output.is_none()
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none();
+    let text = match args.format {
+        Format::Text => report.to_text(color),
+        Format::Json => report.to_json() + "\n",
+        Format::Junit => report.to_junit(),
+    };
+    write(&args.output, &text)?;
+    Ok(report.exit_code())
+}
+
+fn write(output: &Option<PathBuf>, text: &str) -> Result<(), String> {
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! `driftless conformance` as a child process: the embedded run, a third-party style run with
+//! --server and --token-cmd, exit codes, selection and case metadata.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::server::{driftless, ServerProcess};
+use serde_json::Value;
+
+fn json_report(args: &[&str]) -> (i32, Value) {
+    let out = driftless()
+        .arg("conformance")
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap(), report)
+}
+
+#[test]
+fn embedded_reference_server_passes_every_case() {
+    let (code, report) = json_report(&["--seed", "7"]);
+    assert_eq!(report["summary"]["failed"], 0, "{report:#}");
+    assert_eq!(report["summary"]["errored"], 0, "{report:#}");
+    assert_eq!(code, 0);
+    assert_eq!(report["seed"], 7);
+    assert_eq!(report["protocol_version"], "1.0");
+    let cases = report["cases"].as_array().unwrap();
+    assert!(cases.len() >= 30);
+    for c in cases {
+        assert!(
+            c["id"].is_string()
+                && c["requirements"].is_array()
+                && c["level"].is_string()
+                && c["duration_ms"].is_u64()
+        );
+    }
+}
+
+#[test]
+fn a_server_of_our_own_with_a_token_command_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let token_cmd = format!(
+        "{} token --data {} --user {{user}} --space {{space}} --scope {{scope}} --ttl {{ttl}}",
+        env!("CARGO_BIN_EXE_driftless"),
+        dir.path().display()
+    );
+    let (code, report) = json_report(&["--server", &server.base, "--token-cmd", &token_cmd]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["summary"]["failed"], 0);
+}
+
+#[test]
+fn a_failing_token_command_errors_the_cases_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let (code, report) = json_report(&[
+        "--server",
+        &server.base,
+        "--token-cmd",
+        "exit 3",
+        "--run",
+        "auth.read-cannot-write",
+    ]);
+    assert_eq!(code, 2);
+    assert_eq!(report["summary"]["errored"], 1);
+    assert!(report["cases"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("token command failed"));
+}
+
+#[test]
+fn setup_and_usage_errors_are_one_line_and_exit_2() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    for args in [
+        vec!["--run", "no-such-case*"],
+        vec!["--server", dead.as_str(), "--token-cmd", "true"],
+        vec!["--bogus-flag"],
+    ] {
+        let out = driftless().arg("conformance").args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn list_prints_case_objects_without_outcomes() {
+    let out = driftless()
+        .args([
+            "conformance",
+            "--list",
+            "--format",
+            "json",
+            "--run",
+            "pull.*",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let cases: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!cases.is_empty());
+    for c in &cases {
+        assert!(c["id"].as_str().unwrap().starts_with("pull."));
+        assert!(c.get("outcome").is_none());
+    }
+}
+
+/// Every case cites requirement IDs the spec defines, and its level is that of the strongest
+/// requirement it cites.
+#[test]
+fn cases_cite_defined_requirements_at_their_level() {
+    let levels: BTreeMap<String, &str> = common::requirements()
+        .into_iter()
+        .map(|r| {
+            let kw = common::keywords(&r.text);
+            (r.id, common::level(kw.first().copied().unwrap_or("MAY")))
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for case in driftless_conformance::cases::all() {
+        assert!(ids.insert(case.id), "case {} is defined twice", case.id);
+        let mut strongest = "MAY";
+        for req in case.requirements {
+            let level = levels.get(*req).unwrap_or_else(|| {
+                panic!("{} cites {req}, which the spec does not define", case.id)
+            });
+            if *level == "MUST" || (*level == "SHOULD" && strongest == "MAY") {
+                strongest = level;
+            }
+        }
+        assert_eq!(
+            format!("{:?}", case.level).to_uppercase(),
+            strongest,
+            "{}",
+            case.id
+        );
+    }
+}
