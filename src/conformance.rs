@@ -47,6 +47,11 @@ pub struct Args {
     /// Seed of every random choice; printed in every report, so a failure replays.
     #[arg(long)]
     seed: Option<u64>,
+    /// Run the suite against the reference server once clean and once per deliberate fault
+    /// (`driftless serve --list-faults`); exit 0 only if the clean server passes and every
+    /// fault is caught. Needs a build with the fault-injection feature.
+    #[arg(long, conflicts_with_all = ["server", "list"])]
+    self_check: bool,
 }
 
 /// Tokens minted with the embedded server's own key.
@@ -139,6 +144,9 @@ fn start_embedded() -> Result<(Embedded, String, EmbeddedTokens), String> {
 
 /// Runs the command; returns the exit code, or a one-line setup error (exit code 2).
 pub fn main(args: Args) -> Result<u8, String> {
+    if args.self_check {
+        return self_check(&args);
+    }
     let all = driftless_conformance::cases::all();
     let selected = driftless_conformance::select(&all, &args.run, &args.skip);
     if selected.is_empty() {
@@ -230,4 +238,151 @@ fn write(output: &Option<PathBuf>, text: &str) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// A reference server child process for the self-check.
+struct Child {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_reference(
+    exe: &std::path::Path,
+    data: &std::path::Path,
+    fault: Option<&str>,
+) -> Result<Child, String> {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--rate-limit",
+        "200",
+        "--data",
+    ])
+    .arg(data);
+    if let Some(f) = fault {
+        cmd.args(["--fault", f]);
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .ok_or_else(|| format!("the server printed {line:?}"))?
+        .to_owned();
+    Ok(Child { child, base })
+}
+
+/// The self-check: the suite must pass the clean reference server and fail every faulty one.
+fn self_check(args: &Args) -> Result<u8, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let listed = std::process::Command::new(&exe)
+        .args(["serve", "--list-faults"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !listed.status.success() {
+        return Err("this driftless was built without the fault-injection feature; build with `--features fault-injection` for --self-check".into());
+    }
+    let faults: Vec<(String, String)> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_once(' ')
+                .map(|(n, ids)| (n.to_owned(), ids.to_owned()))
+        })
+        .collect();
+    if faults.is_empty() {
+        return Err("serve --list-faults listed no fault".into());
+    }
+    let seed = args.seed.unwrap_or(1);
+    let mut runs: Vec<(Option<String>, String, driftless_conformance::Report)> = Vec::new();
+    for fault in std::iter::once(None).chain(faults.iter().map(|(n, _)| Some(n.clone()))) {
+        let data = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let server = spawn_reference(&exe, data.path(), fault.as_deref())?;
+        let token_cmd = format!(
+            "'{}' token --data '{}' --user {{user}} --space {{space}} --scope {{scope}} --ttl {{ttl}}",
+            exe.display(),
+            data.path().display()
+        );
+        let options = Options {
+            server: server.base.clone(),
+            tokens: Box::new(driftless_conformance::client::CommandTokens::new(
+                &token_cmd,
+            )),
+            timeout: Duration::from_millis(args.timeout_ms.max(1)),
+            seed,
+            run: args.run.clone(),
+            skip: args.skip.clone(),
+        };
+        let report = driftless_conformance::run(options, &mut |_, _, _| {})?;
+        let ids = faults
+            .iter()
+            .find(|(n, _)| Some(n) == fault.as_ref())
+            .map(|(_, ids)| ids.clone())
+            .unwrap_or_default();
+        runs.push((fault, ids, report));
+    }
+    let mut ok = true;
+    let mut out = String::from("self-check: the suite against the reference server, clean and with each deliberate fault\n");
+    for (fault, ids, report) in &runs {
+        let failing: Vec<&str> = report
+            .cases
+            .iter()
+            .filter(|c| c.outcome == "fail" || c.outcome == "errored")
+            .map(|c| c.id.as_str())
+            .collect();
+        let (verdict, good) = match fault {
+            None => (
+                if failing.is_empty() {
+                    "clean server passes"
+                } else {
+                    "CLEAN SERVER FAILS"
+                },
+                failing.is_empty(),
+            ),
+            Some(_) => (
+                if failing.is_empty() {
+                    "NOT CAUGHT"
+                } else {
+                    "caught"
+                },
+                !failing.is_empty(),
+            ),
+        };
+        ok &= good;
+        out.push_str(&format!(
+            "{:<30} {:<22} {:<20} {}\n",
+            fault.as_deref().unwrap_or("(none)"),
+            ids,
+            verdict,
+            failing.join(", ")
+        ));
+    }
+    out.push_str(&format!(
+        "seed {seed}; {} faults; {}\n",
+        faults.len(),
+        if ok {
+            "every fault caught"
+        } else {
+            "SELF-CHECK FAILED"
+        }
+    ));
+    write(&args.output, &out)?;
+    Ok(if ok { 0 } else { 1 })
 }

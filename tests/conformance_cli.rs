@@ -144,3 +144,44 @@ fn cases_cite_defined_requirements_at_their_level() {
         );
     }
 }
+
+/// Every server-side MUST of the spec has a case, or is listed as not checkable over HTTP with a
+/// reason. Client duties (requirements whose subject is a Client) are the reference client's to
+/// test. This fails when the spec gains a MUST without a case.
+#[test]
+fn every_server_must_has_a_case_or_a_stated_reason() {
+    let covered: std::collections::BTreeSet<&str> = driftless_conformance::cases::all()
+        .iter()
+        .flat_map(|c| c.requirements.iter().copied())
+        .collect();
+    let exempt: BTreeMap<&str, &str> = driftless_conformance::NOT_CHECKABLE
+        .iter()
+        .copied()
+        .collect();
+    let mut missing = Vec::new();
+    for r in common::requirements() {
+        let is_must = common::keywords(&r.text)
+            .iter()
+            .any(|k| common::level(k) == "MUST");
+        let client_duty = r.text.starts_with("A Client") || r.text.starts_with("Clients");
+        if !is_must || client_duty {
+            assert!(
+                !exempt.contains_key(r.id.as_str()),
+                "{} is exempted but is not a server MUST",
+                r.id
+            );
+            continue;
+        }
+        match (covered.contains(r.id.as_str()), exempt.get(r.id.as_str())) {
+            (true, Some(_)) => panic!("{} has a case and is also listed as not checkable", r.id),
+            (false, None) => missing.push(format!("{}: {}", r.id, r.text)),
+            (false, Some(reason)) => assert!(!reason.is_empty()),
+            (true, None) => {}
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "server MUSTs without a case:\n{}",
+        missing.join("\n")
+    );
+}

@@ -6,9 +6,9 @@ use serde_json::{json, Value};
 use crate::client::{check, fail, mutation, now_ms, Ctx};
 use crate::{Case, CaseResult, Level, Verdict};
 
-const C: &str = "cf-client-a";
+pub(crate) const C: &str = "cf-client-a";
 
-macro_rules! case {
+macro_rules! case_entry {
     ($id:literal, [$($req:literal),+], $level:ident, $desc:literal, $f:expr) => {
         Case { id: $id, requirements: &[$($req),+], level: Level::$level, description: $desc, run: $f }
     };
@@ -17,266 +17,269 @@ macro_rules! case {
 /// Every case, in suite order.
 pub fn all() -> Vec<Case> {
     vec![
-        case!(
+        case_entry!(
             "discovery.shape",
             ["DISC-1", "DISC-2", "LIM-1", "RET-1"],
             Must,
             "discovery needs no token and is a valid discovery document",
             discovery_shape
         ),
-        case!(
+        case_entry!(
             "discovery.clock-header",
             ["HTTP-9"],
             Must,
             "every response carries a Driftless-Clock HLC",
             clock_header
         ),
-        case!(
+        case_entry!(
             "version.unsupported-major",
             ["VER-3"],
             Must,
             "a major version the server lacks is unsupported-version with supported_versions",
             unsupported_major
         ),
-        case!(
+        case_entry!(
             "version.response-header",
             ["VER-4"],
             Must,
             "responses under /v1 carry Driftless-Version",
             version_header
         ),
-        case!(
+        case_entry!(
             "http.unknown-path",
             ["HTTP-8"],
             Must,
             "an unknown path is not-found",
             unknown_path
         ),
-        case!(
+        case_entry!(
             "http.wrong-method",
             ["HTTP-12"],
             Must,
             "a wrong method is method-not-allowed with Allow",
             wrong_method
         ),
-        case!(
+        case_entry!(
             "http.wrong-content-type",
             ["HTTP-2"],
             Must,
             "a non-JSON body is unsupported-media-type",
             wrong_content_type
         ),
-        case!(
+        case_entry!(
             "http.malformed-json",
             ["HTTP-5", "ERR-8"],
             Must,
             "malformed JSON is invalid-json and the server keeps serving",
             malformed_json
         ),
-        case!(
+        case_entry!(
             "http.invalid-utf8",
             ["HTTP-5"],
             Must,
             "a body that is not UTF-8 is invalid-json",
             invalid_utf8
         ),
-        case!(
+        case_entry!(
             "limits.deep-nesting",
             ["LIM-4"],
             Must,
             "a body nested deeper than json_depth_max is invalid-json",
             deep_nesting
         ),
-        case!(
+        case_entry!(
             "limits.oversized-body",
             ["LIM-2"],
             Must,
             "a body over body_bytes_max is payload-too-large",
             oversized_body
         ),
-        case!(
+        case_entry!(
             "limits.batch-too-large",
-            ["PUSH-7", "PUSH-9"],
+            ["PUSH-7", "PUSH-9", "DISC-3"],
             Must,
             "a push over mutations_per_push_max is refused whole",
             batch_too_large
         ),
-        case!(
+        case_entry!(
             "push.applies-and-answers-in-order",
-            ["PUSH-1", "ORD-1"],
+            ["PUSH-1", "ORD-1", "HTTP-1", "ORD-2"],
             Must,
             "a push answers one result per mutation, in order",
             push_in_order
         ),
-        case!(
+        case_entry!(
             "push.unknown-member",
             ["HTTP-7"],
             Must,
             "an unknown member in a push is invalid-request",
             push_unknown_member
         ),
-        case!(
+        case_entry!(
             "push.missing-op-id",
             ["PUSH-6", "PUSH-9"],
             Must,
             "a mutation without a valid op_id fails the request with a pointer",
             push_missing_op_id
         ),
-        case!(
+        case_entry!(
             "push.invalid-mutation-alone",
             ["PUSH-4", "PUSH-5", "PUSH-3"],
             Must,
             "one invalid mutation is rejected alone and its rejection is stored",
             invalid_mutation_alone
         ),
-        case!(
+        case_entry!(
             "push.hlc-node-mismatch",
             ["MUT-1"],
             Must,
             "an hlc whose node is not the client_id is invalid-mutation",
             hlc_node_mismatch
         ),
-        case!(
+        case_entry!(
             "idempotency.replay-returns-stored-outcome",
             ["IDEM-2", "IDEM-3"],
             Must,
             "a replay is a duplicate carrying the stored outcome and changes nothing",
             replay_returns_stored_outcome
         ),
-        case!(
+        case_entry!(
             "idempotency.op-id-reused",
             ["IDEM-4", "IDEM-5"],
             Must,
             "the same op ID with another body is op-id-reused and the original stays",
             op_id_reused
         ),
-        case!(
+        case_entry!(
             "idempotency.increment-replay",
             ["IDEM-3", "MERGE-1"],
             Must,
             "a replayed increment is not applied again",
             increment_replay
         ),
-        case!(
+        case_entry!(
             "manifest.fates",
             ["MAN-1", "MAN-2", "MAN-3"],
             Must,
             "the manifest reports applied, rejected and unknown in order, as first sent",
             manifest_fates
         ),
-        case!(
+        case_entry!(
             "hlc.clock-skew",
             ["HLC-8"],
             Must,
             "a mutation an hour in the future is rejected as clock-skew",
             clock_skew
         ),
-        case!(
+        case_entry!(
             "retention.too-old",
             ["RET-2", "IDEM-7"],
             Must,
             "a mutation older than retention is mutation-too-old",
             too_old
         ),
-        case!(
+        case_entry!(
             "merge.lww-order-independent",
-            ["MERGE-1", "MERGE-2", "HLC-3"],
+            ["MERGE-1", "MERGE-2", "HLC-3", "HLC-2"],
             Must,
             "the greater stamp wins whatever the arrival order",
             lww_order_independent
         ),
-        case!(
+        case_entry!(
             "merge.delete-vs-newer-update",
             ["MERGE-4", "MERGE-5"],
             Must,
             "a delete hides older writes and a newer update brings the record back",
             delete_vs_update
         ),
-        case!(
+        case_entry!(
             "merge.increment-after-put",
             ["MERGE-6", "MUT-6"],
             Must,
             "increments after a put add to it; earlier ones are superseded",
             increment_after_put
         ),
-        case!(
+        case_entry!(
             "pull.pages",
             ["PULL-2", "PULL-4", "PULL-5"],
             Must,
             "pages hold limit records in change_seq order with has_more",
             pull_pages
         ),
-        case!(
+        case_entry!(
             "pull.own-writes",
-            ["PULL-11", "PULL-12"],
+            ["PULL-11", "PULL-12", "PUSH-2"],
             Must,
             "a pull after an acknowledgement reflects the write",
             pull_own_writes
         ),
-        case!(
+        case_entry!(
             "pull.invalid-cursor",
             ["PULL-13"],
             Must,
             "a cursor the server did not issue for the space is invalid-cursor",
             pull_invalid_cursor
         ),
-        case!(
+        case_entry!(
             "pull.parameter-ranges",
             ["PULL-16"],
             Must,
             "limit and wait_ms out of range are invalid-request",
             pull_parameter_ranges
         ),
-        case!(
+        case_entry!(
             "pull.resync-after-compaction",
-            ["PULL-14", "RET-7", "RET-10", "RET-3"],
+            [
+                "PULL-14", "RET-7", "RET-10", "RET-3", "RET-5", "RET-6", "RET-9", "RET-12",
+                "IDEM-8"
+            ],
             Must,
             "after compaction an old cursor is cursor-expired and late writes are too old",
             resync_after_compaction
         ),
-        case!(
+        case_entry!(
             "record.not-found",
             ["REC-2"],
             Must,
             "a record never written is record-not-found",
             record_not_found
         ),
-        case!(
+        case_entry!(
             "integrity.checksums-match-model",
-            ["INT-4", "INT-5", "INT-6", "INT-7", "PULL-18"],
+            ["INT-4", "INT-5", "INT-6", "INT-7", "PULL-18", "INT-1", "INT-2", "INT-8", "INT-14"],
             Must,
             "checksums equal the spec's algorithm over the pulled records",
             checksums_match_model
         ),
-        case!(
+        case_entry!(
             "auth.missing-token",
             ["AUTH-1", "AUTH-2", "ERR-5"],
             Must,
             "no token is unauthorized with WWW-Authenticate",
             missing_token
         ),
-        case!(
+        case_entry!(
             "auth.expired-token",
             ["AUTH-2", "AUTH-3"],
             Must,
             "an expired token is unauthorized",
             expired_token
         ),
-        case!(
+        case_entry!(
             "auth.tampered-token",
             ["AUTH-2", "AUTH-7"],
             Must,
             "a changed token is unauthorized",
             tampered_token
         ),
-        case!(
+        case_entry!(
             "auth.no-grant-leaks-nothing",
             ["AUTH-4", "AUTH-5"],
             Must,
             "a space without grant is forbidden, identically whether it holds data or not",
             no_grant_leaks_nothing
         ),
-        case!(
+        case_entry!(
             "auth.read-cannot-write",
             ["AUTH-4", "AUTH-6"],
             Must,
@@ -284,9 +287,12 @@ pub fn all() -> Vec<Case> {
             read_cannot_write
         ),
     ]
+    .into_iter()
+    .chain(crate::more_cases::all())
+    .collect()
 }
 
-fn put(ctx: &mut Ctx, id: &str, value: Value) -> Value {
+pub(crate) fn put(ctx: &mut Ctx, id: &str, value: Value) -> Value {
     let (op, hlc) = (ctx.op(), ctx.hlc(C));
     mutation(
         &op,
@@ -299,9 +305,9 @@ fn put(ctx: &mut Ctx, id: &str, value: Value) -> Value {
 }
 
 /// A fresh Space and a Token on it.
-fn space(ctx: &mut Ctx, scope: &str) -> Result<(String, String), Verdict> {
+pub(crate) fn space(ctx: &mut Ctx, scope: &str) -> Result<(String, String), Verdict> {
     let space = ctx.space();
-    let token = ctx.token("cf-user", &space, scope)?;
+    let token = ctx.token(&ctx.user(), &space, scope)?;
     Ok((space, token))
 }
 
@@ -453,6 +459,11 @@ fn batch_too_large(ctx: &mut Ctx) -> CaseResult {
     let (records, _) = ctx.pull_all(&space, &token, 100)?;
     check(records.is_empty(), || {
         format!("{} records of a refused batch were applied", records.len())
+    })?;
+    // Exactly at the announced limit, the same batch is accepted ([DISC-3]).
+    let results = ctx.push_ok(&space, &token, C, &ms[..n - 1])?;
+    check(results.iter().all(|r| r["status"] == "applied"), || {
+        "a batch at the announced limit was not applied".into()
     })
 }
 
@@ -837,7 +848,7 @@ fn pull_invalid_cursor(ctx: &mut Ctx) -> CaseResult {
     ctx.expect_problem(&r, 400, "invalid-cursor")?;
     let (other, other_token) = (ctx.space(), String::new());
     let _ = other_token;
-    let t2 = ctx.token("cf-user", &other, "read")?;
+    let t2 = ctx.token(&ctx.user(), &other, "read")?;
     let foreign = ctx.get(&format!("/v1/spaces/{other}/pull"), Some(&t2))?;
     let cursor = foreign.body["cursor"].as_str().unwrap_or("").to_owned();
     let r = ctx.get(
@@ -875,7 +886,7 @@ fn resync_after_compaction(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "admin")?;
     let a = put(ctx, "a", json!({}));
     let b = put(ctx, "b", json!({}));
-    ctx.push_ok(&space, &token, C, &[a, b])?;
+    ctx.push_ok(&space, &token, C, &[a, b.clone()])?;
     let old = ctx
         .get(&format!("/v1/spaces/{space}/pull"), Some(&token))?
         .body["cursor"]
@@ -883,7 +894,7 @@ fn resync_after_compaction(ctx: &mut Ctx) -> CaseResult {
         .unwrap_or("")
         .to_owned();
     let (op, hlc) = (ctx.op(), ctx.hlc(C));
-    ctx.push_ok(
+    let deleted = ctx.push_ok(
         &space,
         &token,
         C,
@@ -896,6 +907,8 @@ fn resync_after_compaction(ctx: &mut Ctx) -> CaseResult {
             json!({"kind": "delete"}),
         )],
     )?;
+    let delete_seq = deleted[0]["change_seq"].as_u64().unwrap_or(u64::MAX);
+    let sums_before = ctx.get(&format!("/v1/spaces/{space}/checksums"), Some(&token))?;
     let r = ctx.request(
         "POST",
         &format!("/v1/spaces/{space}/compact"),
@@ -905,6 +918,36 @@ fn resync_after_compaction(ctx: &mut Ctx) -> CaseResult {
     )?;
     ctx.expect(&r, 200, "compact")?;
     ctx.validate("compaction-response", &r.body)?;
+    check(
+        r.body["compaction_point"]
+            .as_u64()
+            .is_some_and(|p| p >= delete_seq),
+        || {
+            format!("compaction point {} is below the purged tombstone's change_seq {delete_seq} ([RET-12])", r.body["compaction_point"])
+        },
+    )?;
+    let sums_after = ctx.get(&format!("/v1/spaces/{space}/checksums"), Some(&token))?;
+    check(
+        sums_after.body["space_digest"] == sums_before.body["space_digest"],
+        || "compaction changed the existing records' checksums ([RET-6])".into(),
+    )?;
+    let replay = ctx.push_ok(&space, &token, C, &[b])?;
+    check(replay[0]["status"] == "duplicate", || {
+        format!("a replay stamped before the horizon answered {} instead of its stored outcome ([IDEM-8], [RET-9])", replay[0])
+    })?;
+    let again = ctx.request(
+        "POST",
+        &format!("/v1/spaces/{space}/compact"),
+        Some(&token),
+        &[],
+        None,
+    )?;
+    ctx.expect(&again, 200, "second compact")?;
+    check(
+        again.body["compaction_point"].as_u64() >= r.body["compaction_point"].as_u64()
+            && again.body["horizon"].as_str() >= r.body["horizon"].as_str(),
+        || "a second compaction lowered the horizon or the compaction point ([RET-5])".into(),
+    )?;
     let expired = ctx.get(
         &format!("/v1/spaces/{space}/pull?cursor={old}"),
         Some(&token),
@@ -948,7 +991,13 @@ fn record_not_found(ctx: &mut Ctx) -> CaseResult {
 fn checksums_match_model(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "write")?;
     let ms: Vec<Value> = (0..30)
-        .map(|i| put(ctx, &format!("r{i}"), json!({"i": i, "f": 0.5, "s": "é"})))
+        .map(|i| {
+            put(
+                ctx,
+                &format!("r{i}"),
+                json!({"i": i, "f": 0.5, "whole": 1.0, "big": 1e21, "s": "é\n"}),
+            )
+        })
         .collect();
     ctx.push_ok(&space, &token, C, &ms)?;
     let (records, last) = ctx.pull_all(&space, &token, 100)?;
@@ -998,7 +1047,7 @@ fn missing_token(ctx: &mut Ctx) -> CaseResult {
 
 fn expired_token(ctx: &mut Ctx) -> CaseResult {
     let space = ctx.space();
-    let token = ctx.token_ttl("cf-user", &space, "read", -60)?;
+    let token = ctx.token_ttl(&ctx.user(), &space, "read", -60)?;
     let r = ctx.get(&format!("/v1/spaces/{space}/pull"), Some(&token))?;
     ctx.expect_problem(&r, 401, "unauthorized")
 }

@@ -163,6 +163,14 @@ impl Ctx {
         self.case = id.to_owned();
     }
 
+    /// A User name of the current case's own, so that per-User rate limits never couple cases.
+    pub fn user(&self) -> String {
+        let h = self.case.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        format!("cf-{:012x}", h & 0xffff_ffff_ffff)
+    }
+
     /// The discovery document.
     pub fn discovery(&self) -> &Value {
         &self.discovery
@@ -254,7 +262,8 @@ impl Ctx {
         {
             builder = builder.header("driftless-version", "1.0");
         }
-        for (k, v) in headers {
+        // An empty value means: send no such header at all.
+        for (k, v) in headers.iter().filter(|(_, v)| !v.is_empty()) {
             builder = builder.header(*k, *v);
         }
         let req = |b| builder.body(b).map_err(|e| Verdict::Error(e.to_string()));

@@ -9,6 +9,9 @@
 
 pub mod cases;
 pub mod client;
+mod more_cases;
+
+pub use more_cases::NOT_CHECKABLE;
 pub mod report;
 
 use std::time::{Duration, Instant};
