@@ -289,6 +289,7 @@ pub fn all() -> Vec<Case> {
     ]
     .into_iter()
     .chain(crate::more_cases::all())
+    .chain(crate::scenarios::all())
     .collect()
 }
 

@@ -241,6 +241,11 @@ impl Ctx {
             .map_err(Verdict::Error)
     }
 
+    /// The Server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// One request.
     pub fn request(
         &self,
@@ -250,9 +255,22 @@ impl Ctx {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<Resp, Verdict> {
+        self.request_at(&self.base, method, path, token, headers, body)
+    }
+
+    /// One request to another base URL (the fault-injecting proxy).
+    pub fn request_at(
+        &self,
+        base: &str,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Resp, Verdict> {
         let mut builder = ureq::http::Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.base));
+            .uri(format!("{base}{path}"));
         if let Some(t) = token {
             builder = builder.header("authorization", format!("Bearer {t}"));
         }

@@ -10,6 +10,8 @@
 pub mod cases;
 pub mod client;
 mod more_cases;
+pub mod proxy;
+mod scenarios;
 
 pub use more_cases::NOT_CHECKABLE;
 pub mod report;
