@@ -115,7 +115,8 @@ fn serve(client: TcpStream, upstream: &str, rng: &Rng, rates: FaultRates, counts
     };
     let mut reader = BufReader::new(read_half);
     let mut writer = client;
-    while let Ok(Some((head, body))) = read_message(&mut reader) {
+    // One request per connection: responses carry Connection: close.
+    if let Ok(Some((head, body))) = read_message(&mut reader) {
         counts.requests.fetch_add(1, Ordering::Relaxed);
         if rng.below(100) < rates.delay {
             counts.delayed.fetch_add(1, Ordering::Relaxed);
@@ -134,12 +135,8 @@ fn serve(client: TcpStream, upstream: &str, rng: &Rng, rates: FaultRates, counts
             let _ = writer.shutdown(Shutdown::Both);
             return;
         }
-        // The upstream answered with Connection: close; so do we, one request per connection.
-        if writer.write_all(&response).is_err() {
-            return;
-        }
+        let _ = writer.write_all(&response);
         let _ = writer.shutdown(Shutdown::Both);
-        return;
     }
 }
 
