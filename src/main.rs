@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod bench;
 mod conformance;
+mod schema_check;
 use driftless_protocol::ids::SpaceId;
 use driftless_protocol::messages::{Scope, TokenClaims};
 
@@ -125,6 +126,10 @@ struct TokenArgs {
 
 #[derive(Subcommand)]
 enum SchemaCommand {
+    /// Check whether NEW is backward, forward or fully compatible with OLD; exit 1 if not.
+    Check(schema_check::CheckArgs),
+    /// Verify each declared migration of a folder of collection-schema versions, property-based.
+    MigrateCheck(schema_check::MigrateArgs),
     /// Write the JSON Schemas of every wire message and the OpenAPI document to a folder.
     Export {
         /// The folder to write into (created if missing).
@@ -363,7 +368,20 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+    let exit = |r: Result<u8, String>| match r {
+        Ok(c) => ExitCode::from(c),
+        Err(e) => {
+            eprintln!("driftless: {e}");
+            ExitCode::from(2)
+        }
+    };
     let result = match cli.command {
+        Command::Schema {
+            command: SchemaCommand::Check(args),
+        } => return exit(schema_check::check(args)),
+        Command::Schema {
+            command: SchemaCommand::MigrateCheck(args),
+        } => return exit(schema_check::migrate_check(args)),
         Command::Conformance(args) => {
             return match conformance::main(args) {
                 Ok(code) => ExitCode::from(code),
