@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod bench;
+mod client_cmd;
 mod conformance;
 mod schema_check;
 use driftless_protocol::ids::SpaceId;
@@ -30,6 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The reference client: offline writes, sync, status, audit.
+    Client(client_cmd::Args),
     /// Run the conformance suite against a server (by default, the embedded reference server).
     Conformance(conformance::Args),
     /// Run the reference server on an embedded SQLite database.
@@ -382,6 +385,7 @@ fn main() -> ExitCode {
         Command::Schema {
             command: SchemaCommand::MigrateCheck(args),
         } => return exit(schema_check::migrate_check(args)),
+        Command::Client(args) => return exit(client_cmd::main(args)),
         Command::Conformance(args) => {
             return match conformance::main(args) {
                 Ok(code) => ExitCode::from(code),

@@ -1,0 +1,1037 @@
+//! The Driftless reference client: every Client duty of spec chapter 08, durably.
+//!
+//! - Writes go to a durable Outbox (SQLite, `synchronous=FULL`) before [`Client::write`] returns.
+//! - Reads are optimistic: the Mirror of pulled state with pending Mutations applied on top,
+//!   recomputed on every read, so a pull never hides a pending write (`[CLIENT-8]`).
+//! - [`Client::sync`] learns the fate of Mutations sent before (manifest), pushes the Outbox in
+//!   batches (priority lanes that never reorder one Record's Mutations), retries transient
+//!   failures with exponential backoff and full jitter (persisted, so a restart resumes the
+//!   schedule), moves permanent rejections to a dead-letter list, re-issues `clock-skew` and
+//!   never-sent `mutation-too-old` rejections, then pulls until caught up and resyncs after
+//!   `cursor-expired` without touching the Outbox.
+//! - [`Client::audit`] compares bucket checksums with the Server and repairs drifted buckets.
+
+pub mod local;
+pub mod store;
+
+use std::path::Path;
+use std::time::Duration;
+
+use driftless_protocol::checksum::{bucket_of, record_digest, to_hex, SpaceChecksums};
+use driftless_protocol::hlc::{Clock, Hlc};
+use driftless_protocol::ids::{CollectionName, RecordId, SpaceId};
+use serde_json::{json, Map, Value};
+
+use crate::store::{put_mirror, receipt, Pending, Store};
+
+/// A Client failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The local store failed.
+    #[error("local store: {0}")]
+    Store(String),
+    /// Bad input from the application.
+    #[error("{0}")]
+    Invalid(String),
+    /// The Server refused the Token.
+    #[error("the server refused the token: {0}")]
+    Auth(String),
+    /// The Server could not be reached, or kept failing, within this sync's retry budget.
+    #[error("the server is unavailable: {0}")]
+    Unavailable(String),
+    /// The Server answered something this Client does not understand.
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+}
+
+/// Retry schedule presets (`[RETRY-6]`: each waits at least as long as the Server asks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// A user is waiting: the Server's policy, few attempts.
+    Interactive,
+    /// Background sync: longer waits, more attempts.
+    Background,
+    /// Metered network: long waits, few attempts.
+    Metered,
+}
+
+/// How to retry: bounds of the full-jitter exponential backoff, and the attempts one sync may use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Upper bound of the first delay.
+    pub initial_delay_ms: u64,
+    /// Largest upper bound.
+    pub delay_ms_cap: u64,
+    /// Growth per consecutive failure.
+    pub multiplier: u64,
+    /// Failed attempts one `sync` may make before it gives up (the schedule is kept).
+    pub attempts_per_sync: u32,
+}
+
+impl RetryPolicy {
+    /// A preset.
+    pub fn preset(p: Preset) -> Self {
+        match p {
+            Preset::Interactive => Self {
+                initial_delay_ms: 200,
+                delay_ms_cap: 5_000,
+                multiplier: 2,
+                attempts_per_sync: 5,
+            },
+            Preset::Background => Self {
+                initial_delay_ms: 1_000,
+                delay_ms_cap: 300_000,
+                multiplier: 2,
+                attempts_per_sync: 12,
+            },
+            Preset::Metered => Self {
+                initial_delay_ms: 5_000,
+                delay_ms_cap: 900_000,
+                multiplier: 3,
+                attempts_per_sync: 4,
+            },
+        }
+    }
+
+    /// This policy, but never waiting less than the Server's announced policy (`[RETRY-1]`).
+    pub fn at_least(self, server: &Value) -> Self {
+        let get = |k: &str| server[k].as_u64();
+        Self {
+            initial_delay_ms: self
+                .initial_delay_ms
+                .max(get("initial_delay_ms").unwrap_or(0)),
+            delay_ms_cap: self.delay_ms_cap.max(get("delay_ms_cap").unwrap_or(0)),
+            multiplier: self.multiplier.max(get("multiplier").unwrap_or(1)),
+            attempts_per_sync: self.attempts_per_sync,
+        }
+    }
+
+    /// The upper bound of the wait after `failures` consecutive failures (0-based).
+    pub fn bound_ms(&self, failures: u32) -> u64 {
+        let grown = self
+            .initial_delay_ms
+            .saturating_mul(self.multiplier.saturating_pow(failures.min(40)));
+        grown.min(self.delay_ms_cap)
+    }
+}
+
+/// Where and as whom to sync.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The Server's base URL.
+    pub server: String,
+    /// The bearer Token.
+    pub token: String,
+    /// The Space.
+    pub space: String,
+    /// The retry schedule.
+    pub retry: RetryPolicy,
+    /// Most Mutations per push (further capped by the Server's limit).
+    pub batch_max: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+/// Progress, reported while syncing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A batch was acknowledged.
+    Pushed {
+        acknowledged: usize,
+        rejected: usize,
+    },
+    /// A page was pulled.
+    Pulled { records: usize, through: u64 },
+    /// A transient failure; waiting before the next attempt.
+    Retrying {
+        failures: u32,
+        delay_ms: u64,
+        reason: String,
+    },
+    /// The Cursor expired; the Mirror is being rebuilt (the Outbox is kept).
+    Resync,
+    /// A drifted bucket was repaired.
+    Repaired { bucket: u8 },
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncReport {
+    /// Mutations acknowledged as applied.
+    pub acknowledged: usize,
+    /// Mutations moved to the dead-letter list.
+    pub rejected: usize,
+    /// Mutations re-issued with a fresh HLC (clock-skew, never-sent too-old).
+    pub reissued: usize,
+    /// Records pulled.
+    pub pulled: usize,
+    /// Whether a resync happened.
+    pub resynced: bool,
+}
+
+/// Counts for an application to show (`[CLIENT-13]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// Mutations in the Outbox.
+    pub pending: usize,
+    /// Of those, sent at least once with fate unknown.
+    pub sent: usize,
+    /// Mutations in the dead-letter list.
+    pub rejected: usize,
+    /// Milliseconds since the epoch of the last complete sync.
+    pub last_sync: Option<u64>,
+    /// Telemetry counters (writes, acknowledged, rejected, retries, conflicts, bytes, ...).
+    pub counters: Vec<(String, i64)>,
+}
+
+/// What an audit found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditReport {
+    /// Buckets whose digests differed and were repaired.
+    pub repaired: Vec<u8>,
+    /// Records replaced or removed while repairing.
+    pub records_fixed: usize,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).unwrap_or_else(|_| {
+        b.iter_mut()
+            .enumerate()
+            .for_each(|(i, x)| *x = (now_ms() as usize + i) as u8)
+    });
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A response: status, headers we need, JSON body.
+struct Reply {
+    status: u16,
+    retry_after: Option<u64>,
+    clock: Option<String>,
+    body: Value,
+}
+
+/// The reference Client.
+pub struct Client {
+    store: Store,
+    cfg: Config,
+    agent: ureq::Agent,
+    client_id: String,
+    clock: Clock,
+    seq: u64,
+    discovery: Option<Value>,
+    on_event: Option<Box<dyn FnMut(&Event)>>,
+}
+
+const ID_CHARS_MIN: usize = 8;
+
+impl Client {
+    /// Opens the Client whose local store is `dir` (created with a new Client ID if empty).
+    pub fn open(dir: &Path, cfg: Config) -> Result<Self, ClientError> {
+        cfg.space
+            .parse::<SpaceId>()
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let mut store = Store::open(dir)?;
+        let client_id = match store.meta("client_id")? {
+            Some(id) => id,
+            None => {
+                let id = format!("c-{}", random_hex(8));
+                debug_assert!(id.len() >= ID_CHARS_MIN);
+                store.tx(|tx| Store::set_meta(tx, "client_id", &id))?;
+                id
+            }
+        };
+        let clock = match store.meta("hlc")?.and_then(|h| h.parse::<Hlc>().ok()) {
+            Some(h) => Clock::resume(&h),
+            None => Clock::new(&client_id).map_err(|e| ClientError::Store(e.to_string()))?,
+        };
+        let seq = store.meta("seq")?.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(cfg.timeout))
+            .build()
+            .into();
+        Ok(Self {
+            store,
+            cfg,
+            agent,
+            client_id,
+            clock,
+            seq,
+            discovery: None,
+            on_event: None,
+        })
+    }
+
+    /// Calls `f` with every progress [`Event`].
+    pub fn on_event(&mut self, f: impl FnMut(&Event) + 'static) {
+        self.on_event = Some(Box::new(f));
+    }
+
+    fn emit(&mut self, e: Event) {
+        if let Some(f) = self.on_event.as_mut() {
+            f(&e);
+        }
+    }
+
+    /// This Client's ID.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Writes and reads
+
+    /// Records a Mutation durably in the Outbox and returns its Op ID. `effect` is the Mutation's
+    /// `effect` object; `priority` puts it in a faster lane.
+    pub fn write(
+        &mut self,
+        collection: &str,
+        id: &str,
+        effect: Value,
+        priority: i64,
+    ) -> Result<String, ClientError> {
+        collection
+            .parse::<CollectionName>()
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        id.parse::<RecordId>()
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let parsed: Result<driftless_protocol::messages::Effect, _> =
+            serde_json::from_value(effect.clone());
+        parsed.map_err(|e| ClientError::Invalid(format!("not a valid effect: {e}")))?;
+        let hlc = self.clock.issue(now_ms());
+        self.seq += 1;
+        let op_id = format!("{}-{}-{}", self.client_id, self.seq, random_hex(4));
+        let mut body = json!({"op_id": op_id, "seq": self.seq, "collection": collection, "record_id": id, "hlc": hlc.to_string(), "effect": effect});
+        let version_key = format!("schema:{}:{collection}", self.cfg.space);
+        if let Some(v) = self
+            .store
+            .meta(&version_key)?
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            body["schema_version"] = json!(v);
+        }
+        let (space, seq) = (self.cfg.space.clone(), self.seq);
+        let text = body.to_string();
+        self.store.tx(|tx| {
+            tx.execute(
+                "INSERT INTO outbox (seq, space, op_id, collection, record_id, body, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                rusqlite::params![seq as i64, space, op_id, collection, id, text, priority],
+            )
+            .map_err(store::sql_error)?;
+            Store::set_meta(tx, "hlc", &hlc.to_string())?;
+            Store::set_meta(tx, "seq", &seq.to_string())?;
+            receipt(tx, &op_id, "pending", None)?;
+            Store::count(tx, "writes", 1)
+        })?;
+        Ok(op_id)
+    }
+
+    /// The optimistic value of a Record: the Mirror with pending Mutations applied (`None`:
+    /// absent or deleted).
+    pub fn get(
+        &self,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<Map<String, Value>>, ClientError> {
+        let base = self
+            .store
+            .mirrored(&self.cfg.space, collection, id)?
+            .and_then(|m| m.value)
+            .and_then(|v| v.as_object().cloned());
+        let pending = self.store.outbox(&self.cfg.space)?;
+        Ok(pending
+            .iter()
+            .filter(|p| p.collection == collection && p.record_id == id)
+            .fold(base, |acc, p| local::apply(acc, &p.body["effect"])))
+    }
+
+    /// Every existing Record of a Collection, optimistically, sorted by ID.
+    pub fn list(&self, collection: &str) -> Result<Vec<(String, Map<String, Value>)>, ClientError> {
+        let mut ids = self.store.mirrored_ids(&self.cfg.space, collection)?;
+        for p in self.store.outbox(&self.cfg.space)? {
+            if p.collection == collection && !ids.contains(&p.record_id) {
+                ids.push(p.record_id);
+            }
+        }
+        ids.sort();
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(v) = self.get(collection, &id)? {
+                out.push((id, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts for the application.
+    pub fn status(&self) -> Result<Status, ClientError> {
+        let outbox = self.store.outbox(&self.cfg.space)?;
+        Ok(Status {
+            pending: outbox.len(),
+            sent: outbox.iter().filter(|p| p.attempts > 0).count(),
+            rejected: self.store.dead(&self.cfg.space)?.len(),
+            last_sync: self
+                .store
+                .meta(&format!("last_sync:{}", self.cfg.space))?
+                .and_then(|v| v.parse().ok()),
+            counters: self.store.counters()?,
+        })
+    }
+
+    /// The dead-letter list: (Op ID, Mutation, Problem).
+    pub fn dead_letters(&self) -> Result<Vec<(String, Value, Value)>, ClientError> {
+        self.store.dead(&self.cfg.space)
+    }
+
+    /// The receipt of a Mutation: `pending`, `sent`, `acknowledged` or `rejected`, with detail.
+    pub fn receipt(&self, op_id: &str) -> Result<Option<(String, Option<String>)>, ClientError> {
+        self.store.receipt(op_id)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // HTTP
+
+    fn request(&mut self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, String> {
+        let url = format!("{}{path}", self.cfg.server.trim_end_matches('/'));
+        let auth = format!("Bearer {}", self.cfg.token);
+        let result = match (method, body) {
+            ("GET", _) => self
+                .agent
+                .get(&url)
+                .header("authorization", &auth)
+                .header("driftless-version", "1.0")
+                .call(),
+            ("PUT", Some(b)) => self
+                .agent
+                .put(&url)
+                .header("authorization", &auth)
+                .header("driftless-version", "1.0")
+                .send_json(b),
+            (_, Some(b)) => self
+                .agent
+                .post(&url)
+                .header("authorization", &auth)
+                .header("driftless-version", "1.0")
+                .send_json(b),
+            (_, None) => self
+                .agent
+                .post(&url)
+                .header("authorization", &auth)
+                .header("driftless-version", "1.0")
+                .send_empty(),
+        };
+        let mut resp = result.map_err(|e| e.to_string())?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (retry_after, clock) = (
+            header("retry-after").and_then(|v| v.trim().parse().ok()),
+            header("driftless-clock"),
+        );
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        let bytes = text.len() as i64;
+        let _ = self
+            .store
+            .tx(|tx| Store::count(tx, "bytes_received", bytes));
+        Ok(Reply {
+            status,
+            retry_after,
+            clock,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        })
+    }
+
+    /// A request with the retry schedule: transient failures wait and retry (`[RETRY-1..3]`),
+    /// the schedule is persisted (`[RETRY-5]`) and reset on success (`[RETRY-7]`).
+    fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, ClientError> {
+        let mut failures: u32 = self
+            .store
+            .meta("retry_failures")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        // A restart resumes the schedule instead of retrying at once.
+        if let Some(next) = self
+            .store
+            .meta("retry_next_ms")?
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            let now = now_ms();
+            if next > now {
+                std::thread::sleep(Duration::from_millis(
+                    (next - now).min(self.cfg.retry.delay_ms_cap),
+                ));
+            }
+        }
+        let policy = match &self.discovery {
+            Some(d) => self.cfg.retry.at_least(&d["backoff"]),
+            None => self.cfg.retry,
+        };
+        for attempt in 0..=policy.attempts_per_sync {
+            let outcome = self.request(method, path, body);
+            let (reason, retry_after) = match outcome {
+                Ok(r) => {
+                    if let Some(c) = r.clock.as_deref().and_then(|c| c.parse::<Hlc>().ok()) {
+                        self.clock.merge(&c, now_ms()); // [HLC-5]
+                    }
+                    let transient = r.status == 408 || r.status == 429 || r.status >= 500;
+                    if !transient {
+                        if failures > 0 {
+                            self.store.tx(|tx| {
+                                Store::set_meta(tx, "retry_failures", "0")?;
+                                Store::set_meta(tx, "retry_next_ms", "0")
+                            })?;
+                        }
+                        return Ok(r);
+                    }
+                    (
+                        format!("{} {}", r.status, r.body["type"].as_str().unwrap_or("")),
+                        r.retry_after,
+                    )
+                }
+                Err(e) => (e, None),
+            };
+            if attempt == policy.attempts_per_sync {
+                return Err(ClientError::Unavailable(reason));
+            }
+            let bound = policy.bound_ms(failures);
+            let mut r = [0u8; 8];
+            let _ = getrandom::fill(&mut r);
+            let mut delay = u64::from_le_bytes(r) % (bound + 1); // full jitter
+            if let Some(s) = retry_after {
+                delay = delay.max(s * 1000); // [RETRY-2]
+            }
+            failures += 1;
+            let next = now_ms() + delay;
+            self.store.tx(|tx| {
+                Store::set_meta(tx, "retry_failures", &failures.to_string())?;
+                Store::set_meta(tx, "retry_next_ms", &next.to_string())?;
+                Store::count(tx, "retries", 1)
+            })?;
+            self.emit(Event::Retrying {
+                failures,
+                delay_ms: delay,
+                reason,
+            });
+            std::thread::sleep(Duration::from_millis(delay));
+        }
+        Err(ClientError::Unavailable("retries exhausted".into()))
+    }
+
+    fn problem_of(reply: &Reply) -> String {
+        reply.body["type"]
+            .as_str()
+            .unwrap_or("")
+            .rsplit(':')
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Sync
+
+    fn discover(&mut self) -> Result<(), ClientError> {
+        if self.discovery.is_some() {
+            return Ok(());
+        }
+        let r = self.call("GET", "/.well-known/driftless", None)?;
+        if r.status != 200 {
+            return Err(ClientError::Protocol(format!(
+                "discovery answered {}",
+                r.status
+            )));
+        }
+        self.discovery = Some(r.body);
+        Ok(())
+    }
+
+    /// Pushes the Outbox and pulls until caught up. Returns an error when it could not finish;
+    /// nothing is lost then, and the next sync continues.
+    pub fn sync(&mut self) -> Result<SyncReport, ClientError> {
+        let mut report = SyncReport::default();
+        self.discover()?;
+        self.resolve_unknown_fates(&mut report)?;
+        self.push_all(&mut report)?;
+        self.pull_all(&mut report)?;
+        let (space, now) = (self.cfg.space.clone(), now_ms());
+        self.store
+            .tx(|tx| Store::set_meta(tx, &format!("last_sync:{space}"), &now.to_string()))?;
+        Ok(report)
+    }
+
+    /// Mutations sent before whose acknowledgement never arrived: ask the manifest (`[CLIENT-7]`).
+    fn resolve_unknown_fates(&mut self, report: &mut SyncReport) -> Result<(), ClientError> {
+        let sent: Vec<Pending> = self
+            .store
+            .outbox(&self.cfg.space)?
+            .into_iter()
+            .filter(|p| p.attempts > 0)
+            .collect();
+        let max = self
+            .discovery
+            .as_ref()
+            .and_then(|d| d["limits"]["op_ids_per_manifest_max"].as_u64())
+            .unwrap_or(100) as usize;
+        for chunk in sent.chunks(max.max(1)) {
+            let ids: Vec<&str> = chunk.iter().map(|p| p.op_id.as_str()).collect();
+            let path = format!("/v1/spaces/{}/manifest", self.cfg.space);
+            let r = self.call("POST", &path, Some(&json!({"op_ids": ids})))?;
+            self.check_auth(&r)?;
+            if r.status != 200 {
+                return Err(ClientError::Protocol(format!(
+                    "manifest answered {}",
+                    r.status
+                )));
+            }
+            let entries = r.body["entries"].as_array().cloned().unwrap_or_default();
+            for (p, e) in chunk.iter().zip(entries) {
+                if e["status"] != "unknown" {
+                    self.settle(p, &e, report)?; // unknown: pushed again below ([MAN-5])
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_auth(&self, r: &Reply) -> Result<(), ClientError> {
+        if r.status == 401 || r.status == 403 {
+            return Err(ClientError::Auth(
+                r.body["detail"].as_str().unwrap_or("").to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The next batch: priority lanes, but never a Mutation ahead of an earlier one of the same
+    /// Record (`[CLIENT-6]`): an earlier Mutation inherits the highest priority of the later
+    /// Mutations of its Record, so sorting by (priority, seq) keeps each Record's order.
+    fn next_batch(&self, size: usize) -> Result<Vec<Pending>, ClientError> {
+        let outbox = self.store.outbox(&self.cfg.space)?;
+        let mut effective = vec![0i64; outbox.len()];
+        let mut lifted: std::collections::HashMap<(&str, &str), i64> =
+            std::collections::HashMap::new();
+        for (i, p) in outbox.iter().enumerate().rev() {
+            let e = lifted
+                .get(&(p.collection.as_str(), p.record_id.as_str()))
+                .copied()
+                .unwrap_or(i64::MIN)
+                .max(p.priority);
+            lifted.insert((p.collection.as_str(), p.record_id.as_str()), e);
+            effective[i] = e;
+        }
+        let mut order: Vec<usize> = (0..outbox.len()).collect();
+        order.sort_by_key(|&i| (std::cmp::Reverse(effective[i]), outbox[i].seq));
+        order.truncate(size);
+        Ok(order.into_iter().map(|i| outbox[i].clone()).collect())
+    }
+
+    fn push_all(&mut self, report: &mut SyncReport) -> Result<(), ClientError> {
+        let server_max = self
+            .discovery
+            .as_ref()
+            .and_then(|d| d["limits"]["mutations_per_push_max"].as_u64())
+            .unwrap_or(100) as usize;
+        let mut size = self.cfg.batch_max.min(server_max).max(1);
+        loop {
+            let batch = self.next_batch(size)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            // Mark as sent before sending: a crash after this point leaves a fate to ask about.
+            let seqs: Vec<i64> = batch.iter().map(|p| p.seq as i64).collect();
+            self.store.tx(|tx| {
+                for (s, p) in seqs.iter().zip(&batch) {
+                    tx.execute(
+                        "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1",
+                        [s],
+                    )
+                    .map_err(store::sql_error)?;
+                    receipt(tx, &p.op_id, "sent", None)?;
+                }
+                Ok(())
+            })?;
+            let bodies: Vec<&Value> = batch.iter().map(|p| &p.body).collect();
+            let path = format!("/v1/spaces/{}/push", self.cfg.space);
+            let r = self.call(
+                "POST",
+                &path,
+                Some(&json!({"client_id": self.client_id, "mutations": bodies})),
+            )?;
+            self.check_auth(&r)?;
+            match r.status {
+                200 => {
+                    let results = r.body["results"].as_array().cloned().unwrap_or_default();
+                    if results.len() != batch.len() {
+                        return Err(ClientError::Protocol(
+                            "push answered a different number of results".into(),
+                        ));
+                    }
+                    let (mut acked, mut rejected) = (0, 0);
+                    for (p, res) in batch.iter().zip(&results) {
+                        let outcome = if res["status"] == "duplicate" {
+                            &res["original"]
+                        } else {
+                            res
+                        };
+                        if outcome["status"] == "applied" {
+                            acked += 1;
+                        } else {
+                            rejected += 1;
+                        }
+                        // op-id-reused is not an Outcome, but the Mutation is just as stuck.
+                        self.settle(p, outcome, report)?;
+                    }
+                    self.emit(Event::Pushed {
+                        acknowledged: acked,
+                        rejected,
+                    });
+                }
+                413 if size > 1 => size = (size / 2).max(1),
+                400 if Self::problem_of(&r) == "invalid-request" => {
+                    // Dead-letter the Mutations the pointers name ([CLIENT-5]); the rest go again.
+                    let mut named = false;
+                    for e in r.body["errors"].as_array().into_iter().flatten() {
+                        let idx = e["pointer"]
+                            .as_str()
+                            .and_then(|p| p.strip_prefix("/mutations/"))
+                            .and_then(|p| p.split('/').next())
+                            .and_then(|i| i.parse::<usize>().ok());
+                        if let Some(p) = idx.and_then(|i| batch.get(i)) {
+                            named = true;
+                            self.dead_letter(p, &r.body, report)?;
+                        }
+                    }
+                    if !named {
+                        return Err(ClientError::Protocol(format!("push refused: {}", r.body)));
+                    }
+                }
+                _ if batch.len() == 1 => {
+                    let p = batch[0].clone();
+                    self.dead_letter(&p, &r.body, report)?;
+                }
+                _ => {
+                    return Err(ClientError::Protocol(format!(
+                        "push answered {}: {}",
+                        r.status, r.body
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Applies a known Outcome to an Outbox entry.
+    fn settle(
+        &mut self,
+        p: &Pending,
+        outcome: &Value,
+        report: &mut SyncReport,
+    ) -> Result<(), ClientError> {
+        if outcome["status"] == "applied" {
+            report.acknowledged += 1;
+            let op = p.op_id.clone();
+            return self.store.tx(|tx| {
+                tx.execute("DELETE FROM outbox WHERE op_id = ?1", [&op])
+                    .map_err(store::sql_error)?;
+                receipt(tx, &op, "acknowledged", None)?;
+                Store::count(tx, "acknowledged", 1)
+            });
+        }
+        let code = outcome["problem"]["type"]
+            .as_str()
+            .unwrap_or("")
+            .rsplit(':')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        // clock-skew: re-issue after merging the Server clock ([HLC-9]); mutation-too-old: only
+        // if this was the first send ([CLIENT-9], [CLIENT-10]).
+        let reissue = code == "clock-skew" || (code == "mutation-too-old" && p.attempts <= 1);
+        if reissue {
+            report.reissued += 1;
+            let hlc = self.clock.issue(now_ms());
+            let new_op = format!("{}-{}-{}", self.client_id, p.seq, random_hex(4));
+            let mut body = p.body.clone();
+            body["op_id"] = json!(new_op);
+            body["hlc"] = json!(hlc.to_string());
+            let (old, text, seq) = (p.op_id.clone(), body.to_string(), p.seq as i64);
+            return self.store.tx(|tx| {
+                // Same seq: the re-issued Mutation keeps its place among its Record's Mutations.
+                tx.execute(
+                    "UPDATE outbox SET op_id = ?1, body = ?2, attempts = 0 WHERE seq = ?3",
+                    rusqlite::params![new_op, text, seq],
+                )
+                .map_err(store::sql_error)?;
+                receipt(
+                    tx,
+                    &old,
+                    "rejected",
+                    Some(&format!("{code}; re-issued as {new_op}")),
+                )?;
+                receipt(tx, &new_op, "pending", None)?;
+                Store::set_meta(tx, "hlc", &hlc.to_string())?;
+                Store::count(tx, "reissued", 1)
+            });
+        }
+        let problem = outcome.get("problem").cloned().unwrap_or(outcome.clone());
+        self.dead_letter(p, &problem, report)
+    }
+
+    fn dead_letter(
+        &mut self,
+        p: &Pending,
+        problem: &Value,
+        report: &mut SyncReport,
+    ) -> Result<(), ClientError> {
+        report.rejected += 1;
+        let (op, space, body, pr) = (
+            p.op_id.clone(),
+            self.cfg.space.clone(),
+            p.body.to_string(),
+            problem.to_string(),
+        );
+        let code = problem["type"].as_str().unwrap_or("").to_owned();
+        self.store.tx(|tx| {
+            tx.execute("DELETE FROM outbox WHERE op_id = ?1", [&op])
+                .map_err(store::sql_error)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO dead (op_id, space, body, problem) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![op, space, body, pr],
+            )
+            .map_err(store::sql_error)?;
+            receipt(tx, &op, "rejected", Some(&code))?;
+            Store::count(tx, "rejected", 1)
+        })
+    }
+
+    /// Re-issues a dead letter as a new Mutation (after the user fixed what made it fail).
+    pub fn retry_dead(&mut self, op_id: &str) -> Result<String, ClientError> {
+        let (_, body, _) = self
+            .store
+            .dead(&self.cfg.space)?
+            .into_iter()
+            .find(|(o, _, _)| o == op_id)
+            .ok_or_else(|| {
+                ClientError::Invalid(format!("{op_id} is not in the dead-letter list"))
+            })?;
+        let new = self.write(
+            body["collection"].as_str().unwrap_or(""),
+            body["record_id"].as_str().unwrap_or(""),
+            body["effect"].clone(),
+            0,
+        )?;
+        let op = op_id.to_owned();
+        self.store.tx(|tx| {
+            tx.execute("DELETE FROM dead WHERE op_id = ?1", [&op])
+                .map(|_| ())
+                .map_err(store::sql_error)
+        })?;
+        Ok(new)
+    }
+
+    fn pull_all(&mut self, report: &mut SyncReport) -> Result<(), ClientError> {
+        let space = self.cfg.space.clone();
+        let cursor_key = format!("cursor:{space}");
+        let through_key = format!("through:{space}");
+        for _ in 0..1_000_000 {
+            let cursor = self.store.meta(&cursor_key)?;
+            let path = match &cursor {
+                Some(c) => format!("/v1/spaces/{space}/pull?cursor={c}"),
+                None => format!("/v1/spaces/{space}/pull"),
+            };
+            let r = self.call("GET", &path, None)?;
+            self.check_auth(&r)?;
+            if r.status == 410 || (r.status == 400 && Self::problem_of(&r) == "invalid-cursor") {
+                // Resync: rebuild the Mirror, keep the Outbox ([PULL-15]).
+                report.resynced = true;
+                self.emit(Event::Resync);
+                let (s, ck, tk) = (space.clone(), cursor_key.clone(), through_key.clone());
+                self.store.tx(|tx| {
+                    tx.execute("DELETE FROM mirror WHERE space = ?1", [&s])
+                        .map_err(store::sql_error)?;
+                    tx.execute("DELETE FROM meta WHERE key = ?1 OR key = ?2", [&ck, &tk])
+                        .map_err(store::sql_error)?;
+                    Store::count(tx, "resyncs", 1)
+                })?;
+                continue;
+            }
+            if r.status != 200 {
+                return Err(ClientError::Protocol(format!(
+                    "pull answered {}: {}",
+                    r.status, r.body
+                )));
+            }
+            let records = r.body["records"].as_array().cloned().unwrap_or_default();
+            let (next, through) = (
+                r.body["cursor"].as_str().unwrap_or("").to_owned(),
+                r.body["through"].as_u64().unwrap_or(0),
+            );
+            let conflicts = records
+                .iter()
+                .filter(|x| x.get("conflicts").is_some_and(|c| !c.is_null()))
+                .count() as i64;
+            let (s, ck, tk) = (space.clone(), cursor_key.clone(), through_key.clone());
+            self.store.tx(|tx| {
+                for rec in &records {
+                    put_mirror(tx, &s, rec)?;
+                }
+                Store::set_meta(tx, &ck, &next)?;
+                Store::set_meta(tx, &tk, &through.to_string())?;
+                Store::count(tx, "pulled", records.len() as i64)?;
+                Store::count(tx, "conflicts_seen", conflicts)
+            })?;
+            report.pulled += records.len();
+            self.emit(Event::Pulled {
+                records: records.len(),
+                through,
+            });
+            if r.body["has_more"] != true {
+                return Ok(());
+            }
+        }
+        Err(ClientError::Protocol("pull never caught up".into()))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Integrity audit and schemas
+
+    /// Compares the Mirror's bucket checksums with the Server's and repairs drifted buckets
+    /// (`[INT-9]`, `[INT-13]`).
+    pub fn audit(&mut self) -> Result<AuditReport, ClientError> {
+        self.discover()?;
+        let space = self.cfg.space.clone();
+        for _ in 0..5 {
+            let mut scratch = SyncReport::default();
+            self.pull_all(&mut scratch)?;
+            let r = self.call("GET", &format!("/v1/spaces/{space}/checksums"), None)?;
+            self.check_auth(&r)?;
+            let local_through: u64 = self
+                .store
+                .meta(&format!("through:{space}"))?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if r.body["through"].as_u64() != Some(local_through) {
+                continue; // the space moved on; pull again and compare at the same position
+            }
+            let local = self.local_checksums()?;
+            let mut report = AuditReport::default();
+            for (i, b) in local.buckets().iter().enumerate() {
+                if r.body["buckets"][i]["digest"].as_str() != Some(to_hex(&b.digest).as_str()) {
+                    report.records_fixed += self.repair_bucket(i as u8)?;
+                    report.repaired.push(i as u8);
+                    self.emit(Event::Repaired { bucket: i as u8 });
+                }
+            }
+            return Ok(report);
+        }
+        Err(ClientError::Unavailable(
+            "the space kept changing during the audit".into(),
+        ))
+    }
+
+    /// Checksums recomputed from the Mirror's values (not the stored digests), so local
+    /// corruption shows.
+    fn local_checksums(&self) -> Result<SpaceChecksums, ClientError> {
+        let mut sums = SpaceChecksums::default();
+        let space = &self.cfg.space;
+        for (c, id) in self.store.mirror_keys(space)? {
+            if let Some(m) = self.store.mirrored(space, &c, &id)? {
+                if let (false, Some(Value::Object(v))) = (m.deleted, m.value) {
+                    sums.add_digest(bucket_of(&c, &id), record_digest(&c, &id, &v));
+                }
+            }
+        }
+        Ok(sums)
+    }
+
+    fn repair_bucket(&mut self, bucket: u8) -> Result<usize, ClientError> {
+        let space = self.cfg.space.clone();
+        let mut fetched: Vec<Value> = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let path = match &after {
+                Some(a) => format!("/v1/spaces/{space}/buckets/{bucket}?after={a}"),
+                None => format!("/v1/spaces/{space}/buckets/{bucket}"),
+            };
+            let r = self.call("GET", &path, None)?;
+            self.check_auth(&r)?;
+            fetched.extend(r.body["records"].as_array().cloned().unwrap_or_default());
+            if r.body["has_more"] != true {
+                break;
+            }
+            after = r.body["next_after"].as_str().map(str::to_owned);
+        }
+        let keep: Vec<(String, String)> = fetched
+            .iter()
+            .map(|r| {
+                (
+                    r["collection"].as_str().unwrap_or("").to_owned(),
+                    r["id"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        let local: Vec<(String, String)> = self
+            .store
+            .mirror_keys(&space)?
+            .into_iter()
+            .filter(|(c, i)| bucket_of(c, i) == bucket)
+            .collect();
+        let mut fixed = 0;
+        self.store.tx(|tx| {
+            for (c, i) in &local {
+                if !keep.contains(&(c.clone(), i.clone())) {
+                    tx.execute("DELETE FROM mirror WHERE space = ?1 AND collection = ?2 AND id = ?3 AND deleted = 0", rusqlite::params![space, c, i])
+                        .map_err(store::sql_error)?;
+                    fixed += 1;
+                }
+            }
+            for rec in &fetched {
+                put_mirror(tx, &space, rec)?;
+                fixed += 1;
+            }
+            Store::count(tx, "repaired_buckets", 1)
+        })?;
+        Ok(fixed)
+    }
+
+    /// Registers a Collection Schema version (needs `admin`) and remembers it, so that new
+    /// Mutations carry its version (`[EVO-1]`). Returns the HTTP status (201 or 200).
+    pub fn register_schema(&mut self, doc: &Value) -> Result<u16, ClientError> {
+        let (c, v) = (
+            doc["collection"].as_str().unwrap_or(""),
+            doc["version"].as_u64().unwrap_or(0),
+        );
+        let path = format!("/v1/spaces/{}/collections/{c}/schemas/{v}", self.cfg.space);
+        let r = self.call("PUT", &path, Some(doc))?;
+        self.check_auth(&r)?;
+        if r.status != 201 && r.status != 200 {
+            return Err(ClientError::Invalid(format!(
+                "the server refused the schema: {}",
+                r.body["detail"].as_str().unwrap_or("")
+            )));
+        }
+        let key = format!("schema:{}:{c}", self.cfg.space);
+        self.store
+            .tx(|tx| Store::set_meta(tx, &key, &v.to_string()))?;
+        Ok(r.status)
+    }
+}

@@ -1,0 +1,323 @@
+//! The local store: one SQLite file per Client (WAL, `synchronous=FULL`). It holds the Mirror of
+//! pulled server state, the Outbox, the dead-letter list, receipts, Cursors, the Client ID, its
+//! HLC and sequence counter, retry state and counters. Every write that a caller is told is done
+//! has been committed and fsynced first (`[CLIENT-1]`, `[HLC-10]`).
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde_json::Value;
+
+use crate::ClientError;
+
+const SCHEMA: &str = "
+PRAGMA journal_mode=WAL;
+PRAGMA synchronous=FULL;
+PRAGMA busy_timeout=5000;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mirror (
+    space TEXT NOT NULL, collection TEXT NOT NULL, id TEXT NOT NULL,
+    change_seq INTEGER NOT NULL, deleted INTEGER NOT NULL, value TEXT, conflicts TEXT, digest TEXT,
+    bucket INTEGER NOT NULL,
+    PRIMARY KEY (space, collection, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY, space TEXT NOT NULL, op_id TEXT NOT NULL UNIQUE,
+    collection TEXT NOT NULL, record_id TEXT NOT NULL, body TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS dead (
+    op_id TEXT PRIMARY KEY, space TEXT NOT NULL, body TEXT NOT NULL, problem TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS receipts (op_id TEXT PRIMARY KEY, status TEXT NOT NULL, detail TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+";
+
+/// The file name of the store inside its folder.
+pub const STORE_FILE: &str = "client.sqlite3";
+
+pub(crate) fn sql_error(e: rusqlite::Error) -> ClientError {
+    ClientError::Store(e.to_string())
+}
+
+/// One Outbox entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    /// The Client's sequence number (also the Outbox order).
+    pub seq: u64,
+    /// The Op ID.
+    pub op_id: String,
+    /// The Collection.
+    pub collection: String,
+    /// The Record.
+    pub record_id: String,
+    /// The Mutation as JSON, exactly as it will be sent.
+    pub body: Value,
+    /// Higher goes first, but never ahead of an earlier Mutation of the same Record.
+    pub priority: i64,
+    /// How many times it was sent (0: never).
+    pub attempts: u64,
+}
+
+/// A mirrored Record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mirrored {
+    /// Change Sequence of the pulled state.
+    pub change_seq: u64,
+    /// Tombstone?
+    pub deleted: bool,
+    /// The value (None for a tombstone).
+    pub value: Option<Value>,
+    /// keep_both conflicts.
+    pub conflicts: Option<Value>,
+    /// The server's digest.
+    pub digest: Option<String>,
+}
+
+/// The store.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens or creates the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, ClientError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ClientError::Store(format!("cannot create {}: {e}", dir.display())))?;
+        let conn = Connection::open(dir.join(STORE_FILE)).map_err(sql_error)?;
+        conn.execute_batch(SCHEMA).map_err(sql_error)?;
+        Ok(Self { conn })
+    }
+
+    /// Runs `f` in one durable transaction.
+    pub fn tx<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_error)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(sql_error)?;
+        Ok(out)
+    }
+
+    /// A meta value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, ClientError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(sql_error)
+    }
+
+    /// Sets a meta value in a transaction.
+    pub fn set_meta(
+        tx: &rusqlite::Transaction<'_>,
+        key: &str,
+        value: &str,
+    ) -> Result<(), ClientError> {
+        tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2", params![key, value]).map_err(sql_error)?;
+        Ok(())
+    }
+
+    /// Adds to a counter in a transaction.
+    pub fn count(tx: &rusqlite::Transaction<'_>, name: &str, by: i64) -> Result<(), ClientError> {
+        tx.execute("INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = value + ?2", params![name, by]).map_err(sql_error)?;
+        Ok(())
+    }
+
+    /// All counters.
+    pub fn counters(&self) -> Result<Vec<(String, i64)>, ClientError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT name, value FROM counters ORDER BY name")
+            .map_err(sql_error)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql_error)?;
+        rows.map(|r| r.map_err(sql_error)).collect()
+    }
+
+    /// The Outbox of a Space in creation order.
+    pub fn outbox(&self, space: &str) -> Result<Vec<Pending>, ClientError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT seq, op_id, collection, record_id, body, priority, attempts FROM outbox WHERE space = ?1 ORDER BY seq")
+            .map_err(sql_error)?;
+        let rows = st
+            .query_map([space], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })
+            .map_err(sql_error)?;
+        rows.map(|r| {
+            let (seq, op_id, collection, record_id, body, priority, attempts) =
+                r.map_err(sql_error)?;
+            let body =
+                serde_json::from_str(&body).map_err(|e| ClientError::Store(e.to_string()))?;
+            Ok(Pending {
+                seq: seq as u64,
+                op_id,
+                collection,
+                record_id,
+                body,
+                priority,
+                attempts: attempts as u64,
+            })
+        })
+        .collect()
+    }
+
+    /// A mirrored Record.
+    pub fn mirrored(
+        &self,
+        space: &str,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<Mirrored>, ClientError> {
+        self.conn
+            .query_row(
+                "SELECT change_seq, deleted, value, conflicts, digest FROM mirror WHERE space = ?1 AND collection = ?2 AND id = ?3",
+                params![space, collection, id],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, Option<String>>(4)?)),
+            )
+            .optional()
+            .map_err(sql_error)?
+            .map(|(seq, deleted, value, conflicts, digest)| {
+                Ok(Mirrored {
+                    change_seq: seq as u64,
+                    deleted,
+                    value: value.map(|v| serde_json::from_str(&v)).transpose().map_err(|e| ClientError::Store(e.to_string()))?,
+                    conflicts: conflicts.map(|v| serde_json::from_str(&v)).transpose().map_err(|e| ClientError::Store(e.to_string()))?,
+                    digest,
+                })
+            })
+            .transpose()
+    }
+
+    /// IDs of mirrored Records of a Collection (tombstones included).
+    pub fn mirrored_ids(&self, space: &str, collection: &str) -> Result<Vec<String>, ClientError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id FROM mirror WHERE space = ?1 AND collection = ?2 ORDER BY id")
+            .map_err(sql_error)?;
+        let rows = st
+            .query_map(params![space, collection], |r| r.get(0))
+            .map_err(sql_error)?;
+        rows.map(|r| r.map_err(sql_error)).collect()
+    }
+
+    /// (collection, id) of every mirrored Record of a Space, tombstones included.
+    pub fn mirror_keys(&self, space: &str) -> Result<Vec<(String, String)>, ClientError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT collection, id FROM mirror WHERE space = ?1 ORDER BY collection, id")
+            .map_err(sql_error)?;
+        let rows = st
+            .query_map([space], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql_error)?;
+        rows.map(|r| r.map_err(sql_error)).collect()
+    }
+
+    /// (bucket, hex digest) of every existing mirrored Record of a Space.
+    pub fn mirror_digests(&self, space: &str) -> Result<Vec<(u8, String)>, ClientError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT bucket, digest FROM mirror WHERE space = ?1 AND deleted = 0")
+            .map_err(sql_error)?;
+        let rows = st
+            .query_map([space], |r| {
+                Ok((r.get::<_, i64>(0)? as u8, r.get::<_, String>(1)?))
+            })
+            .map_err(sql_error)?;
+        rows.map(|r| r.map_err(sql_error)).collect()
+    }
+
+    /// The dead-letter list of a Space: (op_id, body, problem).
+    pub fn dead(&self, space: &str) -> Result<Vec<(String, Value, Value)>, ClientError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT op_id, body, problem FROM dead WHERE space = ?1 ORDER BY op_id")
+            .map_err(sql_error)?;
+        let rows = st
+            .query_map([space], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(sql_error)?;
+        rows.map(|r| {
+            let (op, body, problem) = r.map_err(sql_error)?;
+            Ok((
+                op,
+                serde_json::from_str(&body).unwrap_or(Value::Null),
+                serde_json::from_str(&problem).unwrap_or(Value::Null),
+            ))
+        })
+        .collect()
+    }
+
+    /// The receipt of an Op ID: (status, detail).
+    pub fn receipt(&self, op_id: &str) -> Result<Option<(String, Option<String>)>, ClientError> {
+        self.conn
+            .query_row(
+                "SELECT status, detail FROM receipts WHERE op_id = ?1",
+                [op_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql_error)
+    }
+}
+
+/// Writes a pulled Record into the Mirror.
+pub fn put_mirror(
+    tx: &rusqlite::Transaction<'_>,
+    space: &str,
+    rec: &Value,
+) -> Result<(), ClientError> {
+    let (c, id) = (
+        rec["collection"].as_str().unwrap_or(""),
+        rec["id"].as_str().unwrap_or(""),
+    );
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO mirror (space, collection, id, change_seq, deleted, value, conflicts, digest, bucket)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .map_err(sql_error)?
+    .execute(params![
+        space,
+        c,
+        id,
+        rec["change_seq"].as_i64().unwrap_or(0),
+        rec["deleted"].as_bool().unwrap_or(false),
+        rec.get("value").filter(|v| !v.is_null()).map(Value::to_string),
+        rec.get("conflicts").filter(|v| !v.is_null()).map(Value::to_string),
+        rec["digest"].as_str(),
+        i64::from(driftless_protocol::checksum::bucket_of(c, id)),
+    ])
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+/// Sets a receipt.
+pub fn receipt(
+    tx: &rusqlite::Transaction<'_>,
+    op_id: &str,
+    status: &str,
+    detail: Option<&str>,
+) -> Result<(), ClientError> {
+    tx.execute(
+        "INSERT OR REPLACE INTO receipts (op_id, status, detail) VALUES (?1, ?2, ?3)",
+        params![op_id, status, detail],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
