@@ -218,6 +218,12 @@ struct Reply {
     body: Value,
 }
 
+/// A progress callback.
+type EventSink = Box<dyn FnMut(&Event)>;
+
+/// Records of a Collection by ID.
+pub type Listed = Vec<(String, Map<String, Value>)>;
+
 /// The reference Client.
 pub struct Client {
     store: Store,
@@ -227,7 +233,7 @@ pub struct Client {
     clock: Clock,
     seq: u64,
     discovery: Option<Value>,
-    on_event: Option<Box<dyn FnMut(&Event)>>,
+    on_event: Option<EventSink>,
 }
 
 const ID_CHARS_MIN: usize = 8;
@@ -354,7 +360,7 @@ impl Client {
     }
 
     /// Every existing Record of a Collection, optimistically, sorted by ID.
-    pub fn list(&self, collection: &str) -> Result<Vec<(String, Map<String, Value>)>, ClientError> {
+    pub fn list(&self, collection: &str) -> Result<Listed, ClientError> {
         let mut ids = self.store.mirrored_ids(&self.cfg.space, collection)?;
         for p in self.store.outbox(&self.cfg.space)? {
             if p.collection == collection && !ids.contains(&p.record_id) {
@@ -464,7 +470,7 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Reply, ClientError> {
-        let mut failures: u32 = self
+        let resumed: u32 = self
             .store
             .meta("retry_failures")?
             .and_then(|v| v.parse().ok())
@@ -495,7 +501,7 @@ impl Client {
                     }
                     let transient = r.status == 408 || r.status == 429 || r.status >= 500;
                     if !transient {
-                        if failures > 0 {
+                        if resumed + attempt > 0 {
                             self.store.tx(|tx| {
                                 Store::set_meta(tx, "retry_failures", "0")?;
                                 Store::set_meta(tx, "retry_next_ms", "0")
@@ -513,14 +519,14 @@ impl Client {
             if attempt == policy.attempts_per_sync {
                 return Err(ClientError::Unavailable(reason));
             }
-            let bound = policy.bound_ms(failures);
+            let bound = policy.bound_ms(resumed + attempt);
             let mut r = [0u8; 8];
             let _ = getrandom::fill(&mut r);
             let mut delay = u64::from_le_bytes(r) % (bound + 1); // full jitter
             if let Some(s) = retry_after {
                 delay = delay.max(s * 1000); // [RETRY-2]
             }
-            failures += 1;
+            let failures = resumed + attempt + 1;
             let next = now_ms() + delay;
             self.store.tx(|tx| {
                 Store::set_meta(tx, "retry_failures", &failures.to_string())?;
