@@ -239,6 +239,11 @@ fn token(args: TokenArgs) -> Result<(), CliError> {
     if args.user.is_empty() || args.user.len() > 128 {
         return Err(CliError::Usage("--user must be 1 to 128 characters".into()));
     }
+    // Minting before the server's first start creates the data folder and its secret.
+    std::fs::create_dir_all(&args.data).map_err(|source| CliError::CreateDir {
+        path: args.data.clone(),
+        source,
+    })?;
     let key = driftless_server::auth::TokenKey::load_or_create(&args.data)
         .map_err(driftless_server::StartError::from)?;
     let now = std::time::SystemTime::now()

@@ -1,0 +1,394 @@
+//! The reference client end to end against the real server binary.
+
+mod common;
+
+use std::time::Duration;
+
+use common::server::{agent, call, token, ServerProcess};
+use driftless_client::{Client, Config, Event, RetryPolicy};
+use serde_json::{json, Map, Value};
+
+fn quick() -> RetryPolicy {
+    RetryPolicy {
+        initial_delay_ms: 1,
+        delay_ms_cap: 20,
+        multiplier: 2,
+        attempts_per_sync: 2,
+    }
+}
+
+fn client(dir: &std::path::Path, server: &str, token: &str, space: &str) -> Client {
+    let cfg = Config {
+        server: server.into(),
+        token: token.into(),
+        space: space.into(),
+        retry: quick(),
+        batch_max: 50,
+        timeout: Duration::from_secs(30),
+    };
+    Client::open(dir, cfg).unwrap()
+}
+
+fn server_record(base: &str, token: &str, space: &str, id: &str) -> Value {
+    call(
+        &agent(),
+        "GET",
+        &format!("{base}/v1/spaces/{space}/records/notes/{id}"),
+        token,
+        None,
+    )
+    .unwrap()
+    .1
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+#[test]
+fn writes_work_offline_and_sync_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let t = token(&data, "ada", "demo", "write");
+    // Nothing listens on this port: the server is "down".
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let store = dir.path().join("client");
+    {
+        let mut c = client(&store, &down, &t, "demo");
+        c.write(
+            "notes",
+            "n1",
+            json!({"kind": "put", "value": {"title": "offline"}}),
+            0,
+        )
+        .unwrap();
+        c.write(
+            "notes",
+            "n1",
+            json!({"kind": "increment", "field": "n", "by": 2}),
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            c.get("notes", "n1").unwrap(),
+            Some(obj(json!({"title": "offline", "n": 2})))
+        );
+        assert!(
+            c.sync().is_err(),
+            "sync cannot finish while the server is down"
+        );
+        assert_eq!(c.status().unwrap().pending, 2, "nothing is lost");
+    }
+    let server = ServerProcess::start(&data, &[]);
+    let mut c = client(&store, &server.base, &t, "demo");
+    let report = c.sync().unwrap();
+    assert_eq!(report.acknowledged, 2);
+    assert_eq!(c.status().unwrap().pending, 0);
+    assert_eq!(
+        server_record(&server.base, &t, "demo", "n1")["value"],
+        json!({"title": "offline", "n": 2})
+    );
+}
+
+#[test]
+fn two_clients_converge_under_every_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let t = token(&data, "ada", "demo", "admin");
+    let server = ServerProcess::start(&data, &[]);
+    let mut a = client(&dir.path().join("a"), &server.base, &t, "demo");
+    let mut b = client(&dir.path().join("b"), &server.base, &t, "demo");
+    let doc = json!({"collection": "notes", "version": 1, "schema": {"type": "object"},
+        "fields": {"likes": {"policy": "counter"}, "tags": {"policy": "add_wins_set"}, "body": {"policy": "keep_both"}}});
+    assert_eq!(a.register_schema(&doc).unwrap(), 201);
+    assert_eq!(b.register_schema(&doc).unwrap(), 200);
+    for (c, who) in [(&mut a, "a"), (&mut b, "b")] {
+        c.write(
+            "notes",
+            "n1",
+            json!({"kind": "patch", "set": {"title": who, "body": who}}),
+            0,
+        )
+        .unwrap();
+        c.write(
+            "notes",
+            "n1",
+            json!({"kind": "increment", "field": "likes", "by": 3}),
+            0,
+        )
+        .unwrap();
+        c.write(
+            "notes",
+            "n1",
+            json!({"kind": "set_add", "field": "tags", "elements": [who, "shared"]}),
+            0,
+        )
+        .unwrap();
+        c.write(
+            "notes",
+            "n2",
+            json!({"kind": "put", "value": {"from": who}}),
+            0,
+        )
+        .unwrap();
+    }
+    a.write(
+        "notes",
+        "n1",
+        json!({"kind": "set_remove", "field": "tags", "elements": ["shared"]}),
+        0,
+    )
+    .unwrap();
+    for _ in 0..2 {
+        a.sync().unwrap();
+        b.sync().unwrap();
+    }
+    let server_n1 = server_record(&server.base, &t, "demo", "n1");
+    assert_eq!(server_n1["value"]["likes"], 6, "{server_n1}");
+    for id in ["n1", "n2"] {
+        let expected = server_record(&server.base, &t, "demo", id)["value"].clone();
+        assert_eq!(
+            Value::Object(a.get("notes", id).unwrap().unwrap()),
+            expected,
+            "{id} on a"
+        );
+        assert_eq!(
+            Value::Object(b.get("notes", id).unwrap().unwrap()),
+            expected,
+            "{id} on b"
+        );
+    }
+}
+
+#[test]
+fn lost_acknowledgements_through_a_faulty_proxy_duplicate_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let t = token(&data, "ada", "demo", "write");
+    let server = ServerProcess::start(&data, &[]);
+    let rates = driftless_conformance::proxy::FaultRates {
+        drop_response: 40,
+        duplicate: 30,
+        delay: 0,
+        delay_ms_max: 0,
+    };
+    let proxy = driftless_conformance::proxy::Proxy::start(&server.base, 7, rates).unwrap();
+    let mut c = client(&dir.path().join("c"), proxy.base(), &t, "demo");
+    let mut total = 0;
+    for i in 0..40 {
+        c.write(
+            "notes",
+            "counter",
+            json!({"kind": "increment", "field": "n", "by": i % 5 + 1}),
+            0,
+        )
+        .unwrap();
+        total += i % 5 + 1;
+        c.write(
+            "notes",
+            &format!("r{i}"),
+            json!({"kind": "put", "value": {"i": i}}),
+            0,
+        )
+        .unwrap();
+    }
+    let mut finished = false;
+    for _ in 0..50 {
+        if c.sync().is_ok() {
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished, "sync never finished through the proxy");
+    assert!(
+        proxy
+            .counts
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "the proxy dropped nothing"
+    );
+    assert_eq!(
+        server_record(&server.base, &t, "demo", "counter")["value"]["n"],
+        total
+    );
+    assert_eq!(
+        Value::Object(c.get("notes", "counter").unwrap().unwrap())["n"],
+        total
+    );
+}
+
+#[test]
+fn resync_after_cursor_expiry_keeps_pending_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let t = token(&data, "ada", "demo", "admin");
+    let server = ServerProcess::start(&data, &[]);
+    let mut c = client(&dir.path().join("c"), &server.base, &t, "demo");
+    c.write(
+        "notes",
+        "keep",
+        json!({"kind": "put", "value": {"v": 1}}),
+        0,
+    )
+    .unwrap();
+    c.write(
+        "notes",
+        "gone",
+        json!({"kind": "put", "value": {"v": 1}}),
+        0,
+    )
+    .unwrap();
+    c.sync().unwrap();
+    c.write("notes", "gone", json!({"kind": "delete"}), 0)
+        .unwrap();
+    c.sync().unwrap();
+    // Offline, the client writes; meanwhile another client writes and the server is compacted,
+    // so the client's cursor is older than the compaction point.
+    c.write(
+        "notes",
+        "pending",
+        json!({"kind": "put", "value": {"v": 2}}),
+        0,
+    )
+    .unwrap();
+    let other = call(&agent(), "POST", &format!("{}/v1/spaces/demo/push", server.base), &t, Some(&json!({"client_id": "someone-else", "mutations": [
+        {"op_id": "op-other-0001", "seq": 1, "collection": "notes", "record_id": "later", "hlc": format!("{:012x}-0000-someone-else", common::server::now_ms()), "effect": {"kind": "put", "value": {"v": 3}}}
+    ]}))).unwrap();
+    assert_eq!(other.0, 200);
+    let (status, _) = call(
+        &agent(),
+        "POST",
+        &format!("{}/v1/spaces/demo/compact", server.base),
+        &t,
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let events = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let sink = events.clone();
+    c.on_event(move |e| sink.borrow_mut().push(e.clone()));
+    let report = c.sync().unwrap();
+    assert!(report.resynced, "the expired cursor forced a resync");
+    assert!(events.borrow().contains(&Event::Resync));
+    assert_eq!(c.status().unwrap().pending, 0);
+    let ids: Vec<String> = c
+        .list("notes")
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, vec!["keep", "later", "pending"]);
+    assert_eq!(
+        server_record(&server.base, &t, "demo", "pending")["value"],
+        json!({"v": 2})
+    );
+}
+
+#[test]
+fn a_poison_mutation_is_dead_lettered_and_blocks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let t = token(&data, "ada", "demo", "admin");
+    let server = ServerProcess::start(&data, &[]);
+    let mut c = client(&dir.path().join("c"), &server.base, &t, "demo");
+    c.register_schema(&json!({"collection": "notes", "version": 1, "schema": {"type": "object"}, "fields": {"tags": {"policy": "add_wins_set"}}})).unwrap();
+    let poison = c
+        .write(
+            "notes",
+            "n1",
+            json!({"kind": "increment", "field": "tags", "by": 1}),
+            0,
+        )
+        .unwrap();
+    let fine = c
+        .write(
+            "notes",
+            "n2",
+            json!({"kind": "put", "value": {"ok": true}}),
+            0,
+        )
+        .unwrap();
+    let report = c.sync().unwrap();
+    assert_eq!((report.acknowledged, report.rejected), (1, 1));
+    let s = c.status().unwrap();
+    assert_eq!((s.pending, s.rejected), (0, 1));
+    assert_eq!(c.receipt(&poison).unwrap().unwrap().0, "rejected");
+    assert_eq!(c.receipt(&fine).unwrap().unwrap().0, "acknowledged");
+    let dead = c.dead_letters().unwrap();
+    assert_eq!(dead[0].2["type"], "urn:driftless:problem:policy-violation");
+}
+
+#[test]
+fn audit_repairs_exactly_the_drifted_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let t = token(&data, "ada", "demo", "write");
+    let server = ServerProcess::start(&data, &[]);
+    let store = dir.path().join("c");
+    let mut c = client(&store, &server.base, &t, "demo");
+    for i in 0..30 {
+        c.write(
+            "notes",
+            &format!("r{i}"),
+            json!({"kind": "put", "value": {"i": i}}),
+            0,
+        )
+        .unwrap();
+    }
+    c.sync().unwrap();
+    assert!(c.audit().unwrap().repaired.is_empty());
+    drop(c);
+    // Corrupt one mirrored record behind the client's back.
+    let conn = rusqlite::Connection::open(store.join(driftless_client::store::STORE_FILE)).unwrap();
+    conn.execute(
+        "UPDATE mirror SET value = '{\"i\":999}' WHERE id = 'r7'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let mut c = client(&store, &server.base, &t, "demo");
+    let report = c.audit().unwrap();
+    assert_eq!(
+        report.repaired,
+        vec![driftless_protocol::checksum::bucket_of("notes", "r7")]
+    );
+    assert_eq!(
+        Value::Object(c.get("notes", "r7").unwrap().unwrap()),
+        json!({"i": 7})
+    );
+    assert!(c.audit().unwrap().repaired.is_empty());
+}
+
+#[test]
+fn retry_schedule_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let store = dir.path().join("c");
+    let mut c = client(&store, &down, "t", "demo");
+    c.write("notes", "n1", json!({"kind": "delete"}), 0)
+        .unwrap();
+    assert!(c.sync().is_err());
+    let counters = c.status().unwrap().counters;
+    assert!(
+        counters.iter().any(|(k, v)| k == "retries" && *v >= 2),
+        "{counters:?}"
+    );
+    drop(c);
+    let conn = rusqlite::Connection::open(store.join(driftless_client::store::STORE_FILE)).unwrap();
+    let failures: String = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'retry_failures'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        failures.parse::<u32>().unwrap() >= 2,
+        "the failure count is persisted"
+    );
+}
