@@ -392,3 +392,58 @@ fn retry_schedule_survives_a_restart() {
         "the failure count is persisted"
     );
 }
+
+#[test]
+fn superseded_writes_are_coalesced_before_sending_and_the_result_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let t = token(&data, "ada", "demo", "write");
+    let server = ServerProcess::start(&data, &[]);
+    let mut c = client(&dir.path().join("c"), &server.base, &t, "demo");
+    let first = c
+        .write(
+            "notes",
+            "n1",
+            json!({"kind": "patch", "set": {"title": "a"}}),
+            0,
+        )
+        .unwrap();
+    c.write(
+        "notes",
+        "n1",
+        json!({"kind": "increment", "field": "n", "by": 1}),
+        0,
+    )
+    .unwrap();
+    c.write(
+        "notes",
+        "n1",
+        json!({"kind": "patch", "set": {"title": "b"}}),
+        0,
+    )
+    .unwrap();
+    c.write(
+        "notes",
+        "n1",
+        json!({"kind": "patch", "set": {"title": "c", "x": 1}}),
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        c.status().unwrap().pending,
+        3,
+        "the patch right before a covering patch is dropped; the one before the increment stays"
+    );
+    assert_eq!(c.receipt(&first).unwrap().unwrap().0, "pending");
+    c.write("notes", "n2", json!({"kind": "put", "value": {"v": 1}}), 0)
+        .unwrap();
+    c.write("notes", "n2", json!({"kind": "delete"}), 0)
+        .unwrap();
+    assert_eq!(c.status().unwrap().pending, 4);
+    let view = c.get("notes", "n1").unwrap();
+    c.sync().unwrap();
+    assert_eq!(
+        server_record(&server.base, &t, "demo", "n1")["value"],
+        Value::Object(view.unwrap())
+    );
+}

@@ -326,7 +326,13 @@ impl Client {
         }
         let (space, seq) = (self.cfg.space.clone(), self.seq);
         let text = body.to_string();
+        let superseded = self.superseded_by(collection, id, &body["effect"])?;
         self.store.tx(|tx| {
+            for op in &superseded {
+                tx.execute("DELETE FROM outbox WHERE op_id = ?1 AND attempts = 0", [op]).map_err(store::sql_error)?;
+                receipt(tx, op, "superseded", Some(&op_id))?;
+                Store::count(tx, "coalesced", 1)?;
+            }
             tx.execute(
                 "INSERT INTO outbox (seq, space, op_id, collection, record_id, body, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 rusqlite::params![seq as i64, space, op_id, collection, id, text, priority],
@@ -338,6 +344,58 @@ impl Client {
             Store::count(tx, "writes", 1)
         })?;
         Ok(op_id)
+    }
+
+    /// Never-sent `put`s and `patch`es of the Record that a new Effect makes irrelevant
+    /// (`[CLIENT-11]`): a later `delete` or `put` covers them all; a later `patch` covers a
+    /// `patch` whose Fields it all assigns. Increments, set operations and resolves are never
+    /// dropped (`[CLIENT-12]`), and anything sent before stays, since it may have been applied.
+    fn superseded_by(
+        &self,
+        collection: &str,
+        id: &str,
+        effect: &Value,
+    ) -> Result<Vec<String>, ClientError> {
+        let fields = |e: &Value| -> Vec<String> {
+            let mut f: Vec<String> = e["set"]
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            f.extend(
+                e["unset"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x.as_str().map(str::to_owned)),
+            );
+            f
+        };
+        let new_kind = effect["kind"].as_str().unwrap_or("");
+        let new_fields = fields(effect);
+        let mut out = Vec::new();
+        for p in self.store.outbox(&self.cfg.space)?.into_iter().rev() {
+            if p.collection != collection || p.record_id != id {
+                continue;
+            }
+            let old = &p.body["effect"];
+            let old_kind = old["kind"].as_str().unwrap_or("");
+            if p.attempts > 0 || !matches!(old_kind, "put" | "patch") {
+                // Anything between that is not droppable keeps everything before it in place.
+                break;
+            }
+            let covered = match new_kind {
+                "delete" | "put" => true,
+                "patch" => {
+                    old_kind == "patch" && fields(old).iter().all(|f| new_fields.contains(f))
+                }
+                _ => false,
+            };
+            if !covered {
+                break;
+            }
+            out.push(p.op_id);
+        }
+        Ok(out)
     }
 
     /// The optimistic value of a Record: the Mirror with pending Mutations applied (`None`:
