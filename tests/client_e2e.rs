@@ -447,3 +447,55 @@ fn superseded_writes_are_coalesced_before_sending_and_the_result_is_unchanged() 
         Value::Object(view.unwrap())
     );
 }
+
+#[test]
+fn watch_receives_another_clients_change_by_long_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let t = token(&data, "ada", "demo", "write");
+    let server = ServerProcess::start(&data, &[]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<Event>();
+    let (base, tok, store, flag) = (
+        server.base.clone(),
+        t.clone(),
+        dir.path().join("watcher"),
+        stop.clone(),
+    );
+    let watcher = std::thread::spawn(move || {
+        let mut w = client(&store, &base, &tok, "demo");
+        w.on_event(move |e| {
+            let _ = seen_tx.send(e.clone());
+        });
+        w.watch(&flag, 1_000).unwrap();
+        w.get("notes", "live").unwrap()
+    });
+    // The watcher's first sync pulls an empty page; wait for it, then write from elsewhere.
+    loop {
+        if let Event::Pulled { .. } = seen_rx.recv_timeout(Duration::from_secs(30)).unwrap() {
+            break;
+        }
+    }
+    let mut writer = client(&dir.path().join("writer"), &server.base, &t, "demo");
+    writer
+        .write(
+            "notes",
+            "live",
+            json!({"kind": "put", "value": {"hello": true}}),
+            0,
+        )
+        .unwrap();
+    writer.sync().unwrap();
+    // The held pull answers with the change.
+    loop {
+        if let Event::Pulled { records, .. } =
+            seen_rx.recv_timeout(Duration::from_secs(30)).unwrap()
+        {
+            if records > 0 {
+                break;
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(watcher.join().unwrap(), Some(obj(json!({"hello": true}))));
+}

@@ -636,7 +636,7 @@ impl Client {
         self.discover()?;
         self.resolve_unknown_fates(&mut report)?;
         self.push_all(&mut report)?;
-        self.pull_all(&mut report)?;
+        self.pull_all(&mut report, None)?;
         let (space, now) = (self.cfg.space.clone(), now_ms());
         self.store
             .tx(|tx| Store::set_meta(tx, &format!("last_sync:{space}"), &now.to_string()))?;
@@ -912,15 +912,44 @@ impl Client {
         Ok(new)
     }
 
-    fn pull_all(&mut self, report: &mut SyncReport) -> Result<(), ClientError> {
+    /// Live sync (`[PULL-17]`): sync, then hold a long-poll pull until the Server has a change
+    /// (or `wait_ms` passes), and again, until `stop` is set. Writes made meanwhile are pushed
+    /// on the next turn.
+    pub fn watch(
+        &mut self,
+        stop: &std::sync::atomic::AtomicBool,
+        wait_ms: u64,
+    ) -> Result<SyncReport, ClientError> {
+        let mut total = SyncReport::default();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = self.sync()?;
+            total.acknowledged += r.acknowledged;
+            total.rejected += r.rejected;
+            total.reissued += r.reissued;
+            total.pulled += r.pulled;
+            total.resynced |= r.resynced;
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            self.pull_all(&mut total, Some(wait_ms))?;
+        }
+        Ok(total)
+    }
+
+    fn pull_all(
+        &mut self,
+        report: &mut SyncReport,
+        wait_ms: Option<u64>,
+    ) -> Result<(), ClientError> {
         let space = self.cfg.space.clone();
         let cursor_key = format!("cursor:{space}");
         let through_key = format!("through:{space}");
         for _ in 0..1_000_000 {
             let cursor = self.store.meta(&cursor_key)?;
+            let wait = wait_ms.map(|w| format!("wait_ms={w}&")).unwrap_or_default();
             let path = match &cursor {
-                Some(c) => format!("/v1/spaces/{space}/pull?cursor={c}"),
-                None => format!("/v1/spaces/{space}/pull"),
+                Some(c) => format!("/v1/spaces/{space}/pull?{wait}cursor={c}"),
+                None => format!("/v1/spaces/{space}/pull?{wait}"),
             };
             let r = self.call("GET", &path, None)?;
             self.check_auth(&r)?;
@@ -985,7 +1014,7 @@ impl Client {
         let space = self.cfg.space.clone();
         for _ in 0..5 {
             let mut scratch = SyncReport::default();
-            self.pull_all(&mut scratch)?;
+            self.pull_all(&mut scratch, None)?;
             let r = self.call("GET", &format!("/v1/spaces/{space}/checksums"), None)?;
             self.check_auth(&r)?;
             let local_through: u64 = self
