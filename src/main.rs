@@ -62,6 +62,12 @@ enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_values_t = [1, 100, 1000])]
         batches: Vec<usize>,
     },
+    /// Initial sync of N records into an empty client store, beside a raw-SQLite insert rate.
+    Sync {
+        /// How many records.
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
+    },
 }
 
 #[derive(clap::Args)]
@@ -405,6 +411,11 @@ fn main() -> ExitCode {
         Command::Schema {
             command: SchemaCommand::Export { out, check },
         } => export(&out, check),
+        Command::Bench {
+            command: BenchCommand::Sync { records },
+        } => bench::sync(records.max(1))
+            .map(|r| print!("{r}"))
+            .map_err(CliError::Bench),
         Command::Bench {
             command: BenchCommand::Push { mutations, batches },
         } => {

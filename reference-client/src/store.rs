@@ -321,3 +321,24 @@ pub fn receipt(
     .map_err(sql_error)?;
     Ok(())
 }
+
+/// The raw-SQLite ceiling for the initial-sync benchmark: the same Mirror rows (as pulled
+/// Records) inserted directly into a fresh store in `dir`, one transaction per page of `page`,
+/// with the store's own pragmas. Returns the elapsed time.
+pub fn raw_mirror_ceiling(
+    dir: &Path,
+    records: &[Value],
+    page: usize,
+) -> Result<std::time::Duration, ClientError> {
+    let mut store = Store::open(dir)?;
+    let start = std::time::Instant::now();
+    for chunk in records.chunks(page.max(1)) {
+        store.tx(|tx| {
+            for rec in chunk {
+                put_mirror(tx, "bench", rec)?;
+            }
+            Store::set_meta(tx, "cursor:bench", "c1.0.0")
+        })?;
+    }
+    Ok(start.elapsed())
+}
