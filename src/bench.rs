@@ -213,7 +213,7 @@ pub fn sync(records: usize) -> Result<String, String> {
         agent
             .post(&format!("{base}/v1/spaces/bench/push"))
             .header("authorization", &format!("Bearer {token}"))
-            .send_json(&json!({"client_id": "client-a", "mutations": ms}))
+            .send_json(json!({"client_id": "client-a", "mutations": ms}))
             .map_err(|e| e.to_string())?;
     }
     // The measured part: a fresh client's initial sync.
