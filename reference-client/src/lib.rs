@@ -11,6 +11,7 @@
 //!   `cursor-expired` without touching the Outbox.
 //! - [`Client::audit`] compares bucket checksums with the Server and repairs drifted buckets.
 
+pub mod background;
 pub mod local;
 pub mod store;
 
