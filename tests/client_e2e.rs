@@ -507,18 +507,37 @@ fn background_task_pushes_writes_made_meanwhile() {
     let t = token(&data, "ada", "demo", "write");
     let server = ServerProcess::start(&data, &[]);
     let store = dir.path().join("c");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    let cfg = Config { server: server.base.clone(), token: t.clone(), space: "demo".into(), retry: quick(), batch_max: 50, timeout: Duration::from_secs(30) };
+    let cfg = Config {
+        server: server.base.clone(),
+        token: t.clone(),
+        space: "demo".into(),
+        retry: quick(),
+        batch_max: 50,
+        timeout: Duration::from_secs(30),
+    };
     let bg = {
         let _guard = rt.enter();
         driftless_client::background::spawn(store.clone(), cfg, 300, Some(tx))
     };
     // The application writes through its own handle while the task runs.
     let mut app = client(&store, &server.base, &t, "demo");
-    app.write("notes", "bg", json!({"kind": "put", "value": {"from": "app"}}), 0).unwrap();
+    app.write(
+        "notes",
+        "bg",
+        json!({"kind": "put", "value": {"from": "app"}}),
+        0,
+    )
+    .unwrap();
     loop {
-        if let Event::Pushed { acknowledged, .. } = rx.recv_timeout(Duration::from_secs(30)).unwrap() {
+        if let Event::Pushed { acknowledged, .. } =
+            rx.recv_timeout(Duration::from_secs(30)).unwrap()
+        {
             if acknowledged > 0 {
                 break;
             }
@@ -526,7 +545,10 @@ fn background_task_pushes_writes_made_meanwhile() {
     }
     let report = rt.block_on(bg.stop()).unwrap();
     assert!(report.acknowledged >= 1);
-    assert_eq!(server_record(&server.base, &t, "demo", "bg")["value"], json!({"from": "app"}));
+    assert_eq!(
+        server_record(&server.base, &t, "demo", "bg")["value"],
+        json!({"from": "app"})
+    );
 }
 
 #[test]
@@ -535,16 +557,60 @@ fn priority_lanes_go_first_but_never_reorder_one_record() {
     let data = dir.path().join("server");
     let t = token(&data, "ada", "demo", "write");
     let server = ServerProcess::start(&data, &[]);
-    let cfg = Config { server: server.base.clone(), token: t.clone(), space: "demo".into(), retry: quick(), batch_max: 1, timeout: Duration::from_secs(30) };
+    let cfg = Config {
+        server: server.base.clone(),
+        token: t.clone(),
+        space: "demo".into(),
+        retry: quick(),
+        batch_max: 1,
+        timeout: Duration::from_secs(30),
+    };
     let mut c = Client::open(&dir.path().join("c"), cfg).unwrap();
-    c.write("notes", "r1", json!({"kind": "put", "value": {"step": 1}}), 0).unwrap(); // lifted: r1 has a later high write
-    c.write("notes", "r3", json!({"kind": "put", "value": {"low": true}}), 0).unwrap();
-    c.write("notes", "r2", json!({"kind": "put", "value": {"high": true}}), 5).unwrap();
-    c.write("notes", "r1", json!({"kind": "patch", "set": {"step": 2}}), 5).unwrap();
+    c.write(
+        "notes",
+        "r1",
+        json!({"kind": "put", "value": {"step": 1}}),
+        0,
+    )
+    .unwrap(); // lifted: r1 has a later high write
+    c.write(
+        "notes",
+        "r3",
+        json!({"kind": "put", "value": {"low": true}}),
+        0,
+    )
+    .unwrap();
+    c.write(
+        "notes",
+        "r2",
+        json!({"kind": "put", "value": {"high": true}}),
+        5,
+    )
+    .unwrap();
+    c.write(
+        "notes",
+        "r1",
+        json!({"kind": "patch", "set": {"step": 2}}),
+        5,
+    )
+    .unwrap();
     c.sync().unwrap();
-    let seq = |id: &str| server_record(&server.base, &t, "demo", id)["change_seq"].as_u64().unwrap();
+    let seq = |id: &str| {
+        server_record(&server.base, &t, "demo", id)["change_seq"]
+            .as_u64()
+            .unwrap()
+    };
     // One mutation per push: change_seq is the sending order. r1's put went first (lifted),
     // then r2, then r1's patch, and the low-priority r3 last.
-    assert!(seq("r2") < seq("r1") && seq("r1") < seq("r3"), "r1 {} r2 {} r3 {}", seq("r1"), seq("r2"), seq("r3"));
-    assert_eq!(server_record(&server.base, &t, "demo", "r1")["value"], json!({"step": 2}));
+    assert!(
+        seq("r2") < seq("r1") && seq("r1") < seq("r3"),
+        "r1 {} r2 {} r3 {}",
+        seq("r1"),
+        seq("r2"),
+        seq("r3")
+    );
+    assert_eq!(
+        server_record(&server.base, &t, "demo", "r1")["value"],
+        json!({"step": 2})
+    );
 }

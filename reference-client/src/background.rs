@@ -16,7 +16,12 @@ pub struct Background {
 
 /// Starts live sync of the store in `dir` as a tokio task. `wait_ms` bounds each long-poll (and
 /// so how long [`Background::stop`] may take). `events` receives progress.
-pub fn spawn(dir: PathBuf, cfg: Config, wait_ms: u64, events: Option<std::sync::mpsc::Sender<Event>>) -> Background {
+pub fn spawn(
+    dir: PathBuf,
+    cfg: Config,
+    wait_ms: u64,
+    events: Option<std::sync::mpsc::Sender<Event>>,
+) -> Background {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let task = tokio::task::spawn_blocking(move || {
@@ -35,6 +40,8 @@ impl Background {
     /// Stops after the current turn and returns what the task did.
     pub async fn stop(self) -> Result<SyncReport, ClientError> {
         self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap_or_else(|e| Err(ClientError::Store(format!("the sync task failed: {e}"))))
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(ClientError::Store(format!("the sync task failed: {e}"))))
     }
 }

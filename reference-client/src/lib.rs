@@ -12,15 +12,17 @@
 //! - [`Client::audit`] compares bucket checksums with the Server and repairs drifted buckets.
 
 pub mod background;
-pub mod local;
 pub mod store;
 
 use std::path::Path;
 use std::time::Duration;
 
 use driftless_protocol::checksum::{bucket_of, record_digest, to_hex, SpaceChecksums};
+use driftless_protocol::collection_schema::{CollectionSchema, Policy};
 use driftless_protocol::hlc::{Clock, Hlc};
 use driftless_protocol::ids::{CollectionName, RecordId, SpaceId};
+use driftless_protocol::merge::{RecordState, Stamp};
+use driftless_protocol::messages::{Effect, Mutation};
 use serde_json::{json, Map, Value};
 
 use crate::store::{put_mirror, receipt, Pending, Store};
@@ -399,23 +401,96 @@ impl Client {
         Ok(out)
     }
 
-    /// The optimistic value of a Record: the Mirror with pending Mutations applied (`None`:
-    /// absent or deleted).
+    /// The optimistic value of a Record (`None`: absent or deleted): the Mirror's state with the
+    /// pending Mutations joined on top by the protocol crate's merge rules, under the
+    /// Collection's Policies (`[MERGE-3]`).
     pub fn get(
         &self,
         collection: &str,
         id: &str,
     ) -> Result<Option<Map<String, Value>>, ClientError> {
-        let base = self
-            .store
-            .mirrored(&self.cfg.space, collection, id)?
+        let mirrored = self.store.mirrored(&self.cfg.space, collection, id)?;
+        let base = mirrored
             .and_then(|m| m.value)
             .and_then(|v| v.as_object().cloned());
-        let pending = self.store.outbox(&self.cfg.space)?;
-        Ok(pending
-            .iter()
+        let pending: Vec<Pending> = self
+            .store
+            .outbox(&self.cfg.space)?
+            .into_iter()
             .filter(|p| p.collection == collection && p.record_id == id)
-            .fold(base, |acc, p| local::apply(acc, &p.body["effect"])))
+            .collect();
+        if pending.is_empty() {
+            return Ok(base);
+        }
+        let policies = self.policies(collection)?;
+        let policy = |f: &str| policies.get(f).copied().unwrap_or(Policy::Lww);
+        let mut state = base_state(base.as_ref(), &policy);
+        for p in &pending {
+            let m: Mutation = serde_json::from_value(p.body.clone())
+                .map_err(|e| ClientError::Store(e.to_string()))?;
+            state.apply(&m);
+        }
+        let view = state.materialize(policy, &std::collections::BTreeMap::new());
+        Ok(view.exists.then_some(view.value))
+    }
+
+    /// The Field Policies of a Collection, from the latest Collection Schema this Client knows.
+    fn policies(
+        &self,
+        collection: &str,
+    ) -> Result<std::collections::BTreeMap<String, Policy>, ClientError> {
+        let key = format!("schemadoc:{}:{collection}", self.cfg.space);
+        let doc: Option<CollectionSchema> = self
+            .store
+            .meta(&key)?
+            .and_then(|t| serde_json::from_str(&t).ok());
+        Ok(doc
+            .map(|d| {
+                d.fields
+                    .iter()
+                    .map(|(f, spec)| (f.to_string(), spec.policy))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Learns the latest Collection Schema of every Collection in the Mirror or the Outbox, so
+    /// that views merge by the right Policies and writes carry the version (`[EVO-1]`).
+    fn refresh_schemas(&mut self) -> Result<(), ClientError> {
+        let space = self.cfg.space.clone();
+        let mut collections: Vec<String> = self
+            .store
+            .mirror_keys(&space)?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        collections.extend(self.store.outbox(&space)?.into_iter().map(|p| p.collection));
+        collections.sort();
+        collections.dedup();
+        for c in collections {
+            let r = self.call(
+                "GET",
+                &format!("/v1/spaces/{space}/collections/{c}/schemas"),
+                None,
+            )?;
+            self.check_auth(&r)?;
+            if let Some(latest) = r.body["versions"]
+                .as_array()
+                .and_then(|v| v.last())
+                .cloned()
+            {
+                let (doc_key, version_key) = (
+                    format!("schemadoc:{space}:{c}"),
+                    format!("schema:{space}:{c}"),
+                );
+                let version = latest["version"].as_u64().unwrap_or(0).to_string();
+                self.store.tx(|tx| {
+                    Store::set_meta(tx, &doc_key, &latest.to_string())?;
+                    Store::set_meta(tx, &version_key, &version)
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Every existing Record of a Collection, optimistically, sorted by ID.
@@ -635,6 +710,7 @@ impl Client {
     pub fn sync(&mut self) -> Result<SyncReport, ClientError> {
         let mut report = SyncReport::default();
         self.discover()?;
+        self.refresh_schemas()?;
         self.resolve_unknown_fates(&mut report)?;
         self.push_all(&mut report)?;
         self.pull_all(&mut report, None)?;
@@ -1123,9 +1199,109 @@ impl Client {
                 r.body["detail"].as_str().unwrap_or("")
             )));
         }
-        let key = format!("schema:{}:{c}", self.cfg.space);
-        self.store
-            .tx(|tx| Store::set_meta(tx, &key, &v.to_string()))?;
+        let (key, doc_key, text) = (
+            format!("schema:{}:{c}", self.cfg.space),
+            format!("schemadoc:{}:{c}", self.cfg.space),
+            doc.to_string(),
+        );
+        self.store.tx(|tx| {
+            Store::set_meta(tx, &key, &v.to_string())?;
+            Store::set_meta(tx, &doc_key, &text)
+        })?;
         Ok(r.status)
+    }
+}
+
+/// The Mirror's value as a Record state at the smallest Stamps, so that every pending Mutation
+/// (whose Stamps are all greater) merges on top of it by the spec's rules: `lww` and `keep_both`
+/// Fields as a put, `counter` Fields as one increment, set Fields as adds.
+fn base_state(value: Option<&Map<String, Value>>, policy: &impl Fn(&str) -> Policy) -> RecordState {
+    let mut state = RecordState::default();
+    let Some(value) = value else { return state };
+    let stamp = |n: u16| Stamp {
+        hlc: Hlc::new(0, n, "~mirror").expect("a valid node name"),
+        op_id: "~mirror-base".parse().expect("a valid op ID"),
+    };
+    let mut assigned = Map::new();
+    for (field, v) in value {
+        let Ok(name) = field.parse() else { continue };
+        match policy(field) {
+            Policy::Counter => {
+                if let Some(by) = v.as_i64() {
+                    state.merge(&RecordState::from_effect(
+                        stamp(1),
+                        &Effect::Increment { field: name, by },
+                    ));
+                }
+            }
+            Policy::AddWinsSet => {
+                let elements = v.as_array().cloned().unwrap_or_default();
+                if !elements.is_empty() {
+                    state.merge(&RecordState::from_effect(
+                        stamp(1),
+                        &Effect::SetAdd {
+                            field: name,
+                            elements,
+                        },
+                    ));
+                }
+            }
+            Policy::Lww | Policy::KeepBoth => {
+                assigned.insert(field.clone(), v.clone());
+            }
+        }
+    }
+    state.merge(&RecordState::from_effect(
+        stamp(0),
+        &Effect::Put { value: assigned },
+    ));
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mutation(op: &str, effect: Value) -> Mutation {
+        serde_json::from_value(
+            json!({"op_id": op, "seq": 1, "collection": "c", "record_id": "r",
+            "hlc": "019b76daa800-0000-client-a", "effect": effect}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn pending_mutations_merge_onto_the_mirror_by_policy() {
+        let policy = |f: &str| match f {
+            "likes" => Policy::Counter,
+            "tags" => Policy::AddWinsSet,
+            _ => Policy::Lww,
+        };
+        let mirror = json!({"title": "t", "likes": 5, "tags": ["a", "b"], "n": 1});
+        let mut state = base_state(mirror.as_object(), &policy);
+        state.apply(&mutation(
+            "op-000001",
+            json!({"kind": "increment", "field": "likes", "by": 2}),
+        ));
+        state.apply(&mutation(
+            "op-000002",
+            json!({"kind": "set_remove", "field": "tags", "elements": ["a"]}),
+        ));
+        state.apply(&mutation(
+            "op-000003",
+            json!({"kind": "increment", "field": "n", "by": 10}),
+        ));
+        let view = state.materialize(policy, &std::collections::BTreeMap::new());
+        assert_eq!(
+            Value::Object(view.value),
+            json!({"title": "t", "likes": 7, "tags": ["b"], "n": 11})
+        );
+        let mut deleted = base_state(mirror.as_object(), &policy);
+        deleted.apply(&mutation("op-000004", json!({"kind": "delete"})));
+        assert!(
+            !deleted
+                .materialize(policy, &std::collections::BTreeMap::new())
+                .exists
+        );
     }
 }
