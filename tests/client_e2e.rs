@@ -614,3 +614,34 @@ fn priority_lanes_go_first_but_never_reorder_one_record() {
         json!({"step": 2})
     );
 }
+
+#[test]
+fn read_modify_write_keeps_fields_this_app_does_not_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let t = token(&data, "ada", "demo", "write");
+    let server = ServerProcess::start(&data, &[]);
+    // A newer app version wrote a field this one does not know.
+    let mut newer = client(&dir.path().join("newer"), &server.base, &t, "demo");
+    newer
+        .write(
+            "notes",
+            "n1",
+            json!({"kind": "put", "value": {"title": "a", "color_v2": "teal"}}),
+            0,
+        )
+        .unwrap();
+    newer.sync().unwrap();
+    let mut older = client(&dir.path().join("older"), &server.base, &t, "demo");
+    older.sync().unwrap();
+    older
+        .update("notes", "n1", |v| {
+            v.insert("title".into(), json!("b"));
+        })
+        .unwrap();
+    older.sync().unwrap();
+    assert_eq!(
+        server_record(&server.base, &t, "demo", "n1")["value"],
+        json!({"title": "b", "color_v2": "teal"})
+    );
+}

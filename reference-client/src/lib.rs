@@ -434,6 +434,20 @@ impl Client {
         Ok(view.exists.then_some(view.value))
     }
 
+    /// Read-modify-write: `change` edits the current optimistic value (an empty object for a new
+    /// Record), and the result is written as a `put`. Fields this app version does not know stay
+    /// in the value, so they survive (`[EVO-10]`).
+    pub fn update(
+        &mut self,
+        collection: &str,
+        id: &str,
+        change: impl FnOnce(&mut Map<String, Value>),
+    ) -> Result<String, ClientError> {
+        let mut value = self.get(collection, id)?.unwrap_or_default();
+        change(&mut value);
+        self.write(collection, id, json!({"kind": "put", "value": value}), 0)
+    }
+
     /// The Field Policies of a Collection, from the latest Collection Schema this Client knows.
     fn policies(
         &self,
