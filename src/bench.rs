@@ -2,11 +2,9 @@
 //! reported beside a raw-SQLite ceiling measured in the same run, and the cost of re-pushing
 //! everything as duplicates. Ratios, not absolute numbers, are what to compare across machines.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use driftless_protocol::messages::{Scope, TokenClaims};
+use driftless_protocol::messages::Scope;
 use serde_json::{json, Value};
 
 /// One measured batch size.
@@ -24,48 +22,16 @@ fn per_s(n: usize, d: Duration) -> f64 {
 /// Pushes `mutations` puts in batches of `batch` to a fresh in-process server and re-pushes them;
 /// returns (first push, re-push) durations.
 fn measure_server(mutations: usize, batch: usize) -> Result<(Duration, Duration), String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let config = driftless_server::service::Config {
         rate_limit_per_s: u32::MAX,
         ..Default::default()
     };
-    let app = driftless_server::open(
-        dir.path(),
-        config,
-        driftless_server::faults::Faults::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    let server = crate::embedded::Embedded::start(config)?;
+    let token = server.token("bench", "bench", Scope::Write)?;
+    let url = format!("{}/v1/spaces/bench/push", server.base);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| e.to_string())?;
-    let token = app.key.mint(&TokenClaims {
-        sub: "bench".into(),
-        grants: BTreeMap::from([("bench".parse().expect("valid space"), Scope::Write)]),
-        iat: now.as_secs(),
-        exp: now.as_secs() + 3600,
-    });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .map_err(|e| e.to_string())?;
-    let url = format!(
-        "http://{}/v1/spaces/bench/push",
-        listener.local_addr().map_err(|e| e.to_string())?
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    runtime.spawn(driftless_server::run(
-        Arc::clone(&app),
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(3600),
-        Duration::from_secs(5),
-    ));
     let base_ms = now.as_millis() as u64;
     let bodies: Vec<Value> = (0..mutations)
         .collect::<Vec<_>>()
@@ -106,8 +72,7 @@ fn measure_server(mutations: usize, batch: usize) -> Result<(Duration, Duration)
     };
     let first = push_all("applied")?;
     let again = push_all("duplicate")?;
-    let _ = stop.send(());
-    runtime.shutdown_timeout(Duration::from_secs(5));
+    drop(server);
     Ok((first, again))
 }
 
@@ -161,43 +126,12 @@ pub fn sync(records: usize) -> Result<String, String> {
         rate_limit_per_s: u32::MAX,
         ..Default::default()
     };
-    let app = driftless_server::open(
-        &dir.path().join("server"),
-        config,
-        driftless_server::faults::Faults::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    let server = crate::embedded::Embedded::start(config)?;
+    let token = server.token("bench", "bench", Scope::Write)?;
+    let base = server.base.clone();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| e.to_string())?;
-    let token = app.key.mint(&TokenClaims {
-        sub: "bench".into(),
-        grants: BTreeMap::from([("bench".parse().expect("valid space"), Scope::Write)]),
-        iat: now.as_secs(),
-        exp: now.as_secs() + 3600,
-    });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .map_err(|e| e.to_string())?;
-    let base = format!(
-        "http://{}",
-        listener.local_addr().map_err(|e| e.to_string())?
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    runtime.spawn(driftless_server::run(
-        Arc::clone(&app),
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(3600),
-        Duration::from_secs(5),
-    ));
     // Fill the server.
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(120)))
@@ -258,8 +192,7 @@ pub fn sync(records: usize) -> Result<String, String> {
     let ceiling =
         driftless_client::store::raw_mirror_ceiling(&dir.path().join("ceiling"), &rows, 1000)
             .map_err(|e| e.to_string())?;
-    let _ = stop.send(());
-    runtime.shutdown_timeout(Duration::from_secs(5));
+    drop(server);
     let (client_rate, raw_rate) = (per_s(records, took), per_s(records, ceiling));
     Ok(format!(
         "initial sync benchmark: {records} records into an empty client store over HTTP on loopback; ceiling = the same mirror rows inserted directly (WAL, synchronous=FULL, one transaction per 1000)\n  client sync {client_rate:>10.0} records/s\n  raw SQLite  {raw_rate:>10.0} records/s\n  ratio       {:>9.1}%\n",

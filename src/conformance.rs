@@ -1,14 +1,12 @@
 //! `driftless conformance`: runs the suite against `--server`, or against the embedded reference
 //! server on a free loopback port with a temporary data folder.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use driftless_conformance::{Options, TokenSource};
-use driftless_protocol::messages::{Scope, TokenClaims};
+use driftless_protocol::messages::Scope;
 
 /// Output formats.
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -65,81 +63,8 @@ impl TokenSource for EmbeddedTokens {
             "admin" => Scope::Admin,
             other => return Err(format!("unknown scope {other}")),
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|e| e.to_string())?
-            .as_secs();
-        let space = space
-            .parse()
-            .map_err(|e: driftless_protocol::ids::InvalidId| e.to_string())?;
-        Ok(self.0.mint(&TokenClaims {
-            sub: user.to_owned(),
-            grants: BTreeMap::from([(space, scope)]),
-            iat: now,
-            exp: (now as i64 + ttl_s).max(0) as u64,
-        }))
+        crate::embedded::mint(&self.0, user, space, scope, ttl_s)
     }
-}
-
-/// The embedded reference server, stopped on drop.
-struct Embedded {
-    _dir: tempfile::TempDir,
-    runtime: Option<tokio::runtime::Runtime>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Embedded {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(Duration::from_secs(5));
-        }
-    }
-}
-
-fn start_embedded() -> Result<(Embedded, String, EmbeddedTokens), String> {
-    let dir =
-        tempfile::tempdir().map_err(|e| format!("cannot create a temporary data folder: {e}"))?;
-    let app = driftless_server::open(
-        dir.path(),
-        driftless_server::service::Config::default(),
-        driftless_server::faults::Faults::default(),
-    )
-    .map_err(|e| e.to_string())?;
-    let tokens = EmbeddedTokens(app.key.clone());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .map_err(|e| e.to_string())?;
-    let base = format!(
-        "http://{}",
-        listener.local_addr().map_err(|e| e.to_string())?
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    runtime.spawn(driftless_server::run(
-        Arc::clone(&app),
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(3600),
-        Duration::from_secs(5),
-    ));
-    Ok((
-        Embedded {
-            _dir: dir,
-            runtime: Some(runtime),
-            stop: Some(stop),
-        },
-        base,
-        tokens,
-    ))
 }
 
 /// Runs the command; returns the exit code, or a one-line setup error (exit code 2).
@@ -185,19 +110,28 @@ pub fn main(args: Args) -> Result<u8, String> {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
     });
-    let (_embedded, server, tokens): (Option<Embedded>, String, Box<dyn TokenSource>) =
-        match (&args.server, &args.token_cmd) {
-            (Some(url), Some(cmd)) => (
-                None,
-                url.clone(),
-                Box::new(driftless_conformance::client::CommandTokens::new(cmd)),
-            ),
-            (Some(_), None) => return Err("--server needs --token-cmd".into()),
-            (None, _) => {
-                let (embedded, base, tokens) = start_embedded()?;
-                (Some(embedded), base, Box::new(tokens))
-            }
-        };
+    let (_embedded, server, tokens): (
+        Option<crate::embedded::Embedded>,
+        String,
+        Box<dyn TokenSource>,
+    ) = match (&args.server, &args.token_cmd) {
+        (Some(url), Some(cmd)) => (
+            None,
+            url.clone(),
+            Box::new(driftless_conformance::client::CommandTokens::new(cmd)),
+        ),
+        (Some(_), None) => return Err("--server needs --token-cmd".into()),
+        (None, _) => {
+            let embedded = crate::embedded::Embedded::start(driftless_server::service::Config {
+                // Each case is its own User; 200/s is far above what one case sends and low
+                // enough for the rate-limit cases to see a 429 in any build.
+                rate_limit_per_s: 200,
+                ..Default::default()
+            })?;
+            let (base, tokens) = (embedded.base.clone(), EmbeddedTokens(embedded.key.clone()));
+            (Some(embedded), base, Box::new(tokens))
+        }
+    };
     let interactive = std::io::stderr().is_terminal();
     let mut progress = |done: usize, total: usize, id: &str| {
         if interactive {

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod bench;
 mod client_cmd;
 mod conformance;
+mod embedded;
 mod schema_check;
 use driftless_protocol::ids::SpaceId;
 use driftless_protocol::messages::{Scope, TokenClaims};

@@ -9,27 +9,8 @@ use serde_json::{json, Map, Value};
 
 use super::{Direction, Finding};
 
-fn object(v: &Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
-}
-
 fn resolve(root: &Value, s: &Value) -> Map<String, Value> {
-    let mut m = object(s);
-    for _ in 0..32 {
-        let Some(Value::String(r)) = m.get("$ref").cloned() else {
-            break;
-        };
-        let Some(t) = r.strip_prefix('#').and_then(|p| root.pointer(p)) else {
-            break;
-        };
-        m.remove("$ref");
-        let mut merged = object(t);
-        for (k, v) in m {
-            merged.entry(k).or_insert(v);
-        }
-        m = merged;
-    }
-    m
+    super::resolve_ref(root, s)
 }
 
 /// A small instance valid under `schema` in most practical cases (not guaranteed: patterns and

@@ -14,22 +14,7 @@ use proptest::test_runner::{Config, TestError, TestRunner};
 use serde_json::{json, Map, Value};
 
 fn resolve(root: &Value, s: &Value) -> Map<String, Value> {
-    let mut m = s.as_object().cloned().unwrap_or_default();
-    for _ in 0..32 {
-        let Some(Value::String(r)) = m.get("$ref").cloned() else {
-            break;
-        };
-        let Some(t) = r.strip_prefix('#').and_then(|p| root.pointer(p)) else {
-            break;
-        };
-        m.remove("$ref");
-        let mut merged = t.as_object().cloned().unwrap_or_default();
-        for (k, v) in m {
-            merged.entry(k).or_insert(v);
-        }
-        m = merged;
-    }
-    m
+    super::resolve_ref(root, s)
 }
 
 /// A strategy for instances of `schema` (most are valid; callers filter with a validator).

@@ -478,6 +478,28 @@ pub fn compare(
     w.findings
 }
 
+/// A schema as an object with its local `$ref`s (`#/...` in `root`) resolved: the target's
+/// keywords, overlaid by the referring schema's siblings. Shared by the comparison, the
+/// counterexamples and the generator.
+pub(crate) fn resolve_ref(root: &Value, schema: &Value) -> Map<String, Value> {
+    let mut m = as_object(schema);
+    for _ in 0..32 {
+        let Some(Value::String(r)) = m.get("$ref").cloned() else {
+            break;
+        };
+        let Some(target) = r.strip_prefix('#').and_then(|p| root.pointer(p)) else {
+            break;
+        };
+        m.remove("$ref");
+        let mut merged = as_object(target);
+        for (k, v) in m {
+            merged.entry(k).or_insert(v);
+        }
+        m = merged;
+    }
+    m
+}
+
 fn as_object(v: &Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m.clone(),
@@ -538,7 +560,6 @@ impl Walk<'_> {
         root: &Value,
         mut s: Map<String, Value>,
         at: &mut String,
-        prefix: &str,
     ) -> Map<String, Value> {
         for _ in 0..32 {
             let Some(Value::String(r)) = s.get("$ref").cloned() else {
@@ -557,7 +578,6 @@ impl Walk<'_> {
             }
             s = merged;
             *at = pointer.to_owned();
-            let _ = prefix;
         }
         s
     }
@@ -601,8 +621,8 @@ impl Walk<'_> {
 
     fn walk(&mut self, wide: &Value, narrow: &Value, mut at: At) {
         let (wide_root, narrow_root) = (self.wide_root, self.narrow_root);
-        let w = self.resolve(wide_root, as_object(wide), &mut at.wide, "");
-        let n = self.resolve(narrow_root, as_object(narrow), &mut at.narrow, "");
+        let w = self.resolve(wide_root, as_object(wide), &mut at.wide);
+        let n = self.resolve(narrow_root, as_object(narrow), &mut at.narrow);
         if !self
             .seen
             .insert((format!("{}|{}", at.wide, at.instance), at.narrow.clone()))
