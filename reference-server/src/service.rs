@@ -20,6 +20,7 @@ use driftless_protocol::messages::{
     Record, Rejected, Retention, Unknown, PROTOCOL_VERSIONS,
 };
 use driftless_protocol::problem::{Problem, ProblemType};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
@@ -557,7 +558,7 @@ impl<S: Storage> Service<S> {
                 #[cfg(feature = "fault-injection")]
                 if fault!(self.faults, IncrementTwiceOnReplay) {
                     // A naive counter adds `by` again, as a contribution of its own.
-                    if let Ok(mut m) = serde_json::from_value::<Mutation>(raw.clone()) {
+                    if let Ok(mut m) = Mutation::deserialize(raw) {
                         if matches!(m.effect, Effect::Increment { .. }) {
                             if let Ok(again) =
                                 format!("{}~replay{}", m.op_id, tx.meta()?.latest_seq).parse()
@@ -577,7 +578,7 @@ impl<S: Storage> Service<S> {
                 });
             }
         }
-        let parsed = serde_json::from_value::<Mutation>(raw.clone());
+        let parsed = Mutation::deserialize(raw);
         let (outcome, history) = match parsed {
             Err(_) => {
                 let pointers = schema_errors(mutation_validator(), raw);

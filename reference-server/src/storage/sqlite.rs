@@ -344,13 +344,13 @@ impl SpaceRead for Tx<'_> {
 impl SpaceWrite for Tx<'_> {
     fn next_change_seq(&mut self) -> Result<u64, StorageError> {
         self.tx
-            .query_row(
+            .prepare_cached(
                 "INSERT INTO spaces (space, latest_seq) VALUES (?1, 1)
                  ON CONFLICT (space) DO UPDATE SET latest_seq = latest_seq + 1
                  RETURNING latest_seq",
-                [self.space],
-                |r| r.get::<_, i64>(0),
             )
+            .map_err(backend)?
+            .query_row([self.space], |r| r.get::<_, i64>(0))
             .map(|s| s as u64)
             .map_err(backend)
     }
