@@ -77,6 +77,19 @@ fn write_string(out: &mut String, s: &str) {
 }
 
 fn format_number(n: &Number) -> String {
+    // Integers within the IEEE 754 safe range print exactly as ECMAScript prints them; this
+    // fast path skips float formatting for the common case.
+    const SAFE: u64 = 9_007_199_254_740_991;
+    if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() <= SAFE) {
+        return if i == 0 {
+            "0".to_owned()
+        } else {
+            i.to_string()
+        };
+    }
+    if let Some(u) = n.as_u64().filter(|u| *u <= SAFE) {
+        return u.to_string();
+    }
     // serde_json only holds finite numbers (no arbitrary precision here), so as_f64 is total.
     let x = n.as_f64().expect("serde_json numbers convert to f64");
     format_f64(x)
@@ -161,6 +174,27 @@ mod tests {
         assert_eq!(
             to_canonical_string(&value),
             r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
+        );
+    }
+
+    /// The integer fast path agrees with the float path for every safe integer it takes.
+    #[test]
+    fn integer_fast_path_matches_float_formatting() {
+        for i in [
+            0i64,
+            1,
+            -1,
+            42,
+            1_000_000,
+            -9_007_199_254_740_991,
+            9_007_199_254_740_991,
+            123_456_789_012,
+        ] {
+            assert_eq!(format_number(&Number::from(i)), format_f64(i as f64), "{i}");
+        }
+        assert_eq!(
+            format_number(&Number::from(9_007_199_254_740_993u64)),
+            "9007199254740992"
         );
     }
 
