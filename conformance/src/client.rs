@@ -298,12 +298,22 @@ impl Ctx {
             .collect();
         let text = resp.body_mut().read_to_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Resp {
+        let reply = Resp {
             status,
             headers,
             body,
             text,
-        })
+        };
+        // Every response of a known endpoint must match its message schema.
+        if let Some(name) = response_schema(method, path, &reply) {
+            self.validate(name, &reply.body).map_err(|v| match v {
+                Verdict::Fail(d) => {
+                    Verdict::Fail(format!("{method} {path} answered {}: {d}", reply.status))
+                }
+                other => other,
+            })?;
+        }
+        Ok(reply)
     }
 
     /// POSTs a body larger than the Server will read, over a raw socket: the body is written
@@ -517,6 +527,36 @@ impl Ctx {
     }
 }
 
+/// The message schema a response of `method path` must match: `problem` for any
+/// problem+json answer, else the endpoint's success message.
+fn response_schema(method: &str, path: &str, r: &Resp) -> Option<&'static str> {
+    let ct = r.header("content-type").unwrap_or("");
+    if r.status >= 400 {
+        return ct
+            .starts_with("application/problem+json")
+            .then_some("problem");
+    }
+    if !(200..300).contains(&r.status) || !ct.starts_with("application/json") {
+        return None;
+    }
+    let path = path.split('?').next().unwrap_or(path);
+    let seg: Vec<&str> = path.split('/').collect();
+    Some(match (method, seg.as_slice()) {
+        ("GET", ["", ".well-known", "driftless"]) => "discovery",
+        ("POST", ["", "v1", "spaces", _, "push"]) => "push-response",
+        ("POST", ["", "v1", "spaces", _, "manifest"]) => "manifest-response",
+        ("GET", ["", "v1", "spaces", _, "pull"]) => "pull-response",
+        ("GET", ["", "v1", "spaces", _, "records", _, _]) => "record",
+        ("GET", ["", "v1", "spaces", _, "records", _, _, "history"]) => "history-response",
+        ("GET", ["", "v1", "spaces", _, "checksums"]) => "checksums-response",
+        ("GET", ["", "v1", "spaces", _, "buckets", _]) => "bucket-response",
+        ("GET", ["", "v1", "spaces", _, "collections", _, "schemas"]) => "collection-schema-list",
+        ("PUT", ["", "v1", "spaces", _, "collections", _, "schemas", _]) => "collection-schema",
+        ("POST", ["", "v1", "spaces", _, "compact"]) => "compaction-response",
+        _ => return None,
+    })
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -546,4 +586,66 @@ pub fn mutation(
     effect: Value,
 ) -> Value {
     json!({"op_id": op_id, "seq": seq, "collection": collection, "record_id": id, "hlc": hlc, "effect": effect})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, ct: &str) -> Resp {
+        Resp {
+            status,
+            headers: [("content-type".to_owned(), ct.to_owned())].into(),
+            body: Value::Null,
+            text: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_endpoint_maps_to_its_response_schema() {
+        let ok = resp(200, "application/json");
+        for (method, path, name) in [
+            ("GET", "/.well-known/driftless", "discovery"),
+            ("POST", "/v1/spaces/s/push", "push-response"),
+            ("POST", "/v1/spaces/s/manifest", "manifest-response"),
+            ("GET", "/v1/spaces/s/pull?cursor=x", "pull-response"),
+            ("GET", "/v1/spaces/s/records/c/i", "record"),
+            (
+                "GET",
+                "/v1/spaces/s/records/c/i/history",
+                "history-response",
+            ),
+            ("GET", "/v1/spaces/s/checksums", "checksums-response"),
+            ("GET", "/v1/spaces/s/buckets/3", "bucket-response"),
+            (
+                "GET",
+                "/v1/spaces/s/collections/c/schemas",
+                "collection-schema-list",
+            ),
+            (
+                "PUT",
+                "/v1/spaces/s/collections/c/schemas/1",
+                "collection-schema",
+            ),
+            ("POST", "/v1/spaces/s/compact", "compaction-response"),
+        ] {
+            assert_eq!(
+                response_schema(method, path, &ok),
+                Some(name),
+                "{method} {path}"
+            );
+        }
+        assert_eq!(
+            response_schema(
+                "GET",
+                "/v1/spaces/s/pull",
+                &resp(400, "application/problem+json")
+            ),
+            Some("problem")
+        );
+        assert_eq!(
+            response_schema("GET", "/metrics", &resp(200, "text/plain")),
+            None
+        );
+    }
 }
