@@ -417,6 +417,102 @@ const OPAQUE: [&str; 12] = [
     "patternProperties",
 ];
 
+/// A numeric bound: its keyword, the types it constrains, whether it is a lower bound (a
+/// greater value narrows), its rule IDs (backward, forward) and the message (`{}`: the new value).
+struct Bound {
+    key: &'static str,
+    types: &'static [&'static str],
+    lower: bool,
+    backward: &'static str,
+    forward: &'static str,
+    message: &'static str,
+}
+
+const NUMBERS: &[&str] = &["number", "integer"];
+
+const BOUNDS: [Bound; 10] = [
+    Bound {
+        key: "minimum",
+        types: NUMBERS,
+        lower: true,
+        backward: "minimum-increased",
+        forward: "minimum-decreased",
+        message: "minimum is now {}",
+    },
+    Bound {
+        key: "exclusiveMinimum",
+        types: NUMBERS,
+        lower: true,
+        backward: "minimum-increased",
+        forward: "minimum-decreased",
+        message: "exclusiveMinimum is now {}",
+    },
+    Bound {
+        key: "maximum",
+        types: NUMBERS,
+        lower: false,
+        backward: "maximum-decreased",
+        forward: "maximum-increased",
+        message: "maximum is now {}",
+    },
+    Bound {
+        key: "exclusiveMaximum",
+        types: NUMBERS,
+        lower: false,
+        backward: "maximum-decreased",
+        forward: "maximum-increased",
+        message: "exclusiveMaximum is now {}",
+    },
+    Bound {
+        key: "minLength",
+        types: &["string"],
+        lower: true,
+        backward: "min-length-increased",
+        forward: "min-length-decreased",
+        message: "strings must now have at least {} characters",
+    },
+    Bound {
+        key: "maxLength",
+        types: &["string"],
+        lower: false,
+        backward: "max-length-decreased",
+        forward: "max-length-increased",
+        message: "strings may now have at most {} characters",
+    },
+    Bound {
+        key: "minItems",
+        types: &["array"],
+        lower: true,
+        backward: "min-items-increased",
+        forward: "min-items-decreased",
+        message: "arrays must now have at least {} items",
+    },
+    Bound {
+        key: "maxItems",
+        types: &["array"],
+        lower: false,
+        backward: "max-items-decreased",
+        forward: "max-items-increased",
+        message: "arrays may now have at most {} items",
+    },
+    Bound {
+        key: "minProperties",
+        types: &["object"],
+        lower: true,
+        backward: "min-properties-increased",
+        forward: "min-properties-decreased",
+        message: "minProperties is now {}",
+    },
+    Bound {
+        key: "maxProperties",
+        types: &["object"],
+        lower: false,
+        backward: "max-properties-decreased",
+        forward: "max-properties-increased",
+        message: "maxProperties is now {}",
+    },
+];
+
 struct Walk<'a> {
     wide_root: &'a Value,
     narrow_root: &'a Value,
@@ -717,6 +813,31 @@ impl Walk<'_> {
         self.compare_keywords(&w, &n, &at);
     }
 
+    /// Every numeric bound of [`BOUNDS`] that the narrow side tightens (or adds).
+    fn compare_bounds(
+        &mut self,
+        w: &Map<String, Value>,
+        n: &Map<String, Value>,
+        tw: &Option<BTreeSet<String>>,
+        at: &At,
+    ) {
+        for b in BOUNDS {
+            if !b.types.iter().any(|t| allows(tw, t)) {
+                continue;
+            }
+            let Some(nb) = num(n, b.key) else { continue };
+            let narrower = num(w, b.key).is_none_or(|wb| if b.lower { nb > wb } else { nb < wb });
+            if narrower {
+                self.push(
+                    self.name(b.backward, b.forward),
+                    Severity::Error,
+                    &at.both(b.key),
+                    b.message.replace("{}", &nb.to_string()),
+                );
+            }
+        }
+    }
+
     fn compare_keywords(&mut self, w: &Map<String, Value>, n: &Map<String, Value>, at: &At) {
         for k in OPAQUE {
             if n.get(k).is_some() && n.get(k) != w.get(k) {
@@ -784,45 +905,9 @@ impl Walk<'_> {
             }
             _ => {}
         }
+        self.compare_bounds(w, n, &tw, at);
         // Numbers.
         if allows(&tw, "number") || allows(&tw, "integer") {
-            for (key, greater_is_narrower, b, f) in [
-                ("minimum", true, "minimum-increased", "minimum-decreased"),
-                (
-                    "exclusiveMinimum",
-                    true,
-                    "minimum-increased",
-                    "minimum-decreased",
-                ),
-                ("maximum", false, "maximum-decreased", "maximum-increased"),
-                (
-                    "exclusiveMaximum",
-                    false,
-                    "maximum-decreased",
-                    "maximum-increased",
-                ),
-            ] {
-                if let Some(nb) = num(n, key) {
-                    let narrower = match num(w, key) {
-                        None => true,
-                        Some(wb) => {
-                            if greater_is_narrower {
-                                nb > wb
-                            } else {
-                                nb < wb
-                            }
-                        }
-                    };
-                    if narrower {
-                        self.push(
-                            self.name(b, f),
-                            Severity::Error,
-                            &at.both(key),
-                            format!("{key} is now {nb}"),
-                        );
-                    }
-                }
-            }
             if let Some(nm) = num(n, "multipleOf") {
                 let fine = num(w, "multipleOf")
                     .is_some_and(|wm| (wm / nm - (wm / nm).round()).abs() < 1e-9);
@@ -838,26 +923,6 @@ impl Walk<'_> {
         }
         // Strings.
         if allows(&tw, "string") {
-            if let Some(nb) = num(n, "minLength") {
-                if num(w, "minLength").is_none_or(|wb| nb > wb) {
-                    self.push(
-                        self.name("min-length-increased", "min-length-decreased"),
-                        Severity::Error,
-                        &at.both("minLength"),
-                        format!("strings must now have at least {nb} characters"),
-                    );
-                }
-            }
-            if let Some(nb) = num(n, "maxLength") {
-                if num(w, "maxLength").is_none_or(|wb| nb < wb) {
-                    self.push(
-                        self.name("max-length-decreased", "max-length-increased"),
-                        Severity::Error,
-                        &at.both("maxLength"),
-                        format!("strings may now have at most {nb} characters"),
-                    );
-                }
-            }
             match (w.get("pattern"), n.get("pattern")) {
                 (None, Some(p)) => self.push(self.name("pattern-added", "pattern-removed"), Severity::Error, &at.both("pattern"), format!("strings must now match {p}")),
                 (Some(a), Some(b)) if a != b => self.push("undecidable", Severity::Warning, &at.both("pattern"), format!("pattern changed from {a} to {b}; inclusion of regular expressions is not decided")),
@@ -866,26 +931,6 @@ impl Walk<'_> {
         }
         // Arrays.
         if allows(&tw, "array") {
-            if let Some(nb) = num(n, "minItems") {
-                if num(w, "minItems").is_none_or(|wb| nb > wb) {
-                    self.push(
-                        self.name("min-items-increased", "min-items-decreased"),
-                        Severity::Error,
-                        &at.both("minItems"),
-                        format!("arrays must now have at least {nb} items"),
-                    );
-                }
-            }
-            if let Some(nb) = num(n, "maxItems") {
-                if num(w, "maxItems").is_none_or(|wb| nb < wb) {
-                    self.push(
-                        self.name("max-items-decreased", "max-items-increased"),
-                        Severity::Error,
-                        &at.both("maxItems"),
-                        format!("arrays may now have at most {nb} items"),
-                    );
-                }
-            }
             if n.get("uniqueItems") == Some(&Value::Bool(true))
                 && w.get("uniqueItems") != Some(&Value::Bool(true))
             {
@@ -1043,41 +1088,6 @@ impl Walk<'_> {
                 self.walk(wa, na, at2);
             }
             _ => {}
-        }
-        for (key, greater, b, f) in [
-            (
-                "minProperties",
-                true,
-                "min-properties-increased",
-                "min-properties-decreased",
-            ),
-            (
-                "maxProperties",
-                false,
-                "max-properties-decreased",
-                "max-properties-increased",
-            ),
-        ] {
-            if let Some(nb) = num(n, key) {
-                let narrower = match num(w, key) {
-                    None => true,
-                    Some(wb) => {
-                        if greater {
-                            nb > wb
-                        } else {
-                            nb < wb
-                        }
-                    }
-                };
-                if narrower {
-                    self.push(
-                        self.name(b, f),
-                        Severity::Error,
-                        &at.both(key),
-                        format!("{key} is now {nb}"),
-                    );
-                }
-            }
         }
     }
 }
