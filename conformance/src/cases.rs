@@ -293,16 +293,15 @@ pub fn all() -> Vec<Case> {
     .collect()
 }
 
-pub(crate) fn put(ctx: &mut Ctx, id: &str, value: Value) -> Value {
+/// A Mutation of Client C with a fresh Op ID and HLC.
+pub(crate) fn fresh(ctx: &mut Ctx, collection: &str, id: &str, effect: Value) -> Value {
     let (op, hlc) = (ctx.op(), ctx.hlc(C));
-    mutation(
-        &op,
-        1,
-        "things",
-        id,
-        &hlc,
-        json!({"kind": "put", "value": value}),
-    )
+    mutation(&op, 1, collection, id, &hlc, effect)
+}
+
+/// A fresh `put` of Client C in `things`.
+pub(crate) fn put(ctx: &mut Ctx, id: &str, value: Value) -> Value {
+    fresh(ctx, "things", id, json!({"kind": "put", "value": value}))
 }
 
 /// A fresh Space and a Token on it.
@@ -520,15 +519,7 @@ fn push_missing_op_id(ctx: &mut Ctx) -> CaseResult {
 
 fn invalid_mutation_alone(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "write")?;
-    let (op, hlc) = (ctx.op(), ctx.hlc(C));
-    let bad = mutation(
-        &op,
-        1,
-        "things",
-        "r1",
-        &hlc,
-        json!({"kind": "no-such-kind"}),
-    );
+    let bad = fresh(ctx, "things", "r1", json!({"kind": "no-such-kind"}));
     let good = put(ctx, "r2", json!({}));
     let results = ctx.push_ok(&space, &token, C, &[bad.clone(), good])?;
     check(
@@ -593,10 +584,7 @@ fn op_id_reused(ctx: &mut Ctx) -> CaseResult {
     check(r[0]["problem"]["status"] == 422, || {
         "op-id-reused status is not 422".into()
     })?;
-    let rec = ctx.get(
-        &format!("/v1/spaces/{space}/records/things/r1"),
-        Some(&token),
-    )?;
+    let rec = ctx.record(&space, &token, "things", "r1")?;
     check(rec.body["value"] == json!({"n": 1}), || {
         format!("the record became {}", rec.body["value"])
     })
@@ -604,22 +592,16 @@ fn op_id_reused(ctx: &mut Ctx) -> CaseResult {
 
 fn increment_replay(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "write")?;
-    let (op, hlc) = (ctx.op(), ctx.hlc(C));
-    let inc = mutation(
-        &op,
-        1,
+    let inc = fresh(
+        ctx,
         "things",
         "c",
-        &hlc,
         json!({"kind": "increment", "field": "n", "by": 7}),
     );
     for _ in 0..3 {
         ctx.push_ok(&space, &token, C, std::slice::from_ref(&inc))?;
     }
-    let rec = ctx.get(
-        &format!("/v1/spaces/{space}/records/things/c"),
-        Some(&token),
-    )?;
+    let rec = ctx.record(&space, &token, "things", "c")?;
     check(rec.body["value"]["n"] == 7, || {
         format!(
             "after three deliveries of one increment by 7 the value is {}",
@@ -726,10 +708,7 @@ fn lww_order_independent(ctx: &mut Ctx) -> CaseResult {
     let older = mk(ctx, 3, C, "older");
     ctx.push_ok(&space, &token, "cf-client-b", &[newer])?;
     ctx.push_ok(&space, &token, C, &[older])?;
-    let rec = ctx.get(
-        &format!("/v1/spaces/{space}/records/things/r1"),
-        Some(&token),
-    )?;
+    let rec = ctx.record(&space, &token, "things", "r1")?;
     check(rec.body["value"]["v"] == "newer", || {
         format!("the older write won: {}", rec.body["value"])
     })
@@ -746,10 +725,7 @@ fn delete_vs_update(ctx: &mut Ctx) -> CaseResult {
     let older = m(2, json!({"kind": "patch", "set": {"done": true}}));
     let newer = m(9, json!({"kind": "patch", "set": {"title": "Again"}}));
     ctx.push_ok(&space, &token, C, &[newer, del, older])?;
-    let rec = ctx.get(
-        &format!("/v1/spaces/{space}/records/things/r1"),
-        Some(&token),
-    )?;
+    let rec = ctx.record(&space, &token, "things", "r1")?;
     check(
         rec.body["deleted"] == false && rec.body["value"] == json!({"title": "Again"}),
         || format!("record is {}", rec.body),
@@ -776,10 +752,7 @@ fn increment_after_put(ctx: &mut Ctx) -> CaseResult {
     );
     ctx.push_ok(&space, &token, "cf-client-b", &[after, before])?;
     ctx.push_ok(&space, &token, C, &[put])?;
-    let rec = ctx.get(
-        &format!("/v1/spaces/{space}/records/things/s"),
-        Some(&token),
-    )?;
+    let rec = ctx.record(&space, &token, "things", "s")?;
     check(rec.body["value"]["count"] == 14, || {
         format!("count is {} (expected 10 + 4)", rec.body["value"]["count"])
     })
@@ -982,10 +955,7 @@ fn resync_after_compaction(ctx: &mut Ctx) -> CaseResult {
 
 fn record_not_found(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "read")?;
-    let r = ctx.get(
-        &format!("/v1/spaces/{space}/records/things/never"),
-        Some(&token),
-    )?;
+    let r = ctx.record(&space, &token, "things", "never")?;
     ctx.expect_problem(&r, 404, "record-not-found")
 }
 

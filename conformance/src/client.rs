@@ -400,6 +400,20 @@ impl Ctx {
         )
     }
 
+    /// The Server's current state of one Record.
+    pub fn record(
+        &self,
+        space: &str,
+        token: &str,
+        collection: &str,
+        id: &str,
+    ) -> Result<Resp, Verdict> {
+        self.get(
+            &format!("/v1/spaces/{space}/records/{collection}/{id}"),
+            Some(token),
+        )
+    }
+
     /// A push.
     pub fn push(
         &self,

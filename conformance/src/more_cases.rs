@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use crate::cases::{put, space, C};
+use crate::cases::{fresh, put, space, C};
 use crate::client::{check, fail, mutation, now_ms, Ctx};
 use crate::{Case, CaseResult, Level, Verdict};
 
@@ -455,7 +455,7 @@ fn unschematized_lww(ctx: &mut Ctx) -> CaseResult {
     );
     ctx.push_ok(&space, &token, "cf-client-b", &[b])?;
     ctx.push_ok(&space, &token, C, &[a])?;
-    let rec = ctx.get(&format!("/v1/spaces/{space}/records/free/r1"), Some(&token))?;
+    let rec = ctx.record(&space, &token, "free", "r1")?;
     let expected = json!({"title": "Final", "pinned": true, "nested": {"deep": [1, {"x": null}]}});
     check(rec.body["value"] == expected, || {
         format!("record is {}", rec.body["value"])
@@ -493,10 +493,7 @@ fn counter_adds_up(ctx: &mut Ctx) -> CaseResult {
     ctx.push_ok(&space, &token, C, &[a2])?;
     ctx.push_ok(&space, &token, "cf-client-b", &[b1])?;
     ctx.push_ok(&space, &token, C, &[a1])?;
-    let rec = ctx.get(
-        &format!("/v1/spaces/{space}/records/notes/n1"),
-        Some(&token),
-    )?;
+    let rec = ctx.record(&space, &token, "notes", "n1")?;
     check(rec.body["value"]["likes"] == 6, || {
         format!("likes is {}", rec.body["value"]["likes"])
     })
@@ -549,18 +546,12 @@ fn set_semantics(ctx: &mut Ctx) -> CaseResult {
     ctx.push_ok(&space, &token, C, &[readd, gone])?;
     ctx.push_ok(&space, &token, "cf-client-b", &[remove, gone_rm])?;
     ctx.push_ok(&space, &token, C, &[add])?;
-    let rec = ctx.get(
-        &format!("/v1/spaces/{space}/records/notes/n1"),
-        Some(&token),
-    )?;
+    let rec = ctx.record(&space, &token, "notes", "n1")?;
     check(
         rec.body["value"]["tags"] == json!(["home", "urgent"]),
         || format!("tags is {}", rec.body["value"]["tags"]),
     )?;
-    let rec = ctx.get(
-        &format!("/v1/spaces/{space}/records/notes/n2"),
-        Some(&token),
-    )?;
+    let rec = ctx.record(&space, &token, "notes", "n2")?;
     check(rec.body["value"]["tags"] == json!([]), || {
         format!(
             "a removed element is still present: {}",
@@ -591,10 +582,7 @@ fn keep_both_then_resolve(ctx: &mut Ctx) -> CaseResult {
     );
     ctx.push_ok(&space, &token, "cf-client-b", &[b])?;
     ctx.push_ok(&space, &token, C, &[a])?;
-    let rec = ctx.get(
-        &format!("/v1/spaces/{space}/records/notes/n1"),
-        Some(&token),
-    )?;
+    let rec = ctx.record(&space, &token, "notes", "n1")?;
     ctx.validate("record", &rec.body)?;
     check(
         rec.body["value"]["body"] == "Oat milk"
@@ -610,10 +598,7 @@ fn keep_both_then_resolve(ctx: &mut Ctx) -> CaseResult {
         json!({"kind": "resolve", "field": "body", "value": "Oat milk, 2 litres"}),
     );
     ctx.push_ok(&space, &token, C, &[resolve])?;
-    let rec = ctx.get(
-        &format!("/v1/spaces/{space}/records/notes/n1"),
-        Some(&token),
-    )?;
+    let rec = ctx.record(&space, &token, "notes", "n1")?;
     check(
         rec.body["value"]["body"] == "Oat milk, 2 litres"
             && rec.body.get("conflicts").is_none_or(Value::is_null),
@@ -722,18 +707,12 @@ fn schema_upcast(ctx: &mut Ctx) -> CaseResult {
         json!({"kind": "put", "value": {"name": "Buy milk", "color": "red", "extra": "kept"}}),
     );
     ctx.push_ok(&space, &token, C, &[m])?;
-    let before = ctx.get(
-        &format!("/v1/spaces/{space}/records/tasks/t1"),
-        Some(&token),
-    )?;
+    let before = ctx.record(&space, &token, "tasks", "t1")?;
     check(before.body["value"]["extra"] == "kept", || {
         format!("an undeclared field was dropped: {}", before.body["value"])
     })?;
     register(ctx, &space, &token, &v2_tasks())?;
-    let after = ctx.get(
-        &format!("/v1/spaces/{space}/records/tasks/t1"),
-        Some(&token),
-    )?;
+    let after = ctx.record(&space, &token, "tasks", "t1")?;
     check(
         after.body["value"] == json!({"title": "Buy milk", "priority": 0, "extra": "kept"}),
         || format!("after v2 the record is {}", after.body["value"]),
@@ -819,10 +798,7 @@ fn schema_removed_field(ctx: &mut Ctx) -> CaseResult {
         json!({"kind": "put", "value": {"title": "x"}}),
     );
     ctx.push_ok(&space, &token, C, &[seed])?;
-    let before = ctx.get(
-        &format!("/v1/spaces/{space}/records/tasks/t1"),
-        Some(&token),
-    )?;
+    let before = ctx.record(&space, &token, "tasks", "t1")?;
     let m = task(
         ctx,
         "t1",
@@ -833,10 +809,7 @@ fn schema_removed_field(ctx: &mut Ctx) -> CaseResult {
     check(r[0]["status"] == "applied", || {
         format!("a write to a removed field answered {}", r[0])
     })?;
-    let after = ctx.get(
-        &format!("/v1/spaces/{space}/records/tasks/t1"),
-        Some(&token),
-    )?;
+    let after = ctx.record(&space, &token, "tasks", "t1")?;
     check(after.body["value"] == before.body["value"], || {
         format!("the record changed to {}", after.body["value"])
     })
@@ -847,13 +820,10 @@ fn audit_history(ctx: &mut Ctx) -> CaseResult {
     let good = put(ctx, "r1", json!({"secret": "AUDIT-VALUE-MARKER"}));
     ctx.push_ok(&space, &admin, C, std::slice::from_ref(&good))?;
     ctx.push_ok(&space, &admin, C, std::slice::from_ref(&good))?;
-    let (op, hlc) = (ctx.op(), ctx.hlc(C));
-    let bad = mutation(
-        &op,
-        2,
+    let bad = fresh(
+        ctx,
         "things",
         "r1",
-        &hlc,
         json!({"kind": "resolve", "field": "secret", "value": 1}),
     );
     ctx.push_ok(&space, &admin, C, &[bad])?;
@@ -967,10 +937,7 @@ fn tombstone(ctx: &mut Ctx) -> CaseResult {
             mutation(&op, 2, "things", "r1", &hlc, json!({"kind": "delete"})),
         ],
     )?;
-    let rec = ctx.get(
-        &format!("/v1/spaces/{space}/records/things/r1"),
-        Some(&token),
-    )?;
+    let rec = ctx.record(&space, &token, "things", "r1")?;
     ctx.expect(&rec, 200, "reading a tombstone")?;
     ctx.validate("record", &rec.body)?;
     check(

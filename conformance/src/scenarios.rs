@@ -10,7 +10,7 @@ use driftless_protocol::merge::RecordState;
 use driftless_protocol::messages::Mutation;
 use serde_json::{json, Value};
 
-use crate::cases::{space, C};
+use crate::cases::{fresh, space, C};
 use crate::client::{check, fail, mutation, now_ms, Ctx};
 use crate::proxy::{FaultRates, Proxy};
 use crate::{Case, CaseResult, Level, Verdict};
@@ -121,13 +121,10 @@ fn lost_ack_then_retry(ctx: &mut Ctx) -> CaseResult {
         delay_ms_max: 0,
     };
     let proxy = Proxy::start(ctx.base(), 1, drop_all).map_err(Verdict::Error)?;
-    let (op, hlc) = (ctx.op(), ctx.hlc(C));
-    let inc = mutation(
-        &op,
-        1,
+    let inc = fresh(
+        ctx,
         "things",
         "c",
-        &hlc,
         json!({"kind": "increment", "field": "n", "by": 3}),
     );
     let lost = push_via(
@@ -146,7 +143,7 @@ fn lost_ack_then_retry(ctx: &mut Ctx) -> CaseResult {
         "POST",
         &format!("/v1/spaces/{space}/manifest"),
         Some(&token),
-        &json!({"op_ids": [op]}),
+        &json!({"op_ids": [inc["op_id"]]}),
     )?;
     ctx.expect(&m, 200, "manifest")?;
     check(m.body["entries"][0]["status"] == "applied", || {
@@ -160,10 +157,7 @@ fn lost_ack_then_retry(ctx: &mut Ctx) -> CaseResult {
         retry[0]["status"] == "duplicate" && retry[0]["original"] == m.body["entries"][0],
         || format!("the retry answered {}", retry[0]),
     )?;
-    let rec = ctx.get(
-        &format!("/v1/spaces/{space}/records/things/c"),
-        Some(&token),
-    )?;
+    let rec = ctx.record(&space, &token, "things", "c")?;
     check(rec.body["value"]["n"] == 3, || {
         format!(
             "after a lost ack and a retry the counter is {}",
