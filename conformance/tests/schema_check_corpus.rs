@@ -174,8 +174,8 @@ fn snapshot_inputs() -> (
     (old, new, findings)
 }
 
-#[test]
-fn text_output() {
+/// The composite fixture rendered in `format`.
+fn rendered(render: fn(&[evolution::output::Checked<'_>]) -> String) -> (String, usize) {
     let (_, _, findings) = snapshot_inputs();
     let checked = [evolution::output::Checked {
         old: "old.json",
@@ -183,36 +183,24 @@ fn text_output() {
         mode: "full",
         findings: &findings,
     }];
-    insta::assert_snapshot!(evolution::output::text(&checked));
+    (render(&checked), findings.len())
+}
+
+#[test]
+fn text_output() {
+    insta::assert_snapshot!(rendered(evolution::output::text).0);
 }
 
 #[test]
 fn json_output() {
-    let (_, _, findings) = snapshot_inputs();
-    let checked = [evolution::output::Checked {
-        old: "old.json",
-        new: "new.json",
-        mode: "full",
-        findings: &findings,
-    }];
-    insta::assert_snapshot!(evolution::output::json(&checked));
+    insta::assert_snapshot!(rendered(evolution::output::json).0);
 }
 
 #[test]
 fn sarif_output() {
-    let (_, _, findings) = snapshot_inputs();
-    let checked = [evolution::output::Checked {
-        old: "old.json",
-        new: "new.json",
-        mode: "full",
-        findings: &findings,
-    }];
-    let sarif = evolution::output::sarif(&checked);
+    let (sarif, findings) = rendered(evolution::output::sarif);
     let v: Value = serde_json::from_str(&sarif).unwrap();
     assert_eq!(v["version"], "2.1.0");
-    assert_eq!(
-        v["runs"][0]["results"].as_array().unwrap().len(),
-        findings.len()
-    );
+    assert_eq!(v["runs"][0]["results"].as_array().unwrap().len(), findings);
     insta::assert_snapshot!(sarif);
 }

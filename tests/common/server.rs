@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub fn driftless() -> Command {
     Command::new(env!("CARGO_BIN_EXE_driftless"))
@@ -115,16 +115,9 @@ pub fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-pub fn mutation(
-    op_id: &str,
-    seq: u64,
-    collection: &str,
-    id: &str,
-    hlc: &str,
-    effect: Value,
-) -> Value {
-    json!({"op_id": op_id, "seq": seq, "collection": collection, "record_id": id, "hlc": hlc, "effect": effect})
-}
+/// The suite's Mutation builder; one definition for the suite and these tests.
+#[allow(unused_imports)] // not every test binary builds mutations
+pub use driftless_conformance::client::mutation;
 
 /// A small deterministic generator (xorshift), so a failing seed replays.
 pub struct Rng(pub u64);
