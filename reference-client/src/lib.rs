@@ -409,23 +409,33 @@ impl Client {
         collection: &str,
         id: &str,
     ) -> Result<Option<Map<String, Value>>, ClientError> {
+        let outbox = self.store.outbox(&self.cfg.space)?;
+        let pending: Vec<&Pending> = outbox
+            .iter()
+            .filter(|p| p.collection == collection && p.record_id == id)
+            .collect();
+        let policies = self.policies(collection)?;
+        self.view(collection, id, &pending, &policies)
+    }
+
+    /// The optimistic value of one Record given its pending Mutations (in creation order).
+    fn view(
+        &self,
+        collection: &str,
+        id: &str,
+        pending: &[&Pending],
+        policies: &std::collections::BTreeMap<String, Policy>,
+    ) -> Result<Option<Map<String, Value>>, ClientError> {
         let mirrored = self.store.mirrored(&self.cfg.space, collection, id)?;
         let base = mirrored
             .and_then(|m| m.value)
             .and_then(|v| v.as_object().cloned());
-        let pending: Vec<Pending> = self
-            .store
-            .outbox(&self.cfg.space)?
-            .into_iter()
-            .filter(|p| p.collection == collection && p.record_id == id)
-            .collect();
         if pending.is_empty() {
             return Ok(base);
         }
-        let policies = self.policies(collection)?;
         let policy = |f: &str| policies.get(f).copied().unwrap_or(Policy::Lww);
         let mut state = base_state(base.as_ref(), &policy);
-        for p in &pending {
+        for p in pending {
             let m: Mutation = serde_json::from_value(p.body.clone())
                 .map_err(|e| ClientError::Store(e.to_string()))?;
             state.apply(&m);
@@ -509,17 +519,25 @@ impl Client {
 
     /// Every existing Record of a Collection, optimistically, sorted by ID.
     pub fn list(&self, collection: &str) -> Result<Listed, ClientError> {
-        let mut ids = self.store.mirrored_ids(&self.cfg.space, collection)?;
-        for p in self.store.outbox(&self.cfg.space)? {
-            if p.collection == collection && !ids.contains(&p.record_id) {
-                ids.push(p.record_id);
-            }
+        // One read of the Outbox and the Policies for the whole Collection.
+        let outbox = self.store.outbox(&self.cfg.space)?;
+        let mut pending: std::collections::BTreeMap<&str, Vec<&Pending>> =
+            std::collections::BTreeMap::new();
+        for p in outbox.iter().filter(|p| p.collection == collection) {
+            pending.entry(p.record_id.as_str()).or_default().push(p);
         }
-        ids.sort();
+        let mirrored = self.store.mirrored_ids(&self.cfg.space, collection)?;
+        let ids: std::collections::BTreeSet<&str> = mirrored
+            .iter()
+            .map(String::as_str)
+            .chain(pending.keys().copied())
+            .collect();
+        let policies = self.policies(collection)?;
         let mut out = Vec::new();
         for id in ids {
-            if let Some(v) = self.get(collection, &id)? {
-                out.push((id, v));
+            let mine = pending.get(id).map(Vec::as_slice).unwrap_or(&[]);
+            if let Some(v) = self.view(collection, id, mine, &policies)? {
+                out.push((id.to_owned(), v));
             }
         }
         Ok(out)
