@@ -41,6 +41,20 @@ fn server_record(base: &str, token: &str, space: &str, id: &str) -> Value {
     .1
 }
 
+/// Receives events until one satisfies `done`. A live task emits events all the time, so a
+/// per-event timeout alone could wait forever for one that never comes: the whole wait is bounded.
+fn wait_for(rx: &std::sync::mpsc::Receiver<Event>, mut done: impl FnMut(&Event) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(e) if done(&e) => return,
+            Ok(_) => {}
+            Err(e) => panic!("the awaited event never came: {e}"),
+        }
+    }
+}
+
 fn obj(v: Value) -> Map<String, Value> {
     v.as_object().unwrap().clone()
 }
@@ -471,11 +485,7 @@ fn watch_receives_another_clients_change_by_long_poll() {
         w.get("notes", "live").unwrap()
     });
     // The watcher's first sync pulls an empty page; wait for it, then write from elsewhere.
-    loop {
-        if let Event::Pulled { .. } = seen_rx.recv_timeout(Duration::from_secs(30)).unwrap() {
-            break;
-        }
-    }
+    wait_for(&seen_rx, |e| matches!(e, Event::Pulled { .. }));
     let mut writer = client(&dir.path().join("writer"), &server.base, &t, "demo");
     writer
         .write(
@@ -487,17 +497,67 @@ fn watch_receives_another_clients_change_by_long_poll() {
         .unwrap();
     writer.sync().unwrap();
     // The held pull answers with the change.
-    loop {
-        if let Event::Pulled { records, .. } =
-            seen_rx.recv_timeout(Duration::from_secs(30)).unwrap()
-        {
-            if records > 0 {
-                break;
-            }
-        }
-    }
+    wait_for(
+        &seen_rx,
+        |e| matches!(e, Event::Pulled { records, .. } if *records > 0),
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(watcher.join().unwrap(), Some(obj(json!({"hello": true}))));
+}
+
+/// Handles that open a new store at the same moment (an app and its background task) must be
+/// one Client: one Client ID, one gapless `seq`, one clock. Two IDs would make the Server refuse
+/// every Mutation stamped by the other handle ([MUT-1]).
+#[test]
+fn handles_opened_together_on_a_new_store_are_one_client() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("c");
+        let gate = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let (store, gate) = (store.clone(), gate.clone());
+                std::thread::spawn(move || {
+                    gate.wait();
+                    // Opening contacts no server.
+                    client(&store, "http://127.0.0.1:9", "t", "demo")
+                        .client_id()
+                        .to_owned()
+                })
+            })
+            .collect();
+        let ids: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+    }
+}
+
+#[test]
+fn two_handles_on_one_store_interleave_writes_without_losing_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let t = token(&data, "ada", "demo", "write");
+    let server = ServerProcess::start(&data, &[]);
+    let store = dir.path().join("c");
+    let mut a = client(&store, &server.base, &t, "demo");
+    let mut b = client(&store, &server.base, &t, "demo");
+    let inc = |by: i64| json!({"kind": "increment", "field": "n", "by": by});
+    let ops = [
+        a.write("notes", "n", inc(1), 0).unwrap(),
+        b.write("notes", "n", inc(2), 0).unwrap(),
+        a.write("notes", "n", inc(3), 0).unwrap(),
+        b.write("notes", "m", json!({"kind": "put", "value": {"x": 1}}), 0)
+            .unwrap(),
+    ];
+    // Op IDs are `{client}-{seq}-{random}`: one counter across both handles ([ID-4]).
+    let seqs: Vec<&str> = ops.iter().map(|o| o.split('-').nth(2).unwrap()).collect();
+    assert_eq!(seqs, ["1", "2", "3", "4"], "{ops:?}");
+    assert_eq!(b.get("notes", "n").unwrap(), Some(obj(json!({"n": 6}))));
+    let report = a.sync().unwrap();
+    assert_eq!((report.acknowledged, report.rejected), (4, 0));
+    assert_eq!(
+        server_record(&server.base, &t, "demo", "n")["value"],
+        json!({"n": 6})
+    );
 }
 
 #[test]
@@ -534,16 +594,19 @@ fn background_task_pushes_writes_made_meanwhile() {
         0,
     )
     .unwrap();
-    loop {
-        if let Event::Pushed { acknowledged, .. } =
-            rx.recv_timeout(Duration::from_secs(30)).unwrap()
-        {
-            if acknowledged > 0 {
-                break;
-            }
+    // Until the write is acknowledged; a rejection is a failure, never something to wait out.
+    wait_for(&rx, |e| match e {
+        Event::Pushed {
+            acknowledged,
+            rejected,
+        } => {
+            assert_eq!(*rejected, 0, "the background task had the write rejected");
+            *acknowledged > 0
         }
-    }
+        _ => false,
+    });
     let report = rt.block_on(bg.stop()).unwrap();
+    assert_eq!(report.rejected, 0);
     assert!(report.acknowledged >= 1);
     assert_eq!(
         server_record(&server.base, &t, "demo", "bg")["value"],

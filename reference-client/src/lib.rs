@@ -196,6 +196,79 @@ pub struct AuditReport {
     pub records_fixed: usize,
 }
 
+/// Never-sent `put`s and `patch`es of the Record that a new Effect makes irrelevant
+/// (`[CLIENT-11]`): a later `delete` or `put` covers them all; a later `patch` covers a
+/// `patch` whose Fields it all assigns. Increments, set operations and resolves are never
+/// dropped (`[CLIENT-12]`), and anything sent before stays, since it may have been applied.
+fn superseded_by<'a>(
+    outbox: &'a [Pending],
+    collection: &str,
+    id: &str,
+    effect: &Value,
+) -> Vec<&'a str> {
+    let fields = |e: &Value| -> Vec<String> {
+        let mut f: Vec<String> = e["set"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        f.extend(
+            e["unset"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_str().map(str::to_owned)),
+        );
+        f
+    };
+    let new_kind = effect["kind"].as_str().unwrap_or("");
+    let new_fields = fields(effect);
+    let mut out = Vec::new();
+    for p in outbox.iter().rev() {
+        if p.collection != collection || p.record_id != id {
+            continue;
+        }
+        let old = &p.body["effect"];
+        let old_kind = old["kind"].as_str().unwrap_or("");
+        if p.attempts > 0 || !matches!(old_kind, "put" | "patch") {
+            // Anything between that is not droppable keeps everything before it in place.
+            break;
+        }
+        let covered = match new_kind {
+            "delete" | "put" => true,
+            "patch" => old_kind == "patch" && fields(old).iter().all(|f| new_fields.contains(f)),
+            _ => false,
+        };
+        if !covered {
+            break;
+        }
+        out.push(p.op_id.as_str());
+    }
+    out
+}
+
+/// Issues a Stamp inside `tx` from the later of `clock` and the clock stored by any handle on
+/// the same store, and stores it (`[HLC-4]`, `[HLC-10]`).
+fn stamp_in(tx: &rusqlite::Transaction<'_>, clock: &mut Clock) -> Result<Hlc, ClientError> {
+    if let Some(stored) = Store::meta_in(tx, "hlc")?.and_then(|h| h.parse::<Hlc>().ok()) {
+        if stored > clock.last() {
+            *clock = Clock::resume(&stored);
+        }
+    }
+    let hlc = clock.issue(now_ms());
+    Store::set_meta(tx, "hlc", &hlc.to_string())?;
+    Ok(hlc)
+}
+
+/// Stores `clock` (which may have merged Server clocks since) unless the stored clock is later,
+/// so that the next Stamp any handle issues is greater than every Server clock seen (`[HLC-5]`).
+fn keep_clock_in(tx: &rusqlite::Transaction<'_>, clock: &Clock) -> Result<(), ClientError> {
+    let stored = Store::meta_in(tx, "hlc")?.and_then(|h| h.parse::<Hlc>().ok());
+    if stored.is_none_or(|s| s < clock.last()) {
+        Store::set_meta(tx, "hlc", &clock.last().to_string())?;
+    }
+    Ok(())
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -234,7 +307,6 @@ pub struct Client {
     agent: ureq::Agent,
     client_id: String,
     clock: Clock,
-    seq: u64,
     discovery: Option<Value>,
     on_event: Option<EventSink>,
 }
@@ -248,20 +320,15 @@ impl Client {
             .parse::<SpaceId>()
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let mut store = Store::open(dir)?;
-        let client_id = match store.meta("client_id")? {
-            Some(id) => id,
-            None => {
-                let id = format!("c-{}", random_hex(8));
-                debug_assert!(id.len() >= ID_CHARS_MIN);
-                store.tx(|tx| Store::set_meta(tx, "client_id", &id))?;
-                id
-            }
-        };
+        let client_id = store.meta_or_init("client_id", || {
+            let id = format!("c-{}", random_hex(8));
+            debug_assert!(id.len() >= ID_CHARS_MIN);
+            id
+        })?;
         let clock = match store.meta("hlc")?.and_then(|h| h.parse::<Hlc>().ok()) {
             Some(h) => Clock::resume(&h),
             None => Clock::new(&client_id).map_err(|e| ClientError::Store(e.to_string()))?,
         };
-        let seq = store.meta("seq")?.and_then(|s| s.parse().ok()).unwrap_or(0);
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(cfg.timeout))
@@ -273,7 +340,6 @@ impl Client {
             agent,
             client_id,
             clock,
-            seq,
             discovery: None,
             on_event: None,
         })
@@ -315,90 +381,44 @@ impl Client {
         let parsed: Result<driftless_protocol::messages::Effect, _> =
             serde_json::from_value(effect.clone());
         parsed.map_err(|e| ClientError::Invalid(format!("not a valid effect: {e}")))?;
-        let hlc = self.clock.issue(now_ms());
-        self.seq += 1;
-        let op_id = format!("{}-{}-{}", self.client_id, self.seq, random_hex(4));
-        let mut body = json!({"op_id": op_id, "seq": self.seq, "collection": collection, "record_id": id, "hlc": hlc.to_string(), "effect": effect});
         let version_key = format!("schema:{}:{collection}", self.cfg.space);
-        if let Some(v) = self
+        let schema_version = self
             .store
             .meta(&version_key)?
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            body["schema_version"] = json!(v);
-        }
-        let (space, seq) = (self.cfg.space.clone(), self.seq);
-        let text = body.to_string();
-        let superseded = self.superseded_by(collection, id, &body["effect"])?;
-        self.store.tx(|tx| {
-            for op in &superseded {
+            .and_then(|v| v.parse::<u64>().ok());
+        let space = self.cfg.space.clone();
+        let (client_id, mut clock) = (self.client_id.clone(), self.clock.clone());
+        // Sequence number, Stamp and coalescing are decided under the write lock, from what is
+        // stored: another handle on the same store may have written since this one last looked.
+        let op_id = self.store.tx(|tx| {
+            let seq = Store::meta_in(tx, "seq")?
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0)
+                + 1;
+            let hlc = stamp_in(tx, &mut clock)?;
+            let op_id = format!("{client_id}-{seq}-{}", random_hex(4));
+            let mut body = json!({"op_id": op_id, "seq": seq, "collection": collection, "record_id": id, "hlc": hlc.to_string(), "effect": effect});
+            if let Some(v) = schema_version {
+                body["schema_version"] = json!(v);
+            }
+            let outbox = Store::outbox_in(tx, &space)?;
+            for op in superseded_by(&outbox, collection, id, &body["effect"]) {
                 tx.execute("DELETE FROM outbox WHERE op_id = ?1 AND attempts = 0", [op]).map_err(store::sql_error)?;
                 receipt(tx, op, "superseded", Some(&op_id))?;
                 Store::count(tx, "coalesced", 1)?;
             }
             tx.execute(
                 "INSERT INTO outbox (seq, space, op_id, collection, record_id, body, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                rusqlite::params![seq as i64, space, op_id, collection, id, text, priority],
+                rusqlite::params![seq as i64, space, op_id, collection, id, body.to_string(), priority],
             )
             .map_err(store::sql_error)?;
-            Store::set_meta(tx, "hlc", &hlc.to_string())?;
             Store::set_meta(tx, "seq", &seq.to_string())?;
             receipt(tx, &op_id, "pending", None)?;
-            Store::count(tx, "writes", 1)
+            Store::count(tx, "writes", 1)?;
+            Ok(op_id)
         })?;
+        self.clock = clock;
         Ok(op_id)
-    }
-
-    /// Never-sent `put`s and `patch`es of the Record that a new Effect makes irrelevant
-    /// (`[CLIENT-11]`): a later `delete` or `put` covers them all; a later `patch` covers a
-    /// `patch` whose Fields it all assigns. Increments, set operations and resolves are never
-    /// dropped (`[CLIENT-12]`), and anything sent before stays, since it may have been applied.
-    fn superseded_by(
-        &self,
-        collection: &str,
-        id: &str,
-        effect: &Value,
-    ) -> Result<Vec<String>, ClientError> {
-        let fields = |e: &Value| -> Vec<String> {
-            let mut f: Vec<String> = e["set"]
-                .as_object()
-                .map(|m| m.keys().cloned().collect())
-                .unwrap_or_default();
-            f.extend(
-                e["unset"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|x| x.as_str().map(str::to_owned)),
-            );
-            f
-        };
-        let new_kind = effect["kind"].as_str().unwrap_or("");
-        let new_fields = fields(effect);
-        let mut out = Vec::new();
-        for p in self.store.outbox(&self.cfg.space)?.into_iter().rev() {
-            if p.collection != collection || p.record_id != id {
-                continue;
-            }
-            let old = &p.body["effect"];
-            let old_kind = old["kind"].as_str().unwrap_or("");
-            if p.attempts > 0 || !matches!(old_kind, "put" | "patch") {
-                // Anything between that is not droppable keeps everything before it in place.
-                break;
-            }
-            let covered = match new_kind {
-                "delete" | "put" => true,
-                "patch" => {
-                    old_kind == "patch" && fields(old).iter().all(|f| new_fields.contains(f))
-                }
-                _ => false,
-            };
-            if !covered {
-                break;
-            }
-            out.push(p.op_id);
-        }
-        Ok(out)
     }
 
     /// The optimistic value of a Record (`None`: absent or deleted): the Mirror's state with the
@@ -746,9 +766,11 @@ impl Client {
         self.resolve_unknown_fates(&mut report)?;
         self.push_all(&mut report)?;
         self.pull_all(&mut report, None)?;
-        let (space, now) = (self.cfg.space.clone(), now_ms());
-        self.store
-            .tx(|tx| Store::set_meta(tx, &format!("last_sync:{space}"), &now.to_string()))?;
+        let (space, now, clock) = (self.cfg.space.clone(), now_ms(), &self.clock);
+        self.store.tx(|tx| {
+            keep_clock_in(tx, clock)?;
+            Store::set_meta(tx, &format!("last_sync:{space}"), &now.to_string())
+        })?;
         Ok(report)
     }
 
@@ -941,17 +963,17 @@ impl Client {
         let reissue = code == "clock-skew" || (code == "mutation-too-old" && p.attempts <= 1);
         if reissue {
             report.reissued += 1;
-            let hlc = self.clock.issue(now_ms());
             let new_op = format!("{}-{}-{}", self.client_id, p.seq, random_hex(4));
-            let mut body = p.body.clone();
-            body["op_id"] = json!(new_op);
-            body["hlc"] = json!(hlc.to_string());
-            let (old, text, seq) = (p.op_id.clone(), body.to_string(), p.seq as i64);
-            return self.store.tx(|tx| {
+            let (old, seq) = (p.op_id.clone(), p.seq as i64);
+            let mut clock = self.clock.clone();
+            self.store.tx(|tx| {
+                let mut body = p.body.clone();
+                body["op_id"] = json!(new_op);
+                body["hlc"] = json!(stamp_in(tx, &mut clock)?.to_string());
                 // Same seq: the re-issued Mutation keeps its place among its Record's Mutations.
                 tx.execute(
                     "UPDATE outbox SET op_id = ?1, body = ?2, attempts = 0 WHERE seq = ?3",
-                    rusqlite::params![new_op, text, seq],
+                    rusqlite::params![new_op, body.to_string(), seq],
                 )
                 .map_err(store::sql_error)?;
                 receipt(
@@ -961,9 +983,10 @@ impl Client {
                     Some(&format!("{code}; re-issued as {new_op}")),
                 )?;
                 receipt(tx, &new_op, "pending", None)?;
-                Store::set_meta(tx, "hlc", &hlc.to_string())?;
                 Store::count(tx, "reissued", 1)
-            });
+            })?;
+            self.clock = clock;
+            return Ok(());
         }
         let problem = outcome.get("problem").cloned().unwrap_or(outcome.clone());
         self.dead_letter(p, &problem, report)

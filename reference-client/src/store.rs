@@ -4,16 +4,18 @@
 //! has been committed and fsynced first (`[CLIENT-1]`, `[HLC-10]`).
 
 use std::path::Path;
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 
 use crate::ClientError;
 
+/// The tables are created under the write lock: a handle opening a new store at the same
+/// moment as another would otherwise read a stale schema and fail instead of waiting.
 const SCHEMA: &str = "
-PRAGMA journal_mode=WAL;
 PRAGMA synchronous=FULL;
-PRAGMA busy_timeout=5000;
+BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS mirror (
     space TEXT NOT NULL, collection TEXT NOT NULL, id TEXT NOT NULL,
@@ -28,7 +30,11 @@ CREATE TABLE IF NOT EXISTS dead (
     op_id TEXT PRIMARY KEY, space TEXT NOT NULL, body TEXT NOT NULL, problem TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS receipts (op_id TEXT PRIMARY KEY, status TEXT NOT NULL, detail TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+COMMIT;
 ";
+
+/// How long a handle waits for another handle's lock on the same store.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The file name of the store inside its folder.
 pub const STORE_FILE: &str = "client.sqlite3";
@@ -82,6 +88,23 @@ impl Store {
         std::fs::create_dir_all(dir)
             .map_err(|e| ClientError::Store(format!("cannot create {}: {e}", dir.display())))?;
         let conn = Connection::open(dir.join(STORE_FILE)).map_err(sql_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_error)?;
+        // Switching a new file to WAL needs every other connection gone, and SQLite reports
+        // busy at once instead of calling the busy handler; so wait here as the handler would.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match conn.execute_batch("PRAGMA journal_mode=WAL") {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                other => break other.map_err(sql_error)?,
+            }
+        }
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
         Ok(Self { conn })
     }
@@ -102,10 +125,31 @@ impl Store {
 
     /// A meta value.
     pub fn meta(&self, key: &str) -> Result<Option<String>, ClientError> {
-        self.conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        Self::meta_in(&self.conn, key)
+    }
+
+    /// A meta value, read on `conn` (a transaction reads what it has locked).
+    pub fn meta_in(conn: &Connection, key: &str) -> Result<Option<String>, ClientError> {
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()
             .map_err(sql_error)
+    }
+
+    /// The meta value under `key`, set to `make()` first if there is none. Two handles that
+    /// open a new store at the same moment get the same value: the first insert wins.
+    pub fn meta_or_init(
+        &mut self,
+        key: &str,
+        make: impl FnOnce() -> String,
+    ) -> Result<String, ClientError> {
+        self.tx(|tx| {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                params![key, make()],
+            )
+            .map_err(sql_error)?;
+            Ok(Self::meta_in(tx, key)?.unwrap_or_default())
+        })
     }
 
     /// Sets a meta value in a transaction.
@@ -138,8 +182,12 @@ impl Store {
 
     /// The Outbox of a Space in creation order.
     pub fn outbox(&self, space: &str) -> Result<Vec<Pending>, ClientError> {
-        let mut st = self
-            .conn
+        Self::outbox_in(&self.conn, space)
+    }
+
+    /// The Outbox of a Space in creation order, read on `conn`.
+    pub fn outbox_in(conn: &Connection, space: &str) -> Result<Vec<Pending>, ClientError> {
+        let mut st = conn
             .prepare("SELECT seq, op_id, collection, record_id, body, priority, attempts FROM outbox WHERE space = ?1 ORDER BY seq")
             .map_err(sql_error)?;
         let rows = st
