@@ -29,7 +29,14 @@ fn write_value(out: &mut String, value: &Value) {
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
         Value::Bool(false) => out.push_str("false"),
-        Value::Number(n) => out.push_str(&format_number(n)),
+        Value::Number(n) => match n.as_i64().filter(|i| i.unsigned_abs() <= SAFE_INTEGER) {
+            // What format_number gives, without a String of its own.
+            Some(i) => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "{i}");
+            }
+            None => out.push_str(&format_number(n)),
+        },
         Value::String(s) => write_string(out, s),
         Value::Array(items) => {
             out.push('[');
@@ -42,24 +49,47 @@ fn write_value(out: &mut String, value: &Value) {
             out.push(']');
         }
         Value::Object(map) => {
-            let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
             out.push('{');
-            for (i, (name, item)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(out, name);
-                out.push(':');
-                write_value(out, item);
+            if in_utf16_order(map.keys()) {
+                write_members(out, map.iter());
+            } else {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+                write_members(out, members.into_iter());
             }
             out.push('}');
         }
     }
 }
 
+fn write_members<'a>(out: &mut String, members: impl Iterator<Item = (&'a String, &'a Value)>) {
+    for (i, (name, item)) in members.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(out, name);
+        out.push(':');
+        write_value(out, item);
+    }
+}
+
+/// Whether names already come in UTF-16 code-unit order, as they do from a map sorted by bytes
+/// whose names are all in the Basic Multilingual Plane (there, UTF-8 byte order, code point
+/// order and UTF-16 order agree; only surrogate pairs sort differently). Saves sorting a copy
+/// of every object.
+fn in_utf16_order<'a>(names: impl Iterator<Item = &'a String> + Clone) -> bool {
+    let sorted = names.clone().zip(names.clone().skip(1)).all(|(a, b)| a < b);
+    // In UTF-8, exactly the characters beyond the BMP start with a byte of 0xF0 or more.
+    sorted && names.flat_map(|n| n.bytes()).all(|b| b < 0xf0)
+}
+
 fn write_string(out: &mut String, s: &str) {
     out.push('"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -76,10 +106,13 @@ fn write_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// The largest integer an IEEE 754 double and every integer below it hold exactly.
+const SAFE_INTEGER: u64 = 9_007_199_254_740_991;
+
 fn format_number(n: &Number) -> String {
     // Integers within the IEEE 754 safe range print exactly as ECMAScript prints them; this
     // fast path skips float formatting for the common case.
-    const SAFE: u64 = 9_007_199_254_740_991;
+    const SAFE: u64 = SAFE_INTEGER;
     if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() <= SAFE) {
         return if i == 0 {
             "0".to_owned()
@@ -206,5 +239,35 @@ mod tests {
             to_canonical_string(&value),
             "{\"\\r\":2,\"1\":4,\"\u{80}\":5,\"\u{20ac}\":1,\"\u{1f600}\":3,\"\u{fb33}\":6}"
         );
+    }
+    /// Around U+E000, where UTF-8 byte order and UTF-16 order part: every pair of names from
+    /// either side comes out in UTF-16 order, whether the writer sorts or keeps the map's order.
+    #[test]
+    fn member_order_at_the_utf16_boundary() {
+        let names = [
+            "a",
+            "\u{d7ff}",
+            "\u{e000}",
+            "\u{ffff}",
+            "\u{10000}",
+            "\u{10ffff}",
+        ];
+        for a in names {
+            for b in names {
+                let value = serde_json::json!({a: 1, b: 2});
+                let mut sorted = vec![(a, 1), (b, 2)];
+                sorted.sort_by(|x, y| x.0.encode_utf16().cmp(y.0.encode_utf16()));
+                sorted.dedup_by(|x, y| x.0 == y.0);
+                let members: Vec<String> = if a == b {
+                    vec![format!("\"{a}\":2")]
+                } else {
+                    sorted.iter().map(|(n, v)| format!("\"{n}\":{v}")).collect()
+                };
+                assert_eq!(
+                    to_canonical_string(&value),
+                    format!("{{{}}}", members.join(","))
+                );
+            }
+        }
     }
 }

@@ -34,7 +34,13 @@ pub fn sha256(bytes: &[u8]) -> Digest {
 
 /// Lowercase hexadecimal text of a digest.
 pub fn to_hex(digest: &Digest) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(digest.len() * 2);
+    for b in digest {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    out
 }
 
 /// The digest of an existing Record.

@@ -439,14 +439,15 @@ impl<S: Storage> App<S> {
         } else {
             None
         };
-        let body = || body.clone().unwrap_or(Value::Null);
+        // Each route takes the body at most once: it moves, never copied.
+        let body = body.unwrap_or(Value::Null);
         let service = &self.service;
         Ok(match &route {
             Route::Push(space) => {
-                Reply::json(StatusCode::OK, &service.push(space, &caller, body()).await?)
+                Reply::json(StatusCode::OK, &service.push(space, &caller, body).await?)
             }
             Route::Manifest(space) => {
-                Reply::json(StatusCode::OK, &service.manifest(space, body()).await?)
+                Reply::json(StatusCode::OK, &service.manifest(space, body).await?)
             }
             Route::Pull(space) => Reply::json(
                 StatusCode::OK,
@@ -474,7 +475,7 @@ impl<S: Storage> App<S> {
                 Reply::json(StatusCode::OK, &service.list_schemas(space, c).await?)
             }
             Route::Schema(space, c, v) => {
-                let (created, doc) = service.put_schema(space, c, v, body()).await?;
+                let (created, doc) = service.put_schema(space, c, v, body).await?;
                 Reply::json(
                     if created {
                         StatusCode::CREATED

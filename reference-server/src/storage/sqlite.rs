@@ -76,6 +76,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITH
 pub const PRAGMAS: &str =
     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;";
 
+const STATEMENT_CACHE: usize = 64;
+
 fn backend(e: rusqlite::Error) -> StorageError {
     StorageError::Backend(e.to_string())
 }
@@ -99,6 +101,8 @@ impl SqliteStorage {
     fn from_connection(conn: Connection) -> Result<Self, StorageError> {
         conn.execute_batch(PRAGMAS).map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        // Room for every statement the backend prepares, so none is re-parsed per request.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -196,17 +200,17 @@ impl SpaceRead for Tx<'_> {
     fn meta(&self) -> Result<SpaceMeta, StorageError> {
         let row = self
             .tx
-            .query_row(
+            .prepare_cached(
                 "SELECT latest_seq, horizon, compaction_point FROM spaces WHERE space = ?1",
-                [self.space],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, i64>(2)?,
-                    ))
-                },
             )
+            .map_err(backend)?
+            .query_row([self.space], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
             .optional()
             .map_err(backend)?;
         let Some((latest, horizon, point)) = row else {
