@@ -130,6 +130,13 @@ pub fn all() -> Vec<Case> {
             invalid_mutation_alone
         ),
         case_entry!(
+            "push.number-beyond-double",
+            ["PUSH-11", "PUSH-4"],
+            Must,
+            "a mutation holding 1e400 is invalid-mutation and the rest of the batch applies",
+            number_beyond_double
+        ),
+        case_entry!(
             "push.hlc-node-mismatch",
             ["MUT-1"],
             Must,
@@ -517,6 +524,31 @@ fn push_missing_op_id(ctx: &mut Ctx) -> CaseResult {
     })
 }
 
+fn number_beyond_double(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let huge = put(ctx, "r1", json!({"n": 7})).to_string();
+    let huge = huge.replace("\"n\":7", "\"n\":1e400");
+    check(huge.contains("1e400"), || format!("could not build {huge}"))?;
+    let good = put(ctx, "r2", json!({}));
+    let body = format!("{{\"client_id\":\"{C}\",\"mutations\":[{huge},{good}]}}");
+    let r = ctx.request(
+        "POST",
+        &format!("/v1/spaces/{space}/push"),
+        Some(&token),
+        &[("content-type", "application/json")],
+        Some(body.into_bytes()),
+    )?;
+    ctx.expect(&r, 200, "push")?;
+    let results = &r.body["results"];
+    check(
+        results[0]["problem"]["type"] == "urn:driftless:problem:invalid-mutation",
+        || format!("the mutation holding 1e400 answered {}", results[0]),
+    )?;
+    check(results[1]["status"] == "applied", || {
+        format!("the good mutation beside it answered {}", results[1])
+    })
+}
+
 fn invalid_mutation_alone(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "write")?;
     let bad = fresh(ctx, "things", "r1", json!({"kind": "no-such-kind"}));
@@ -573,6 +605,27 @@ fn op_id_reused(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "write")?;
     let m = put(ctx, "r1", json!({"n": 1}));
     ctx.push_ok(&space, &token, C, std::slice::from_ref(&m))?;
+    // Equal means equal canonical JSON ([IDEM-5]), not equal bytes: the same body with its
+    // members in reverse order, other whitespace and `1.0` for `1` is a duplicate.
+    let respelled = respell(&m).replace("\"n\" : 1 }", "\"n\" : 1.0 }");
+    check(respelled.contains("1.0"), || {
+        format!("the respelled body lost its number: {respelled}")
+    })?;
+    let body = format!("{{ \"mutations\" : [ {respelled} ] , \"client_id\" : \"{C}\" }}");
+    let r = ctx.request(
+        "POST",
+        &format!("/v1/spaces/{space}/push"),
+        Some(&token),
+        &[("content-type", "application/json")],
+        Some(body.into_bytes()),
+    )?;
+    ctx.expect(&r, 200, "push")?;
+    check(r.body["results"][0]["status"] == "duplicate", || {
+        format!(
+            "the same mutation in other bytes ({respelled}) answered {}",
+            r.body["results"][0]
+        )
+    })?;
     let mut other = m.clone();
     other["effect"]["value"]["n"] = json!(2);
     let r = ctx.push_ok(&space, &token, C, &[other])?;
@@ -588,6 +641,26 @@ fn op_id_reused(ctx: &mut Ctx) -> CaseResult {
     check(rec.body["value"] == json!({"n": 1}), || {
         format!("the record became {}", rec.body["value"])
     })
+}
+
+/// `v` as JSON text with every object's members in reverse order and spaces around every
+/// separator: other bytes, the same canonical JSON.
+fn respell(v: &Value) -> String {
+    match v {
+        Value::Object(map) => {
+            let members: Vec<String> = map
+                .iter()
+                .rev()
+                .map(|(k, x)| format!("{} : {}", Value::from(k.as_str()), respell(x)))
+                .collect();
+            format!("{{ {} }}", members.join(" , "))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(respell).collect();
+            format!("[ {} ]", items.join(" , "))
+        }
+        other => other.to_string(),
+    }
 }
 
 fn increment_replay(ctx: &mut Ctx) -> CaseResult {

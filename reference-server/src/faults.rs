@@ -63,6 +63,9 @@ mod enabled {
         IncrementTwiceOnReplay,
         /// A known Op ID with a different body is answered as a duplicate.
         MismatchAccepted,
+        /// Replays are compared by their bytes, not their canonical JSON, so a Client that
+        /// serializes the same Mutation differently gets `op-id-reused`.
+        DedupByBytes,
         /// Cursors older than the compaction point keep working.
         NoCursorExpiry,
         /// Mutations stamped far in the future are accepted.
@@ -118,6 +121,7 @@ mod enabled {
             Fault::IncrementTwiceOnReplay,
         ),
         ("op-id-mismatch-accepted", "IDEM-4", Fault::MismatchAccepted),
+        ("dedup-by-bytes", "IDEM-5", Fault::DedupByBytes),
         ("no-cursor-expiry", "PULL-14 RET-7", Fault::NoCursorExpiry),
         ("clock-skew-unchecked", "HLC-8", Fault::SkewUnchecked),
     ];

@@ -16,7 +16,6 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
-use serde_json::Value;
 use tracing::Instrument;
 
 use crate::auth::{scope_on, TokenKey};
@@ -425,29 +424,20 @@ impl<S: Storage> App<S> {
                     ),
                 ));
             }
-            let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                Problem::new(
-                    ProblemType::InvalidJson,
-                    format!(
-                        "the body is not UTF-8 JSON (line {}, column {})",
-                        e.line(),
-                        e.column()
-                    ),
-                )
-            })?;
-            Some(value)
+            Some(bytes)
         } else {
             None
         };
-        // Each route takes the body at most once: it moves, never copied.
-        let body = body.unwrap_or(Value::Null);
+        // Push reads its body itself (it keeps each Mutation's text); the others take a tree.
+        let bytes = body.unwrap_or_default();
+        let body = || crate::service::parse_json(&bytes);
         let service = &self.service;
         Ok(match &route {
             Route::Push(space) => {
-                Reply::json(StatusCode::OK, &service.push(space, &caller, body).await?)
+                Reply::json(StatusCode::OK, &service.push(space, &caller, &bytes).await?)
             }
             Route::Manifest(space) => {
-                Reply::json(StatusCode::OK, &service.manifest(space, body).await?)
+                Reply::json(StatusCode::OK, &service.manifest(space, body()?).await?)
             }
             Route::Pull(space) => Reply::json(
                 StatusCode::OK,
@@ -475,7 +465,7 @@ impl<S: Storage> App<S> {
                 Reply::json(StatusCode::OK, &service.list_schemas(space, c).await?)
             }
             Route::Schema(space, c, v) => {
-                let (created, doc) = service.put_schema(space, c, v, body).await?;
+                let (created, doc) = service.put_schema(space, c, v, body()?).await?;
                 Reply::json(
                     if created {
                         StatusCode::CREATED

@@ -185,6 +185,37 @@ pub struct Service<S: Storage> {
 }
 
 /// Pointers of the members of a value that do not match a schema (no values: `[ERR-9]`).
+/// A push body as read by [`Service::parse_push`]: exactly the two members, each Mutation kept
+/// as the text it was sent as.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushText<'a> {
+    client_id: String,
+    #[serde(borrow)]
+    mutations: Vec<&'a serde_json::value::RawValue>,
+}
+
+/// The `op_id` of a Mutation's text; every other member is skipped unread.
+#[derive(Deserialize)]
+struct OpIdOf<'a> {
+    #[serde(borrow)]
+    op_id: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Parses a request body, or gives the Problem `invalid-json` (`[HTTP-5]`).
+pub fn parse_json(bytes: &[u8]) -> Result<Value, Problem> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Problem::new(
+            ProblemType::InvalidJson,
+            format!(
+                "the body is not UTF-8 JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
 fn schema_errors(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
     let mut pointers: Vec<String> = validator
         .iter_errors(instance)
@@ -335,7 +366,7 @@ impl<S: Storage> Service<S> {
         self: &Arc<Self>,
         space: &str,
         caller: &Caller,
-        body: Value,
+        body: &[u8],
     ) -> Answer<PushResponse> {
         let (client_id, items) = self.parse_push(body)?;
         // Op IDs identify Mutations in logs; values never appear there (`[SEC-1]`).
@@ -375,7 +406,7 @@ impl<S: Storage> Service<S> {
         space: &str,
         user: &str,
         client_id: &ClientId,
-        items: &[(OpId, Value)],
+        items: &[(OpId, String)],
     ) -> Result<Vec<Decided>, StorageError> {
         let now_ms = self.clock.now_ms();
         self.storage.write(space, |tx| {
@@ -403,7 +434,7 @@ impl<S: Storage> Service<S> {
         space: &str,
         user: String,
         client_id: ClientId,
-        items: Vec<(OpId, Value)>,
+        items: Vec<(OpId, String)>,
     ) -> Answer<PushResponse> {
         let (space_dry, user_dry, client_dry, items_dry) = (
             space.to_owned(),
@@ -459,8 +490,48 @@ impl<S: Storage> Service<S> {
     }
 
     /// Checks the envelope of a push (`[PUSH-6]`, `[PUSH-7]`): everything that fails the whole
-    /// request. Each Mutation with a valid `op_id` is judged on its own later.
-    fn parse_push(&self, body: Value) -> Answer<(ClientId, Vec<(OpId, Value)>)> {
+    /// request. Each Mutation with a valid `op_id` is judged on its own later, from its text.
+    ///
+    /// A well-formed body is read without building a JSON tree: each Mutation stays the text
+    /// the Client sent, so that a byte-identical replay is recognised without parsing it. Any
+    /// other body takes [`Self::parse_push_tree`], which names every error.
+    fn parse_push(&self, body: &[u8]) -> Answer<(ClientId, Vec<(OpId, String)>)> {
+        if let Ok(push) = serde_json::from_slice::<PushText<'_>>(body) {
+            if let Ok(client_id) = push.client_id.parse::<ClientId>() {
+                self.check_batch_size(push.mutations.len())?;
+                let items: Option<Vec<(OpId, String)>> = push
+                    .mutations
+                    .iter()
+                    .map(|m| {
+                        let head: OpIdOf<'_> = serde_json::from_str(m.get()).ok()?;
+                        Some((head.op_id?.parse::<OpId>().ok()?, m.get().to_owned()))
+                    })
+                    .collect();
+                if let Some(items) = items {
+                    return Ok((client_id, items));
+                }
+            }
+        }
+        let (client_id, items) = self.parse_push_tree(parse_json(body)?)?;
+        let items = items
+            .into_iter()
+            .map(|(op_id, m)| (op_id, m.to_string()))
+            .collect();
+        Ok((client_id, items))
+    }
+
+    fn check_batch_size(&self, n: usize) -> Answer<()> {
+        let max = self.config.limits.mutations_per_push_max;
+        if n > max as usize {
+            return Err(Problem::new(
+                ProblemType::BatchTooLarge,
+                format!("{n} mutations exceed the limit of {max} per push"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn parse_push_tree(&self, body: Value) -> Answer<(ClientId, Vec<(OpId, Value)>)> {
         let Value::Object(mut obj) = body else {
             return Err(invalid_request(
                 "",
@@ -493,16 +564,7 @@ impl<S: Storage> Service<S> {
                 return Err(problem.with_error("/mutations", "expected an array of mutations"));
             }
         };
-        if mutations.len() > self.config.limits.mutations_per_push_max as usize {
-            return Err(Problem::new(
-                ProblemType::BatchTooLarge,
-                format!(
-                    "{} mutations exceed the limit of {} per push",
-                    mutations.len(),
-                    self.config.limits.mutations_per_push_max
-                ),
-            ));
-        }
+        self.check_batch_size(mutations.len())?;
         let mut items = Vec::with_capacity(mutations.len());
         for (i, m) in mutations.into_iter().enumerate() {
             match m
@@ -533,14 +595,27 @@ impl<S: Storage> Service<S> {
         user: &str,
         client_id: &ClientId,
         op_id: &OpId,
-        raw: &Value,
+        text: &str,
         now_ms: u64,
     ) -> Result<Decided, StorageError> {
-        let body_digest = to_hex(&checksum::sha256(to_canonical_string(raw).as_bytes()));
+        let text_digest = to_hex(&checksum::sha256(text.as_bytes()));
+        // The Mutation as a JSON tree, built at most once and not at all for a byte-identical
+        // replay. It fails only for JSON this server cannot represent (a number beyond f64).
+        let mut tree: Option<Result<Value, String>> = None;
+        let parse = |text: &str| serde_json::from_str::<Value>(text).map_err(|e| e.to_string());
+        let canonical = |v: &Value| to_hex(&checksum::sha256(to_canonical_string(v).as_bytes()));
         // Dedup first (`[IDEM-8]`).
         if !fault!(self.faults, NoDedup) {
             if let Some(stored) = tx.op(op_id.as_str())? {
-                if stored.body_digest != body_digest && !fault!(self.faults, MismatchAccepted) {
+                // Equal bodies ([IDEM-5]): the same bytes, or else the same canonical JSON.
+                let same = stored.text_digest.as_deref() == Some(text_digest.as_str())
+                    || !fault!(self.faults, DedupByBytes) && {
+                        let parsed = tree.get_or_insert_with(|| parse(text));
+                        parsed
+                            .as_ref()
+                            .is_ok_and(|v| canonical(v) == stored.body_digest)
+                    };
+                if !same && !fault!(self.faults, MismatchAccepted) {
                     let problem = Problem::new(
                         ProblemType::OpIdReused,
                         "this op ID was first used with a different mutation body",
@@ -558,7 +633,7 @@ impl<S: Storage> Service<S> {
                 #[cfg(feature = "fault-injection")]
                 if fault!(self.faults, IncrementTwiceOnReplay) {
                     // A naive counter adds `by` again, as a contribution of its own.
-                    if let Ok(mut m) = Mutation::deserialize(raw) {
+                    if let Ok(mut m) = serde_json::from_str::<Mutation>(text) {
                         if matches!(m.effect, Effect::Increment { .. }) {
                             if let Ok(again) =
                                 format!("{}~replay{}", m.op_id, tx.meta()?.latest_seq).parse()
@@ -578,9 +653,23 @@ impl<S: Storage> Service<S> {
                 });
             }
         }
-        let parsed = Mutation::deserialize(raw);
-        let (outcome, history) = match parsed {
-            Err(_) => {
+        let tree = tree.unwrap_or_else(|| parse(text));
+        let body_digest = match &tree {
+            Ok(v) => canonical(v),
+            Err(_) => text_digest.clone(),
+        };
+        let (outcome, history) = match tree.as_ref().map(|v| (v, Mutation::deserialize(v))) {
+            Err(e) => (
+                Outcome::Rejected(Rejected {
+                    op_id: op_id.clone(),
+                    problem: Problem::new(
+                        ProblemType::InvalidMutation,
+                        format!("the mutation holds JSON this server cannot represent: {e}"),
+                    ),
+                }),
+                None,
+            ),
+            Ok((raw, Err(_))) => {
                 let pointers = schema_errors(mutation_validator(), raw);
                 let detail = if pointers.is_empty() {
                     "the mutation does not match the mutation schema".to_owned()
@@ -599,7 +688,7 @@ impl<S: Storage> Service<S> {
                     None,
                 )
             }
-            Ok(m) => {
+            Ok((_, Ok(m))) => {
                 let outcome = match self.judge(tx, ctx, space, &m, client_id, now_ms)? {
                     Err(problem) => Outcome::Rejected(Rejected {
                         op_id: op_id.clone(),
@@ -619,7 +708,7 @@ impl<S: Storage> Service<S> {
         };
         let rejected_not_stored = fault!(self.faults, RejectionNotAcknowledged)
             && matches!(outcome, Outcome::Rejected(_));
-        let text =
+        let outcome_text =
             serde_json::to_string(&outcome).map_err(|e| StorageError::Corrupt(e.to_string()))?;
         if !rejected_not_stored {
             let hlc_ms = history
@@ -630,7 +719,8 @@ impl<S: Storage> Service<S> {
                 op_id.as_str(),
                 &StoredOp {
                     body_digest,
-                    outcome: text,
+                    text_digest: Some(text_digest),
+                    outcome: outcome_text,
                 },
                 hlc_ms,
             )?;

@@ -222,6 +222,37 @@ fn one_invalid_mutation_is_rejected_alone_and_acknowledged() {
 }
 
 #[test]
+fn a_number_beyond_a_double_rejects_only_its_mutation() {
+    let s = TestServer::start();
+    let t = s.token("ada", "demo", Scope::Write);
+    let huge = put(1, "t1", json!({"n": 1}))
+        .to_string()
+        .replace(r#""n":1"#, r#""n":1e400"#);
+    let good = put(2, "t2", json!({"ok": true}));
+    let body = format!(r#"{{"client_id":"{CLIENT}","mutations":[{huge},{good}]}}"#);
+    let push = || {
+        s.client().raw(
+            "POST",
+            "/v1/spaces/demo/push",
+            Some(&t),
+            &[("content-type", "application/json")],
+            Some(body.clone().into_bytes()),
+        )
+    };
+    let r = push();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = r.json();
+    assert_eq!(
+        r["results"][0]["problem"]["type"],
+        "urn:driftless:problem:invalid-mutation"
+    );
+    assert_eq!(r["results"][1]["status"], "applied");
+    let again = push().json();
+    assert_eq!(again["results"][0]["status"], "duplicate");
+    assert_eq!(again["results"][0]["original"], r["results"][0]);
+}
+
+#[test]
 fn push_without_a_valid_op_id_is_invalid_request_with_pointers() {
     let s = TestServer::start();
     let t = s.token("ada", "demo", Scope::Write);

@@ -248,6 +248,32 @@ fn op_id_mismatch_accepted_answers_duplicate() {
 }
 
 #[test]
+fn dedup_by_bytes_refuses_a_respelled_replay() {
+    let s = faulty("dedup-by-bytes");
+    let t = s.token("ada", "demo", Scope::Write);
+    let m = put(1, "t1", json!({"n": 1}));
+    let replay = |text: String| {
+        let body = format!(r#"{{"client_id":"{C}","mutations":[{text}]}}"#);
+        let r = s.client().raw(
+            "POST",
+            "/v1/spaces/demo/push",
+            Some(&t),
+            &[("content-type", "application/json")],
+            Some(body.into_bytes()),
+        );
+        r.json()["results"][0].clone()
+    };
+    assert_eq!(replay(m.to_string())["status"], "applied");
+    assert_eq!(replay(m.to_string())["status"], "duplicate");
+    // The same Mutation with a space after its first member: equal canonical JSON.
+    let respelled = m.to_string().replacen(',', " ,", 1);
+    assert_eq!(
+        replay(respelled)["problem"]["type"],
+        "urn:driftless:problem:op-id-reused"
+    );
+}
+
+#[test]
 fn no_cursor_expiry_serves_a_compacted_cursor() {
     let s = faulty("no-cursor-expiry");
     let admin = s.token("ada", "demo", Scope::Admin);

@@ -73,6 +73,9 @@ pub struct StoredRecord {
 pub struct StoredOp {
     /// SHA-256 (hex) of the canonical JSON of the Mutation body as first received.
     pub body_digest: String,
+    /// SHA-256 (hex) of the body's text exactly as first received (`None` where not recorded):
+    /// a byte-identical replay is recognised by it without canonicalising the body again.
+    pub text_digest: Option<String>,
     /// The Outcome as JSON text, exactly as first sent.
     pub outcome: String,
 }

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS ops (
     space TEXT NOT NULL,
     op_id TEXT NOT NULL,
     body_digest TEXT NOT NULL,
+    text_digest TEXT,
     outcome TEXT NOT NULL,
     hlc_ms INTEGER NOT NULL,
     PRIMARY KEY (space, op_id)
@@ -78,6 +79,24 @@ pub const PRAGMAS: &str =
 
 const STATEMENT_CACHE: usize = 64;
 
+/// Brings a database written by an earlier version up to [`SCHEMA`]: `ops.text_digest` came
+/// later (its rows read as `None`, and are then recognised by their canonical digest alone).
+fn migrate(conn: &Connection) -> Result<(), StorageError> {
+    let has_text_digest: bool = conn
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('ops') WHERE name = 'text_digest'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(backend)?
+        > 0;
+    if !has_text_digest {
+        conn.execute_batch("ALTER TABLE ops ADD COLUMN text_digest TEXT")
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
 fn backend(e: rusqlite::Error) -> StorageError {
     StorageError::Backend(e.to_string())
 }
@@ -101,6 +120,7 @@ impl SqliteStorage {
     fn from_connection(conn: Connection) -> Result<Self, StorageError> {
         conn.execute_batch(PRAGMAS).map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        migrate(&conn)?;
         // Room for every statement the backend prepares, so none is re-parsed per request.
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Self {
@@ -227,12 +247,15 @@ impl SpaceRead for Tx<'_> {
 
     fn op(&self, op_id: &str) -> Result<Option<StoredOp>, StorageError> {
         self.tx
-            .prepare_cached("SELECT body_digest, outcome FROM ops WHERE space = ?1 AND op_id = ?2")
+            .prepare_cached(
+                "SELECT body_digest, text_digest, outcome FROM ops WHERE space = ?1 AND op_id = ?2",
+            )
             .map_err(backend)?
             .query_row(params![self.space, op_id], |r| {
                 Ok(StoredOp {
                     body_digest: r.get(0)?,
-                    outcome: r.get(1)?,
+                    text_digest: r.get(1)?,
+                    outcome: r.get(2)?,
                 })
             })
             .optional()
@@ -404,9 +427,9 @@ impl SpaceWrite for Tx<'_> {
 
     fn put_op(&mut self, op_id: &str, op: &StoredOp, hlc_ms: u64) -> Result<(), StorageError> {
         self.tx
-            .prepare_cached("INSERT INTO ops (space, op_id, body_digest, outcome, hlc_ms) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .prepare_cached("INSERT INTO ops (space, op_id, body_digest, text_digest, outcome, hlc_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             .map_err(backend)?
-            .execute(params![self.space, op_id, op.body_digest, op.outcome, hlc_ms as i64])
+            .execute(params![self.space, op_id, op.body_digest, op.text_digest, op.outcome, hlc_ms as i64])
             .map_err(backend)?;
         Ok(())
     }
@@ -597,7 +620,7 @@ pub fn raw_insert_ceiling(
             .map_err(backend)?
             .execute(params![id, seq, state, value, vec![7u8; 32], (n % 64) as i64])
             .map_err(backend)?;
-            tx.prepare_cached("INSERT INTO ops (space, op_id, body_digest, outcome, hlc_ms) VALUES ('bench', ?1, ?2, ?3, 0)")
+            tx.prepare_cached("INSERT INTO ops (space, op_id, body_digest, text_digest, outcome, hlc_ms) VALUES ('bench', ?1, ?2, ?2, ?3, 0)")
                 .map_err(backend)?
                 .execute(params![format!("op-{n:08}"), "0".repeat(64), outcome])
                 .map_err(backend)?;
@@ -615,4 +638,48 @@ pub fn raw_insert_ceiling(
         tx.commit().map_err(backend)?;
     }
     Ok(start.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data folder from before `ops.text_digest` opens, keeps its Outcomes, and takes new ones.
+    #[test]
+    fn a_database_without_text_digests_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE ops (space TEXT NOT NULL, op_id TEXT NOT NULL,
+                     body_digest TEXT NOT NULL, outcome TEXT NOT NULL, hlc_ms INTEGER NOT NULL,
+                     PRIMARY KEY (space, op_id)) WITHOUT ROWID;
+                 INSERT INTO ops VALUES ('demo', 'op-old-1', 'abc', '{}', 0);",
+            )
+            .unwrap();
+        }
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        let old = storage.read("demo", |tx| tx.op("op-old-1")).unwrap();
+        assert_eq!(
+            old,
+            Some(StoredOp {
+                body_digest: "abc".into(),
+                text_digest: None,
+                outcome: "{}".into(),
+            })
+        );
+        let new = StoredOp {
+            body_digest: "def".into(),
+            text_digest: Some("123".into()),
+            outcome: "{}".into(),
+        };
+        storage
+            .write("demo", |tx| tx.put_op("op-new-1", &new, 0))
+            .unwrap();
+        drop(storage);
+        // Opening again finds the column in place.
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        let got = storage.read("demo", |tx| tx.op("op-new-1")).unwrap();
+        assert_eq!(got, Some(new));
+    }
 }
