@@ -560,6 +560,48 @@ fn two_handles_on_one_store_interleave_writes_without_losing_any() {
     );
 }
 
+/// A Client whose clock ran ahead of the Server's skew bound gets `clock-skew`, re-issues the
+/// write ([HLC-9]), is refused again and keeps it for a later sync: the sync ends (at most two
+/// re-issues per sync), nothing is dead-lettered, and the write stays visible locally.
+#[test]
+fn a_clock_ahead_of_the_server_reissues_once_per_sync_and_keeps_the_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let t = token(&data, "ada", "demo", "write");
+    let server = ServerProcess::start(&data, &[]);
+    let store = dir.path().join("c");
+    let mut c = client(&store, &server.base, &t, "demo");
+    // The stored clock is three hours ahead, as after a device clock was set wrong.
+    let ahead = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 3 * 3_600_000;
+    let conn = rusqlite::Connection::open(store.join(driftless_client::store::STORE_FILE)).unwrap();
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('hlc', ?1)",
+        [format!("{ahead:012x}-0000-{}", c.client_id())],
+    )
+    .unwrap();
+    let op = c
+        .write("notes", "x", json!({"kind": "put", "value": {"v": 1}}), 0)
+        .unwrap();
+    for round in 1..=2 {
+        let r = c.sync().unwrap();
+        assert_eq!(
+            (r.acknowledged, r.rejected, r.reissued),
+            (0, 0, 2),
+            "sync {round}"
+        );
+    }
+    assert!(c.dead_letters().unwrap().is_empty());
+    assert_eq!(c.status().unwrap().pending, 1);
+    assert_eq!(c.get("notes", "x").unwrap(), Some(obj(json!({"v": 1}))));
+    let (status, detail) = c.receipt(&op).unwrap().unwrap();
+    assert_eq!(status, "rejected");
+    assert!(detail.unwrap().starts_with("clock-skew; re-issued as"));
+}
+
 #[test]
 fn background_task_pushes_writes_made_meanwhile() {
     let dir = tempfile::tempdir().unwrap();

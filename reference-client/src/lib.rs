@@ -14,6 +14,7 @@
 pub mod background;
 pub mod store;
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Duration;
 
@@ -401,7 +402,7 @@ impl Client {
             if let Some(v) = schema_version {
                 body["schema_version"] = json!(v);
             }
-            let outbox = Store::outbox_in(tx, &space)?;
+            let outbox = Store::record_outbox_in(tx, &space, collection, id)?;
             for op in superseded_by(&outbox, collection, id, &body["effect"]) {
                 tx.execute("DELETE FROM outbox WHERE op_id = ?1 AND attempts = 0", [op]).map_err(store::sql_error)?;
                 receipt(tx, op, "superseded", Some(&op_id))?;
@@ -429,11 +430,8 @@ impl Client {
         collection: &str,
         id: &str,
     ) -> Result<Option<Map<String, Value>>, ClientError> {
-        let outbox = self.store.outbox(&self.cfg.space)?;
-        let pending: Vec<&Pending> = outbox
-            .iter()
-            .filter(|p| p.collection == collection && p.record_id == id)
-            .collect();
+        let outbox = self.store.record_outbox(&self.cfg.space, collection, id)?;
+        let pending: Vec<&Pending> = outbox.iter().collect();
         let policies = self.policies(collection)?;
         self.view(collection, id, &pending, &policies)
     }
@@ -508,7 +506,7 @@ impl Client {
             .into_iter()
             .map(|(c, _)| c)
             .collect();
-        collections.extend(self.store.outbox(&space)?.into_iter().map(|p| p.collection));
+        collections.extend(self.store.outbox_collections(&space)?);
         collections.sort();
         collections.dedup();
         for c in collections {
@@ -565,10 +563,10 @@ impl Client {
 
     /// Counts for the application.
     pub fn status(&self) -> Result<Status, ClientError> {
-        let outbox = self.store.outbox(&self.cfg.space)?;
+        let (pending, sent) = self.store.outbox_counts(&self.cfg.space)?;
         Ok(Status {
-            pending: outbox.len(),
-            sent: outbox.iter().filter(|p| p.attempts > 0).count(),
+            pending,
+            sent,
             rejected: self.store.dead(&self.cfg.space)?.len(),
             last_sync: self
                 .store
@@ -776,12 +774,7 @@ impl Client {
 
     /// Mutations sent before whose acknowledgement never arrived: ask the manifest (`[CLIENT-7]`).
     fn resolve_unknown_fates(&mut self, report: &mut SyncReport) -> Result<(), ClientError> {
-        let sent: Vec<Pending> = self
-            .store
-            .outbox(&self.cfg.space)?
-            .into_iter()
-            .filter(|p| p.attempts > 0)
-            .collect();
+        let sent: Vec<Pending> = self.store.sent(&self.cfg.space)?;
         let max = self
             .discovery
             .as_ref()
@@ -817,10 +810,10 @@ impl Client {
         Ok(())
     }
 
-    /// The next batch: priority lanes, but never a Mutation ahead of an earlier one of the same
-    /// Record (`[CLIENT-6]`): an earlier Mutation inherits the highest priority of the later
-    /// Mutations of its Record, so sorting by (priority, seq) keeps each Record's order.
-    fn next_batch(&self, size: usize) -> Result<Vec<Pending>, ClientError> {
+    /// The Outbox in sending order: priority lanes, but never a Mutation ahead of an earlier one
+    /// of the same Record (`[CLIENT-6]`): an earlier Mutation inherits the highest priority of
+    /// the later Mutations of its Record, so sorting by (priority, seq) keeps each Record's order.
+    fn send_order(&self) -> Result<VecDeque<Pending>, ClientError> {
         let outbox = self.store.outbox(&self.cfg.space)?;
         let mut effective = vec![0i64; outbox.len()];
         let mut lifted: std::collections::HashMap<(&str, &str), i64> =
@@ -836,8 +829,8 @@ impl Client {
         }
         let mut order: Vec<usize> = (0..outbox.len()).collect();
         order.sort_by_key(|&i| (std::cmp::Reverse(effective[i]), outbox[i].seq));
-        order.truncate(size);
-        Ok(order.into_iter().map(|i| outbox[i].clone()).collect())
+        let mut slots: Vec<Option<Pending>> = outbox.into_iter().map(Some).collect();
+        Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
     }
 
     fn push_all(&mut self, report: &mut SyncReport) -> Result<(), ClientError> {
@@ -847,24 +840,52 @@ impl Client {
             .and_then(|d| d["limits"]["mutations_per_push_max"].as_u64())
             .unwrap_or(100) as usize;
         let mut size = self.cfg.batch_max.min(server_max).max(1);
+        // The Outbox is read and ordered once per pass, not once per batch (a backlog of n
+        // would cost n²/size rows). It is read again when the pass is done (re-issued Mutations
+        // go again) and whenever a newer write appeared meanwhile, so that a new high-priority
+        // write still goes first.
+        let mut queue: VecDeque<Pending> = VecDeque::new();
+        let mut newest: Option<u64> = None;
+        // A re-issued Mutation goes again in this sync once; re-issued again, it waits for the
+        // next sync: a Client whose clock runs ahead would otherwise be refused as clock-skew
+        // again and again, forever ([HLC-9]).
+        let mut reissued_once: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        let mut held: std::collections::HashSet<u64> = std::collections::HashSet::new();
         loop {
-            let batch = self.next_batch(size)?;
-            if batch.is_empty() {
+            let latest = self.store.newest_seq()?;
+            if queue.is_empty() || latest > newest {
+                queue = self.send_order()?;
+                queue.retain(|p| !held.contains(&p.seq));
+                newest = latest;
+            }
+            if queue.is_empty() {
                 return Ok(());
             }
+            let front: Vec<Pending> = queue.iter().take(size).cloned().collect();
             // Mark as sent before sending: a crash after this point leaves a fate to ask about.
-            let seqs: Vec<i64> = batch.iter().map(|p| p.seq as i64).collect();
-            self.store.tx(|tx| {
-                for (s, p) in seqs.iter().zip(&batch) {
-                    tx.execute(
-                        "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1",
-                        [s],
-                    )
-                    .map_err(store::sql_error)?;
-                    receipt(tx, &p.op_id, "sent", None)?;
+            // A Mutation another handle coalesced away since the Outbox was read is not sent.
+            let batch: Vec<Pending> = self.store.tx(|tx| {
+                let mut still = Vec::with_capacity(front.len());
+                for p in &front {
+                    let marked = tx
+                        .execute(
+                            "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1 AND op_id = ?2",
+                            rusqlite::params![p.seq as i64, p.op_id],
+                        )
+                        .map_err(store::sql_error)?;
+                    if marked == 1 {
+                        receipt(tx, &p.op_id, "sent", None)?;
+                        let mut sent = p.clone();
+                        sent.attempts += 1;
+                        still.push(sent);
+                    }
                 }
-                Ok(())
+                Ok(still)
             })?;
+            if batch.is_empty() {
+                queue.drain(..front.len());
+                continue;
+            }
             let bodies: Vec<&Value> = batch.iter().map(|p| &p.body).collect();
             let path = format!("/v1/spaces/{}/push", self.cfg.space);
             let r = self.call(
@@ -894,13 +915,19 @@ impl Client {
                             rejected += 1;
                         }
                         // op-id-reused is not an Outcome, but the Mutation is just as stuck.
+                        let reissued = report.reissued;
                         self.settle(p, outcome, report)?;
+                        if report.reissued > reissued && !reissued_once.insert(p.seq) {
+                            held.insert(p.seq);
+                        }
                     }
                     self.emit(Event::Pushed {
                         acknowledged: acked,
                         rejected,
                     });
+                    queue.drain(..front.len());
                 }
+                // The same front goes again, in halves.
                 413 if size > 1 => size = (size / 2).max(1),
                 400 if Self::problem_of(&r) == "invalid-request" => {
                     // Dead-letter the Mutations the pointers name ([CLIENT-5]); the rest go again.
@@ -919,10 +946,12 @@ impl Client {
                     if !named {
                         return Err(ClientError::Protocol(format!("push refused: {}", r.body)));
                     }
+                    queue.clear(); // the rest go again, from a fresh read
                 }
                 _ if batch.len() == 1 => {
                     let p = batch[0].clone();
                     self.dead_letter(&p, &r.body, report)?;
+                    queue.drain(..front.len());
                 }
                 _ => {
                     return Err(ClientError::Protocol(format!(

@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY, space TEXT NOT NULL, op_id TEXT NOT NULL UNIQUE,
     collection TEXT NOT NULL, record_id TEXT NOT NULL, body TEXT NOT NULL,
     priority INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS outbox_by_record ON outbox (space, collection, record_id, seq);
 CREATE TABLE IF NOT EXISTS dead (
     op_id TEXT PRIMARY KEY, space TEXT NOT NULL, body TEXT NOT NULL, problem TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS receipts (op_id TEXT PRIMARY KEY, status TEXT NOT NULL, detail TEXT) WITHOUT ROWID;
@@ -180,18 +181,92 @@ impl Store {
         rows.map(|r| r.map_err(sql_error)).collect()
     }
 
-    /// The Outbox of a Space in creation order.
-    pub fn outbox(&self, space: &str) -> Result<Vec<Pending>, ClientError> {
-        Self::outbox_in(&self.conn, space)
+    /// The `seq` of the newest Outbox entry of any Space (`None`: the Outbox is empty). One
+    /// B-tree lookup: `seq` is the table's key.
+    pub fn newest_seq(&self) -> Result<Option<u64>, ClientError> {
+        self.conn
+            .prepare_cached("SELECT MAX(seq) FROM outbox")
+            .map_err(sql_error)?
+            .query_row([], |r| r.get::<_, Option<i64>>(0))
+            .map(|s| s.map(|s| s as u64))
+            .map_err(sql_error)
     }
 
-    /// The Outbox of a Space in creation order, read on `conn`.
-    pub fn outbox_in(conn: &Connection, space: &str) -> Result<Vec<Pending>, ClientError> {
-        let mut st = conn
-            .prepare("SELECT seq, op_id, collection, record_id, body, priority, attempts FROM outbox WHERE space = ?1 ORDER BY seq")
+    /// The Outbox of a Space in creation order.
+    pub fn outbox(&self, space: &str) -> Result<Vec<Pending>, ClientError> {
+        Self::pending_in(&self.conn, space, "", [])
+    }
+
+    /// The Outbox entries of one Record in creation order, read on `conn` (an index lookup, so
+    /// a write costs the same however long the Outbox is).
+    pub fn record_outbox_in(
+        conn: &Connection,
+        space: &str,
+        collection: &str,
+        id: &str,
+    ) -> Result<Vec<Pending>, ClientError> {
+        Self::pending_in(
+            conn,
+            space,
+            "AND collection = ?2 AND record_id = ?3",
+            [collection, id],
+        )
+    }
+
+    /// The Outbox entries of one Record in creation order.
+    pub fn record_outbox(
+        &self,
+        space: &str,
+        collection: &str,
+        id: &str,
+    ) -> Result<Vec<Pending>, ClientError> {
+        Self::record_outbox_in(&self.conn, space, collection, id)
+    }
+
+    /// The Outbox entries of a Space sent at least once.
+    pub fn sent(&self, space: &str) -> Result<Vec<Pending>, ClientError> {
+        Self::pending_in(&self.conn, space, "AND attempts > 0", [])
+    }
+
+    /// (entries, entries sent at least once) of a Space's Outbox.
+    pub fn outbox_counts(&self, space: &str) -> Result<(usize, usize), ClientError> {
+        self.conn
+            .prepare_cached(
+                "SELECT COUNT(*), COUNT(*) FILTER (WHERE attempts > 0) FROM outbox WHERE space = ?1",
+            )
+            .map_err(sql_error)?
+            .query_row([space], |r| {
+                Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize))
+            })
+            .map_err(sql_error)
+    }
+
+    /// The Collections with Outbox entries in a Space.
+    pub fn outbox_collections(&self, space: &str) -> Result<Vec<String>, ClientError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT DISTINCT collection FROM outbox WHERE space = ?1")
             .map_err(sql_error)?;
         let rows = st
-            .query_map([space], |r| {
+            .query_map([space], |r| r.get::<_, String>(0))
+            .map_err(sql_error)?;
+        rows.map(|r| r.map_err(sql_error)).collect()
+    }
+
+    /// Outbox entries of a Space matching `filter` (more conditions on `?2`, `?3`, ... filled
+    /// from `more`), in creation order.
+    fn pending_in<const N: usize>(
+        conn: &Connection,
+        space: &str,
+        filter: &str,
+        more: [&str; N],
+    ) -> Result<Vec<Pending>, ClientError> {
+        let mut st = conn
+            .prepare_cached(&format!("SELECT seq, op_id, collection, record_id, body, priority, attempts FROM outbox WHERE space = ?1 {filter} ORDER BY seq"))
+            .map_err(sql_error)?;
+        let params: Vec<&str> = std::iter::once(space).chain(more).collect();
+        let rows = st
+            .query_map(rusqlite::params_from_iter(params), |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
