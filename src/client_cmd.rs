@@ -209,6 +209,14 @@ pub fn main(args: Args) -> Result<u8, String> {
             let r = client
                 .sync()
                 .map_err(|e| format!("sync could not finish: {e}"))?;
+            // Done means an empty Outbox; re-issued Mutations the Server refused again wait.
+            let left = client.status().map_err(err)?.pending;
+            if left > 0 {
+                return Err(format!(
+                    "sync could not finish: {left} mutation(s) still pending after {} re-issue(s); if the server answered clock-skew, check this device's clock, then sync again",
+                    r.reissued
+                ));
+            }
             println!(
                 "synced: {} acknowledged, {} rejected, {} re-issued, {} pulled{}",
                 r.acknowledged,

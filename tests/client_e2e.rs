@@ -600,6 +600,26 @@ fn a_clock_ahead_of_the_server_reissues_once_per_sync_and_keeps_the_write() {
     let (status, detail) = c.receipt(&op).unwrap().unwrap();
     assert_eq!(status, "rejected");
     assert!(detail.unwrap().starts_with("clock-skew; re-issued as"));
+    drop(c);
+    // `driftless client sync` could not empty the Outbox: one line, non-zero exit.
+    let out = common::server::driftless()
+        .args(["client", "--store"])
+        .arg(&store)
+        .args([
+            "--server",
+            &server.base,
+            "--token",
+            &t,
+            "--space",
+            "demo",
+            "sync",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("1 mutation(s) still pending"), "{stderr}");
 }
 
 #[test]
