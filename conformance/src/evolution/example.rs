@@ -267,6 +267,15 @@ pub fn counterexample(wide: &Value, narrow: &Value, finding: &Finding) -> Option
     let mut values = Vec::new();
     candidates(wide, subschema(wide, wide_ptr), &mut values);
     candidates(narrow, subschema(narrow, narrow_ptr), &mut values);
+    // For overlapping alternatives, what each alternative is bounded by.
+    if let Some(alts) = narrow
+        .pointer(narrow_ptr.strip_prefix("/schema").unwrap_or(narrow_ptr))
+        .and_then(Value::as_array)
+    {
+        for alt in alts {
+            candidates(narrow, Some(alt), &mut values);
+        }
+    }
     values.extend(serde_json::from_str::<Vec<Value>>(ORDINARY).unwrap_or_default());
     // Each rule's own kind of change first: a removed property, an undeclared property, or a
     // value at the path.

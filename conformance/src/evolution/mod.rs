@@ -202,6 +202,12 @@ pub fn check(old: &Loaded, new: &Loaded, mode: Mode) -> Vec<Finding> {
         f.counterexample =
             example::counterexample(wide, narrow, f).filter(|_| f.severity == Severity::Error);
         f.accepted_by = f.counterexample.as_ref().map(|_| accepted_by);
+        if f.rule == OVERLAP && f.counterexample.is_none() {
+            // Overlap is suspected, not shown: say so instead of guessing.
+            f.rule = "undecidable";
+            f.severity = Severity::Warning;
+            f.message = "a oneOf's alternatives may overlap (an instance matching two is rejected); no such instance was found; not decided".into();
+        }
     }
     findings
 }
@@ -643,6 +649,60 @@ fn num(s: &Map<String, Value>, k: &str) -> Option<f64> {
     s.get(k).and_then(Value::as_f64)
 }
 
+/// The rule of a narrow `oneOf` whose alternatives overlap where the wide side has instances.
+const OVERLAP: &str = "alternatives-overlap";
+
+/// Whether no instance can match two of these (resolved) alternatives, as far as types,
+/// `const`/`enum` and a required discriminator property show; `false` means "not shown".
+fn pairwise_disjoint(alts: &[Map<String, Value>]) -> bool {
+    alts.iter()
+        .enumerate()
+        .all(|(i, a)| alts[i + 1..].iter().all(|b| disjoint(a, b)))
+}
+
+fn disjoint(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    let (ta, tb) = (types(a), types(b));
+    if let (Some(x), Some(y)) = (&ta, &tb) {
+        if !x.iter().any(|t| allows(&tb, t)) && !y.iter().any(|t| allows(&ta, t)) {
+            return true;
+        }
+    }
+    if let (Some(va), Some(vb)) = (values_of(a), values_of(b)) {
+        let canonical = |v: &Value| driftless_protocol::canonical::to_canonical_string(v);
+        let vb: BTreeSet<String> = vb.iter().map(canonical).collect();
+        if !va.iter().any(|v| vb.contains(&canonical(v))) {
+            return true;
+        }
+    }
+    // A discriminator: both accept only objects, both require a property, and its values differ.
+    let only_objects = |t: &Option<BTreeSet<String>>| {
+        t.as_ref()
+            .is_some_and(|t| t.len() == 1 && t.contains("object"))
+    };
+    if !(only_objects(&ta) && only_objects(&tb)) {
+        return false;
+    }
+    let required = |s: &Map<String, Value>| -> BTreeSet<String> {
+        s.get("required")
+            .and_then(Value::as_array)
+            .map(|r| {
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let property =
+        |s: &Map<String, Value>, k: &str| s.get("properties").and_then(|p| p.get(k)).map(as_object);
+    required(a)
+        .intersection(&required(b))
+        .any(|k| match (property(a, k), property(b, k)) {
+            (Some(pa), Some(pb)) => disjoint(&pa, &pb),
+            _ => false,
+        })
+}
+
 fn values_of(s: &Map<String, Value>) -> Option<Vec<Value>> {
     if let Some(c) = s.get("const") {
         return Some(vec![c.clone()]);
@@ -775,6 +835,32 @@ impl Walk<'_> {
         if w_alts.is_some() || n_alts.is_some() {
             let w_base = Value::Object(strip(&w, &["anyOf", "oneOf"]));
             let n_base = Value::Object(strip(&n, &["anyOf", "oneOf"]));
+            // A narrow `oneOf` rejects an instance that matches two of its alternatives, so it is
+            // an `anyOf` only where its alternatives cannot overlap. Where that is not shown,
+            // the finding stands only if a counterexample confirms it (see `check`).
+            if let (Some(alts), "oneOf") = (&n_alts, n_key) {
+                let same = w_key == "oneOf" && w_alts.as_ref() == Some(alts) && w_base == n_base;
+                let resolved: Vec<Map<String, Value>> = alts
+                    .iter()
+                    .map(|a| {
+                        let mut scratch = String::new();
+                        self.resolve(narrow_root, as_object(&merge(&n_base, a)), &mut scratch)
+                    })
+                    .collect();
+                if alts.len() > 1 && !same && !pairwise_disjoint(&resolved) {
+                    let a = At {
+                        wide: at.wide.clone(),
+                        narrow: format!("{}/oneOf", at.narrow),
+                        instance: at.instance.clone(),
+                    };
+                    self.push(
+                        OVERLAP,
+                        Severity::Error,
+                        &a,
+                        "a oneOf whose alternatives overlap rejects an instance that matches two of them".into(),
+                    );
+                }
+            }
             let w_list: Vec<(String, Value)> = match &w_alts {
                 Some(alts) => alts
                     .iter()
