@@ -154,6 +154,7 @@ fn every_rule_appears_in_both_directions() {
     for rule in [
         "undecidable",
         "alternatives-overlap",
+        "pattern-changed",
         "merge-policy-changed",
         "rename-without-migration",
         "field-removed-without-migration",

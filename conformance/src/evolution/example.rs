@@ -203,6 +203,9 @@ fn candidates(root: &Value, sub: Option<&Value>, out: &mut Vec<Value>) {
     if let Some(c) = s.get("const") {
         out.push(c.clone());
     }
+    if let Some(p) = s.get("pattern").and_then(Value::as_str) {
+        out.extend(pattern_samples(p, 32).into_iter().map(Value::String));
+    }
     for k in [
         "minimum",
         "maximum",
@@ -237,6 +240,62 @@ fn candidates(root: &Value, sub: Option<&Value>, out: &mut Vec<Value>) {
         }
     }
     out.push(minimal(&Value::Object(s.clone()), root, 1));
+}
+
+/// Up to `n` strings matching `pattern`, drawn with a fixed seed (the same schemas always give
+/// the same counterexample). None where the pattern is not one proptest can generate from.
+fn pattern_samples(pattern: &str, n: usize) -> Vec<String> {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    // A JSON Schema pattern is unanchored and the generator takes no anchors: strings that match
+    // the body in full match the pattern with or without its outer `^` and `$` (callers
+    // validate each sample anyway).
+    let body = pattern.strip_prefix('^').unwrap_or(pattern);
+    let body = match body.strip_suffix('$') {
+        Some(b) if !b.ends_with('\\') => b,
+        _ => body,
+    };
+    let Ok(strategy) = proptest::string::string_regex(&ascii_classes(body)) else {
+        return Vec::new();
+    };
+    // The generator's classes are Unicode (`\\d` includes other scripts' digits) where
+    // ECMA-262's are ASCII: keep only what the schema's own regex engine accepts.
+    let Ok(accepts) = jsonschema::validator_for(&json!({ "pattern": pattern })) else {
+        return Vec::new();
+    };
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
+    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+    (0..n)
+        .filter_map(|_| strategy.new_tree(&mut runner).ok().map(|t| t.current()))
+        .filter(|s| accepts.is_valid(&json!(s)))
+        .collect()
+}
+
+/// `\\d`, `\\w`, `\\s` and their negations as the ASCII classes ECMA-262 means by them (the
+/// generator would otherwise draw from every script's digits and letters).
+fn ascii_classes(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('d') => out.push_str("[0-9]"),
+            Some('D') => out.push_str("[^0-9]"),
+            Some('w') => out.push_str("[A-Za-z0-9_]"),
+            Some('W') => out.push_str("[^A-Za-z0-9_]"),
+            Some('s') => out.push_str("[ \\t\\n\\r]"),
+            Some('S') => out.push_str("[^ \\t\\n\\r]"),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
 const ORDINARY: &str = r#"[null, true, false, 0, 1, -1, 2, 1.5, 1000000000, -1000000000, "", "x", "xx", "0", "A", "a b", "2026-01-01", [], [null], [1, 1], ["x"], {}, {"extra_property": null}]"#;
@@ -322,6 +381,18 @@ mod tests {
                 jsonschema::is_valid(&schema, &v),
                 "{v} is not valid under {schema}"
             );
+        }
+    }
+
+    #[test]
+    fn pattern_samples_match_their_pattern() {
+        for p in ["^b", "^[a-d]+$", "x[0-9]{2}", "^\\d{4}-\\d{2}$"] {
+            let samples = pattern_samples(p, 8);
+            assert!(!samples.is_empty(), "{p}");
+            let v = jsonschema::validator_for(&json!({"pattern": p})).unwrap();
+            for s in samples {
+                assert!(v.is_valid(&json!(s)), "{p}: {s:?}");
+            }
         }
     }
 

@@ -202,11 +202,11 @@ pub fn check(old: &Loaded, new: &Loaded, mode: Mode) -> Vec<Finding> {
         f.counterexample =
             example::counterexample(wide, narrow, f).filter(|_| f.severity == Severity::Error);
         f.accepted_by = f.counterexample.as_ref().map(|_| accepted_by);
-        if f.rule == OVERLAP && f.counterexample.is_none() {
-            // Overlap is suspected, not shown: say so instead of guessing.
+        if SUSPECTED.contains(&f.rule) && f.counterexample.is_none() {
+            // Suspected, not shown: say so instead of guessing either way.
             f.rule = "undecidable";
             f.severity = Severity::Warning;
-            f.message = "a oneOf's alternatives may overlap (an instance matching two is rejected); no such instance was found; not decided".into();
+            f.message = format!("{}; no instance shows a difference; not decided", f.message);
         }
     }
     findings
@@ -651,6 +651,12 @@ fn num(s: &Map<String, Value>, k: &str) -> Option<f64> {
 
 /// The rule of a narrow `oneOf` whose alternatives overlap where the wide side has instances.
 const OVERLAP: &str = "alternatives-overlap";
+/// The rule of a `pattern` that rejects a string the other side's `pattern` accepts.
+const PATTERN_CHANGED: &str = "pattern-changed";
+/// Rules that stand only with a confirmed counterexample; without one, a finding of these
+/// becomes `undecidable` (set inclusion of regular expressions and overlap of alternatives are
+/// not decided, only shown by example).
+const SUSPECTED: [&str; 2] = [OVERLAP, PATTERN_CHANGED];
 
 /// Whether no instance can match two of these (resolved) alternatives, as far as types,
 /// `const`/`enum` and a required discriminator property show; `false` means "not shown".
@@ -1010,8 +1016,18 @@ impl Walk<'_> {
         // Strings.
         if allows(&tw, "string") {
             match (w.get("pattern"), n.get("pattern")) {
-                (None, Some(p)) => self.push(self.name("pattern-added", "pattern-removed"), Severity::Error, &at.both("pattern"), format!("strings must now match {p}")),
-                (Some(a), Some(b)) if a != b => self.push("undecidable", Severity::Warning, &at.both("pattern"), format!("pattern changed from {a} to {b}; inclusion of regular expressions is not decided")),
+                (None, Some(p)) => self.push(
+                    self.name("pattern-added", "pattern-removed"),
+                    Severity::Error,
+                    &at.both("pattern"),
+                    format!("strings must now match {p}"),
+                ),
+                (Some(a), Some(b)) if a != b => self.push(
+                    PATTERN_CHANGED,
+                    Severity::Error,
+                    &at.both("pattern"),
+                    format!("pattern changed from {a} to {b}"),
+                ),
                 _ => {}
             }
         }
