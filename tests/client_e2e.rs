@@ -560,23 +560,23 @@ fn two_handles_on_one_store_interleave_writes_without_losing_any() {
     );
 }
 
-/// A Client whose clock ran ahead of the Server's skew bound gets `clock-skew`, re-issues the
-/// write ([HLC-9]), is refused again and keeps it for a later sync: the sync ends (at most two
-/// re-issues per sync), nothing is dead-lettered, and the write stays visible locally.
+/// A Client whose clock ran ahead of the Server's skew bound (a device clock set wrong, then
+/// corrected) gets `clock-skew`, steps its clock back to the Server's ([HLC-12]) and re-issues
+/// the write ([HLC-9]) in the same sync; a second handle opened before the step back stamps its
+/// next write from the stepped-back clock; and the CLI's sync finishes.
 #[test]
-fn a_clock_ahead_of_the_server_reissues_once_per_sync_and_keeps_the_write() {
+fn a_clock_ahead_of_the_server_steps_back_and_the_write_is_applied() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("server");
     let t = token(&data, "ada", "demo", "write");
     let server = ServerProcess::start(&data, &[]);
     let store = dir.path().join("c");
     let mut c = client(&store, &server.base, &t, "demo");
-    // The stored clock is three hours ahead, as after a device clock was set wrong.
-    let ahead = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_millis() as u64
-        + 3 * 3_600_000;
+        .as_millis() as u64;
+    let ahead = now + 3 * 3_600_000;
     let conn = rusqlite::Connection::open(store.join(driftless_client::store::STORE_FILE)).unwrap();
     conn.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('hlc', ?1)",
@@ -586,22 +586,37 @@ fn a_clock_ahead_of_the_server_reissues_once_per_sync_and_keeps_the_write() {
     let op = c
         .write("notes", "x", json!({"kind": "put", "value": {"v": 1}}), 0)
         .unwrap();
-    for round in 1..=2 {
-        let r = c.sync().unwrap();
-        assert_eq!(
-            (r.acknowledged, r.rejected, r.reissued),
-            (0, 0, 2),
-            "sync {round}"
-        );
-    }
+    // Another handle of the same Client, opened while the clock is three hours ahead.
+    let mut app = client(&store, &server.base, &t, "demo");
+    let r = c.sync().unwrap();
+    assert_eq!((r.acknowledged, r.rejected, r.reissued), (1, 0, 1));
     assert!(c.dead_letters().unwrap().is_empty());
-    assert_eq!(c.status().unwrap().pending, 1);
-    assert_eq!(c.get("notes", "x").unwrap(), Some(obj(json!({"v": 1}))));
+    assert_eq!(c.status().unwrap().pending, 0);
+    assert_eq!(
+        server_record(&server.base, &t, "demo", "x")["value"],
+        json!({"v": 1})
+    );
     let (status, detail) = c.receipt(&op).unwrap().unwrap();
     assert_eq!(status, "rejected");
     assert!(detail.unwrap().starts_with("clock-skew; re-issued as"));
-    drop(c);
-    // `driftless client sync` could not empty the Outbox: one line, non-zero exit.
+    let counters = c.status().unwrap().counters;
+    assert!(
+        counters.contains(&("clock_step_backs".to_owned(), 1)),
+        "{counters:?}"
+    );
+    // The stored clock is back near real time; the other handle's next Stamp follows it.
+    let stored: String = conn
+        .query_row("SELECT value FROM meta WHERE key = 'hlc'", [], |r| r.get(0))
+        .unwrap();
+    let stored = u64::from_str_radix(&stored[..12], 16).unwrap();
+    assert!(
+        stored < now + 60_000,
+        "the clock is still ahead: {stored} vs {now}"
+    );
+    app.write("notes", "y", json!({"kind": "put", "value": {"v": 2}}), 0)
+        .unwrap();
+    drop((c, app));
+    // `driftless client sync` pushes it without any re-issue and exits 0.
     let out = common::server::driftless()
         .args(["client", "--store"])
         .arg(&store)
@@ -616,10 +631,69 @@ fn a_clock_ahead_of_the_server_reissues_once_per_sync_and_keeps_the_write() {
         ])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("1 mutation(s) still pending"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("synced: 1 acknowledged, 0 rejected, 0 re-issued"),
+        "{stdout}"
+    );
+}
+
+/// When stepping back cannot help (here the Server's own clock runs five hours ahead of its wall
+/// clock, as after its wall clock was set back), a Mutation refused twice in one sync with no
+/// step back in between waits for the next sync instead of looping; the CLI's sync says so in
+/// one line and exits non-zero, and nothing is dead-lettered or lost.
+#[test]
+fn a_mutation_refused_twice_without_a_step_back_waits_for_the_next_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let t = token(&data, "ada", "demo", "write");
+    ServerProcess::start(&data, &[]).kill();
+    let ahead = common::server::now_ms() + 5 * 3_600_000;
+    rusqlite::Connection::open(data.join(driftless_server::storage::sqlite::DB_FILE))
+        .unwrap()
+        .execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('clock', ?1)",
+            [format!("{ahead:012x}-0000-server-x")],
+        )
+        .unwrap();
+    let server = ServerProcess::start(&data, &[]);
+    let store = dir.path().join("c");
+    let mut c = client(&store, &server.base, &t, "demo");
+    c.write("notes", "a", json!({"kind": "put", "value": {"v": 1}}), 0)
+        .unwrap();
+    // Stamped before the Client saw the Server's clock: applied; the clock merged then runs ahead.
+    assert_eq!(c.sync().unwrap().acknowledged, 1);
+    c.write("notes", "b", json!({"kind": "put", "value": {"v": 2}}), 0)
+        .unwrap();
+    drop(c);
+    for _ in 0..2 {
+        let out = common::server::driftless()
+            .args(["client", "--store"])
+            .arg(&store)
+            .args([
+                "--server",
+                &server.base,
+                "--token",
+                &t,
+                "--space",
+                "demo",
+                "sync",
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("1 mutation(s) still pending"), "{stderr}");
+    }
+    let c = client(&store, &server.base, &t, "demo");
+    assert!(c.dead_letters().unwrap().is_empty());
+    assert_eq!(c.get("notes", "b").unwrap(), Some(obj(json!({"v": 2}))));
 }
 
 #[test]

@@ -104,6 +104,26 @@ fn spec_has_enough_requirements_in_every_area() {
     assert!(reqs.len() >= 80, "only {} requirements", reqs.len());
 }
 
+/// A retired ID stays retired: listed in the README, defined nowhere.
+#[test]
+fn retired_requirement_ids_are_not_reused() {
+    let readme = read(&root().join("spec/README.md"));
+    let section = readme
+        .split("## Retired requirements")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("spec/README.md has a Retired requirements section");
+    let retired: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("- `")?.split('`').next())
+        .collect();
+    assert!(retired.contains(&"HLC-4"), "{retired:?}");
+    let defined: BTreeSet<String> = requirements().into_iter().map(|r| r.id).collect();
+    for id in retired {
+        assert!(!defined.contains(id), "{id} is retired but defined again");
+    }
+}
+
 #[test]
 fn cited_requirement_ids_exist() {
     let defined: BTreeSet<String> = requirements().into_iter().map(|r| r.id).collect();

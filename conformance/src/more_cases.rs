@@ -61,7 +61,7 @@ pub fn all() -> Vec<Case> {
         c("id.invalid-path-identifier", &["ID-1"], Must, "an invalid collection or record ID in a path is invalid-request", invalid_path_identifier),
         c("id.spaces-are-implicit", &["ID-6"], Must, "a space never written pulls as empty", spaces_are_implicit),
         c("hlc.malformed", &["HLC-1"], Must, "a malformed hlc is invalid-mutation", malformed_hlc),
-        c("hlc.server-clock-merges", &["HLC-4", "HLC-6", "HLC-7"], Must, "the server clock moves past applied mutations and never goes back", server_clock_merges),
+        c("hlc.server-clock-merges", &["HLC-11", "HLC-6", "HLC-7"], Must, "the server clock moves past applied mutations and never goes back", server_clock_merges),
         c("manifest.too-many", &["MAN-4"], Must, "a manifest over op_ids_per_manifest_max is batch-too-large", manifest_too_many),
         c("errors.detail-without-values", &["ERR-9"], Must, "problem details never echo record values", detail_without_values),
     ]

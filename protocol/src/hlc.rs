@@ -162,7 +162,7 @@ impl Clock {
     }
 
     /// A clock that continues after `last`, the latest value it issued or merged before a
-    /// restart (spec `[HLC-4]`: never go back, even across restarts).
+    /// restart (spec `[HLC-11]`: never go back, even across restarts).
     pub fn resume(last: &Hlc) -> Self {
         Self {
             node: last.node.clone(),

@@ -416,7 +416,7 @@ proptest! {
         prop_assert_eq!(forward.space_digest(), shuffled.space_digest());
     }
 
-    /// [HLC-4]: whatever the wall clock does, every issued or merged value is greater than all
+    /// [HLC-11]: whatever the wall clock does, every issued or merged value is greater than all
     /// before it, and a merged value is greater than the remote one.
     #[test]
     fn hlc_is_monotonic_under_send_and_receive(

@@ -247,27 +247,71 @@ fn superseded_by<'a>(
     out
 }
 
-/// Issues a Stamp inside `tx` from the later of `clock` and the clock stored by any handle on
-/// the same store, and stores it (`[HLC-4]`, `[HLC-10]`).
-fn stamp_in(tx: &rusqlite::Transaction<'_>, clock: &mut Clock) -> Result<Hlc, ClientError> {
-    if let Some(stored) = Store::meta_in(tx, "hlc")?.and_then(|h| h.parse::<Hlc>().ok()) {
-        if stored > clock.last() {
-            *clock = Clock::resume(&stored);
-        }
-    }
-    let hlc = clock.issue(now_ms());
-    Store::set_meta(tx, "hlc", &hlc.to_string())?;
-    Ok(hlc)
+/// This handle's copy of the clock that every handle on the store shares. The store holds the
+/// clock (`hlc`) and the number of step backs so far (`clock_epoch`, `[HLC-12]`); a handle whose
+/// epoch is behind drops its copy for the stored one.
+#[derive(Debug, Clone)]
+struct LocalClock {
+    clock: Clock,
+    epoch: u64,
 }
 
-/// Stores `clock` (which may have merged Server clocks since) unless the stored clock is later,
-/// so that the next Stamp any handle issues is greater than every Server clock seen (`[HLC-5]`).
-fn keep_clock_in(tx: &rusqlite::Transaction<'_>, clock: &Clock) -> Result<(), ClientError> {
-    let stored = Store::meta_in(tx, "hlc")?.and_then(|h| h.parse::<Hlc>().ok());
-    if stored.is_none_or(|s| s < clock.last()) {
-        Store::set_meta(tx, "hlc", &clock.last().to_string())?;
+impl LocalClock {
+    /// Brings this copy up to the store's clock, inside `tx`.
+    fn catch_up_in(&mut self, tx: &rusqlite::Transaction<'_>) -> Result<(), ClientError> {
+        let stored = Store::meta_in(tx, "hlc")?.and_then(|h| h.parse::<Hlc>().ok());
+        let epoch = Store::meta_in(tx, "clock_epoch")?
+            .and_then(|e| e.parse::<u64>().ok())
+            .unwrap_or(0);
+        match stored {
+            Some(s) if epoch != self.epoch || s > self.clock.last() => {
+                self.clock = Clock::resume(&s);
+            }
+            _ => {}
+        }
+        self.epoch = epoch;
+        Ok(())
     }
-    Ok(())
+
+    /// Issues a Stamp inside `tx` and stores the clock (`[HLC-11]`, `[HLC-10]`).
+    fn stamp_in(&mut self, tx: &rusqlite::Transaction<'_>) -> Result<Hlc, ClientError> {
+        self.catch_up_in(tx)?;
+        let hlc = self.clock.issue(now_ms());
+        Store::set_meta(tx, "hlc", &hlc.to_string())?;
+        Ok(hlc)
+    }
+
+    /// Stores Server clocks merged since (`[HLC-5]`), so every handle's next Stamp is past them.
+    fn keep_in(&mut self, tx: &rusqlite::Transaction<'_>) -> Result<(), ClientError> {
+        let mine = self.clock.last();
+        let epoch = self.epoch;
+        self.catch_up_in(tx)?;
+        if self.epoch == epoch && mine >= self.clock.last() {
+            self.clock = Clock::resume(&mine);
+            Store::set_meta(tx, "hlc", &mine.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Sets the clock of every handle back to `to` if that moves its physical time back
+    /// (`[HLC-12]`); returns whether it did. A step of logical ticks only would change nothing
+    /// the Server's skew check sees.
+    fn step_back_in(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        to: &Hlc,
+    ) -> Result<bool, ClientError> {
+        self.catch_up_in(tx)?;
+        if to.physical_ms() >= self.clock.last().physical_ms() {
+            return Ok(false);
+        }
+        self.epoch += 1;
+        self.clock = Clock::resume(to);
+        Store::set_meta(tx, "hlc", &to.to_string())?;
+        Store::set_meta(tx, "clock_epoch", &self.epoch.to_string())?;
+        Store::count(tx, "clock_step_backs", 1)?;
+        Ok(true)
+    }
 }
 
 fn now_ms() -> u64 {
@@ -307,7 +351,7 @@ pub struct Client {
     cfg: Config,
     agent: ureq::Agent,
     client_id: String,
-    clock: Clock,
+    clock: LocalClock,
     discovery: Option<Value>,
     on_event: Option<EventSink>,
 }
@@ -326,9 +370,15 @@ impl Client {
             debug_assert!(id.len() >= ID_CHARS_MIN);
             id
         })?;
-        let clock = match store.meta("hlc")?.and_then(|h| h.parse::<Hlc>().ok()) {
-            Some(h) => Clock::resume(&h),
-            None => Clock::new(&client_id).map_err(|e| ClientError::Store(e.to_string()))?,
+        let clock = LocalClock {
+            clock: match store.meta("hlc")?.and_then(|h| h.parse::<Hlc>().ok()) {
+                Some(h) => Clock::resume(&h),
+                None => Clock::new(&client_id).map_err(|e| ClientError::Store(e.to_string()))?,
+            },
+            epoch: store
+                .meta("clock_epoch")?
+                .and_then(|e| e.parse().ok())
+                .unwrap_or(0),
         };
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -396,7 +446,7 @@ impl Client {
                 .and_then(|s| s.parse::<u64>().ok())
                 .unwrap_or(0)
                 + 1;
-            let hlc = stamp_in(tx, &mut clock)?;
+            let hlc = clock.stamp_in(tx)?;
             let op_id = format!("{client_id}-{seq}-{}", random_hex(4));
             let mut body = json!({"op_id": op_id, "seq": seq, "collection": collection, "record_id": id, "hlc": hlc.to_string(), "effect": effect});
             if let Some(v) = schema_version {
@@ -681,7 +731,7 @@ impl Client {
             let (reason, retry_after) = match outcome {
                 Ok(r) => {
                     if let Some(c) = r.clock.as_deref().and_then(|c| c.parse::<Hlc>().ok()) {
-                        self.clock.merge(&c, now_ms()); // [HLC-5]
+                        self.clock.clock.merge(&c, now_ms()); // [HLC-5]
                     }
                     let transient = r.status == 408 || r.status == 429 || r.status >= 500;
                     if !transient {
@@ -764,9 +814,9 @@ impl Client {
         self.resolve_unknown_fates(&mut report)?;
         self.push_all(&mut report)?;
         self.pull_all(&mut report, None)?;
-        let (space, now, clock) = (self.cfg.space.clone(), now_ms(), &self.clock);
+        let (space, now, clock) = (self.cfg.space.clone(), now_ms(), &mut self.clock);
         self.store.tx(|tx| {
-            keep_clock_in(tx, clock)?;
+            clock.keep_in(tx)?;
             Store::set_meta(tx, &format!("last_sync:{space}"), &now.to_string())
         })?;
         Ok(report)
@@ -846,10 +896,11 @@ impl Client {
         // write still goes first.
         let mut queue: VecDeque<Pending> = VecDeque::new();
         let mut newest: Option<u64> = None;
-        // A re-issued Mutation goes again in this sync once; re-issued again, it waits for the
-        // next sync: a Client whose clock runs ahead would otherwise be refused as clock-skew
-        // again and again, forever ([HLC-9]).
-        let mut reissued_once: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        // A re-issued Mutation goes again in this sync; re-issued a second time with no step back
+        // of the clock in between, it waits for the next sync: if the Server's own clock runs
+        // ahead of its wall clock, neither re-issuing nor stepping back helps, and this would
+        // otherwise loop forever ([HLC-9], [HLC-12]).
+        let mut reissued_at: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
         let mut held: std::collections::HashSet<u64> = std::collections::HashSet::new();
         loop {
             let latest = self.store.newest_seq()?;
@@ -903,12 +954,26 @@ impl Client {
                         ));
                     }
                     let (mut acked, mut rejected) = (0, 0);
-                    for (p, res) in batch.iter().zip(&results) {
-                        let outcome = if res["status"] == "duplicate" {
-                            &res["original"]
-                        } else {
-                            res
-                        };
+                    let outcomes: Vec<(&Pending, &Value)> = batch
+                        .iter()
+                        .zip(&results)
+                        .map(|(p, res)| {
+                            let outcome = if res["status"] == "duplicate" {
+                                &res["original"]
+                            } else {
+                                res
+                            };
+                            (p, outcome)
+                        })
+                        .collect();
+                    // Refused as clock-skew: settled last, after the clock may step back.
+                    let (skewed, others): (Vec<_>, Vec<_>) = outcomes
+                        .into_iter()
+                        .partition(|(_, o)| Self::problem_code(o) == "clock-skew");
+                    if !skewed.is_empty() {
+                        self.step_back(r.clock.as_deref(), &skewed)?;
+                    }
+                    for (p, outcome) in others.into_iter().chain(skewed) {
                         if outcome["status"] == "applied" {
                             acked += 1;
                         } else {
@@ -917,7 +982,10 @@ impl Client {
                         // op-id-reused is not an Outcome, but the Mutation is just as stuck.
                         let reissued = report.reissued;
                         self.settle(p, outcome, report)?;
-                        if report.reissued > reissued && !reissued_once.insert(p.seq) {
+                        let epoch = self.clock.epoch;
+                        if report.reissued > reissued
+                            && reissued_at.insert(p.seq, epoch) == Some(epoch)
+                        {
                             held.insert(p.seq);
                         }
                     }
@@ -963,6 +1031,50 @@ impl Client {
         }
     }
 
+    /// After `clock-skew`, sets the clock back to the greatest of the Server's clock, this
+    /// Client's applied Mutations and its Mutations of unknown fate, other than `skewed`
+    /// (`[HLC-12]`): a clock that once ran ahead then stamps Mutations the Server accepts.
+    fn step_back(
+        &mut self,
+        server_clock: Option<&str>,
+        skewed: &[(&Pending, &Value)],
+    ) -> Result<(), ClientError> {
+        let Some(server) = server_clock.and_then(|c| c.parse::<Hlc>().ok()) else {
+            return Ok(());
+        };
+        let ours = |h: &Hlc| Hlc::new(h.physical_ms(), h.logical(), &self.client_id).ok();
+        let mut to = ours(&server);
+        let refused: std::collections::HashSet<&str> =
+            skewed.iter().map(|(p, _)| p.op_id.as_str()).collect();
+        let applied = self
+            .store
+            .meta("hlc_applied_max")?
+            .and_then(|h| h.parse::<Hlc>().ok());
+        let unknown: Vec<Hlc> = self
+            .store
+            .sent(&self.cfg.space)?
+            .iter()
+            .filter(|p| !refused.contains(p.op_id.as_str()))
+            .filter_map(|p| p.body["hlc"].as_str().and_then(|h| h.parse().ok()))
+            .collect();
+        for h in applied.iter().chain(&unknown) {
+            to = to.max(ours(h));
+        }
+        let Some(to) = to else { return Ok(()) };
+        let clock = &mut self.clock;
+        self.store.tx(|tx| clock.step_back_in(tx, &to))?; // counted as clock_step_backs
+        Ok(())
+    }
+
+    fn problem_code(outcome: &Value) -> &str {
+        outcome["problem"]["type"]
+            .as_str()
+            .unwrap_or("")
+            .rsplit(':')
+            .next()
+            .unwrap_or("")
+    }
+
     /// Applies a known Outcome to an Outbox entry.
     fn settle(
         &mut self,
@@ -973,20 +1085,23 @@ impl Client {
         if outcome["status"] == "applied" {
             report.acknowledged += 1;
             let op = p.op_id.clone();
+            let hlc = p.body["hlc"].as_str().and_then(|h| h.parse::<Hlc>().ok());
             return self.store.tx(|tx| {
+                if let Some(h) = &hlc {
+                    // The latest applied Stamp bounds a step back ([HLC-12]).
+                    let max =
+                        Store::meta_in(tx, "hlc_applied_max")?.and_then(|m| m.parse::<Hlc>().ok());
+                    if max.is_none_or(|m| m < *h) {
+                        Store::set_meta(tx, "hlc_applied_max", &h.to_string())?;
+                    }
+                }
                 tx.execute("DELETE FROM outbox WHERE op_id = ?1", [&op])
                     .map_err(store::sql_error)?;
                 receipt(tx, &op, "acknowledged", None)?;
                 Store::count(tx, "acknowledged", 1)
             });
         }
-        let code = outcome["problem"]["type"]
-            .as_str()
-            .unwrap_or("")
-            .rsplit(':')
-            .next()
-            .unwrap_or("")
-            .to_owned();
+        let code = Self::problem_code(outcome).to_owned();
         // clock-skew: re-issue after merging the Server clock ([HLC-9]); mutation-too-old: only
         // if this was the first send ([CLIENT-9], [CLIENT-10]).
         let reissue = code == "clock-skew" || (code == "mutation-too-old" && p.attempts <= 1);
@@ -998,7 +1113,7 @@ impl Client {
             self.store.tx(|tx| {
                 let mut body = p.body.clone();
                 body["op_id"] = json!(new_op);
-                body["hlc"] = json!(stamp_in(tx, &mut clock)?.to_string());
+                body["hlc"] = json!(clock.stamp_in(tx)?.to_string());
                 // Same seq: the re-issued Mutation keeps its place among its Record's Mutations.
                 tx.execute(
                     "UPDATE outbox SET op_id = ?1, body = ?2, attempts = 0 WHERE seq = ?3",

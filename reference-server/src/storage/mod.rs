@@ -150,7 +150,7 @@ pub trait SpaceWrite: SpaceRead {
     /// Returns how many were purged. Never lowers either value (`[RET-5]`).
     fn compact(&mut self, horizon: &Hlc, compaction_point: u64) -> Result<u64, StorageError>;
     /// Persists the server clock with this transaction, so that a restart never issues an HLC
-    /// smaller than one it acknowledged (`[HLC-4]`).
+    /// smaller than one it acknowledged (`[HLC-11]`).
     fn save_clock(&mut self, clock: &Hlc) -> Result<(), StorageError>;
     /// Forgets Op IDs whose HLC is older than `before_ms` and history entries whose HLC is older
     /// than `history_before_ms`.
