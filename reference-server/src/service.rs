@@ -243,13 +243,18 @@ fn mutation_validator() -> &'static jsonschema::Validator {
 struct BatchCtx {
     meta: crate::storage::SpaceMeta,
     schemas: HashMap<String, Arc<SchemaHistory>>,
+    /// Stored Outcomes of the batch's Op IDs: read in one go, then kept up to date as the batch
+    /// stores new ones (an Op ID may come twice in one batch).
+    known: HashMap<String, StoredOp>,
 }
 
 impl BatchCtx {
-    fn load(tx: &dyn SpaceRead) -> Result<Self, StorageError> {
+    fn load(tx: &dyn SpaceRead, items: &[(OpId, String)]) -> Result<Self, StorageError> {
+        let ids: Vec<&str> = items.iter().map(|(op_id, _)| op_id.as_str()).collect();
         Ok(Self {
             meta: tx.meta()?,
             schemas: HashMap::new(),
+            known: tx.ops(&ids)?,
         })
     }
 
@@ -411,7 +416,7 @@ impl<S: Storage> Service<S> {
         let now_ms = self.clock.now_ms();
         self.storage.write(space, |tx| {
             let mut out = Vec::with_capacity(items.len());
-            let mut ctx = BatchCtx::load(tx)?;
+            let mut ctx = BatchCtx::load(tx, items)?;
             for (op_id, raw) in items {
                 out.push(self.push_one(tx, &mut ctx, space, user, client_id, op_id, raw, now_ms)?);
             }
@@ -448,7 +453,7 @@ impl<S: Storage> Service<S> {
                 let now_ms = me.clock.now_ms();
                 let _ = me.storage.write(&space_dry, |tx| {
                     let mut out = Vec::new();
-                    let mut ctx = BatchCtx::load(tx)?;
+                    let mut ctx = BatchCtx::load(tx, &items_dry)?;
                     for (op_id, raw) in &items_dry {
                         out.push(
                             me.push_one(
@@ -606,7 +611,7 @@ impl<S: Storage> Service<S> {
         let canonical = |v: &Value| to_hex(&checksum::sha256(to_canonical_string(v).as_bytes()));
         // Dedup first (`[IDEM-8]`).
         if !fault!(self.faults, NoDedup) {
-            if let Some(stored) = tx.op(op_id.as_str())? {
+            if let Some(stored) = ctx.known.get(op_id.as_str()).cloned() {
                 // Equal bodies ([IDEM-5]): the same bytes, or else the same canonical JSON.
                 let same = stored.text_digest.as_deref() == Some(text_digest.as_str())
                     || !fault!(self.faults, DedupByBytes) && {
@@ -715,15 +720,13 @@ impl<S: Storage> Service<S> {
                 .as_ref()
                 .map(|m| m.hlc.physical_ms())
                 .unwrap_or(now_ms);
-            tx.put_op(
-                op_id.as_str(),
-                &StoredOp {
-                    body_digest,
-                    text_digest: Some(text_digest),
-                    outcome: outcome_text,
-                },
-                hlc_ms,
-            )?;
+            let stored = StoredOp {
+                body_digest,
+                text_digest: Some(text_digest),
+                outcome: outcome_text,
+            };
+            tx.put_op(op_id.as_str(), &stored, hlc_ms)?;
+            ctx.known.insert(op_id.as_str().to_owned(), stored);
         }
         if let Some(m) = history {
             let (status, change_seq, problem_type) = match &outcome {
@@ -985,10 +988,12 @@ impl<S: Storage> Service<S> {
             .blocking(move |me| {
                 me.storage
                     .read(&space, |tx| {
+                        let ids: Vec<&str> = parsed.iter().map(OpId::as_str).collect();
+                        let known = tx.ops(&ids)?;
                         parsed
                             .into_iter()
                             .map(|op_id| {
-                                Ok(match tx.op(op_id.as_str())? {
+                                Ok(match known.get(op_id.as_str()).cloned() {
                                     None => ManifestEntry::Unknown(Unknown { op_id }),
                                     Some(stored) => {
                                         match serde_json::from_str::<Outcome>(&stored.outcome)

@@ -455,7 +455,7 @@ fn manifest_reports_applied_rejected_and_unknown_in_order() {
         "POST",
         "/v1/spaces/demo/manifest",
         Some(&t),
-        &json!({"op_ids": [op(3), op(1), op(2)]}),
+        &json!({"op_ids": [op(3), op(1), op(2), op(1)]}),
     );
     assert_eq!(r.status, 200);
     let m = r.json();
@@ -466,6 +466,33 @@ fn manifest_reports_applied_rejected_and_unknown_in_order() {
     );
     assert_eq!(m["entries"][1], pushed["results"][0]);
     assert_eq!(m["entries"][2], pushed["results"][1]);
+    assert_eq!(m["entries"][3], pushed["results"][0], "an Op ID asked twice");
+}
+
+#[test]
+fn an_op_id_twice_in_one_push_is_applied_once_then_a_duplicate() {
+    let s = TestServer::start();
+    let t = s.token("ada", "demo", Scope::Write);
+    let inc = mutation(
+        &op(1),
+        1,
+        "tasks",
+        "c",
+        &hlc(CLIENT),
+        json!({"kind": "increment", "field": "n", "by": 4}),
+    );
+    let r = s
+        .client()
+        .push("demo", &t, CLIENT, vec![inc.clone(), inc])
+        .json();
+    assert_eq!(r["results"][0]["status"], "applied");
+    assert_eq!(r["results"][1]["status"], "duplicate");
+    assert_eq!(r["results"][1]["original"], r["results"][0]);
+    let rec = s
+        .client()
+        .get("/v1/spaces/demo/records/tasks/c", Some(&t))
+        .json();
+    assert_eq!(rec["value"], json!({"n": 4}));
 }
 
 #[test]

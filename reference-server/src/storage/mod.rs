@@ -24,6 +24,7 @@ use driftless_protocol::merge::RecordState;
 use driftless_protocol::messages::HistoryEntry;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 /// A storage failure. The handlers turn every one into the Problem `internal` (or `unavailable`).
 #[derive(Debug, thiserror::Error)]
@@ -95,8 +96,9 @@ pub struct SpaceMeta {
 pub trait SpaceRead {
     /// The Space's bookkeeping (all zero for a Space never written).
     fn meta(&self) -> Result<SpaceMeta, StorageError>;
-    /// The stored Outcome of an Op ID.
-    fn op(&self, op_id: &str) -> Result<Option<StoredOp>, StorageError>;
+    /// The stored Outcomes of those of `op_ids` that are known, by Op ID. One bounded read:
+    /// callers pass at most a push's or a manifest's limit of IDs.
+    fn ops(&self, op_ids: &[&str]) -> Result<HashMap<String, StoredOp>, StorageError>;
     /// A Record, tombstones included.
     fn record(&self, collection: &str, id: &str) -> Result<Option<StoredRecord>, StorageError>;
     /// Records whose latest change is after `after`, in `change_seq` order, at most `limit`.

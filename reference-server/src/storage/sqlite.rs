@@ -4,6 +4,7 @@
 //! (`tokio::task::spawn_blocking`); the reference server favours being obviously correct over
 //! parallel reads.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -245,21 +246,32 @@ impl SpaceRead for Tx<'_> {
         })
     }
 
-    fn op(&self, op_id: &str) -> Result<Option<StoredOp>, StorageError> {
-        self.tx
+    fn ops(&self, op_ids: &[&str]) -> Result<HashMap<String, StoredOp>, StorageError> {
+        if op_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids = serde_json::to_string(op_ids).map_err(|e| corrupt("op IDs", e))?;
+        // One statement for the whole batch; each ID is still one primary-key lookup.
+        let mut stmt = self
+            .tx
             .prepare_cached(
-                "SELECT body_digest, text_digest, outcome FROM ops WHERE space = ?1 AND op_id = ?2",
+                "SELECT op_id, body_digest, text_digest, outcome FROM ops
+                 WHERE space = ?1 AND op_id IN (SELECT value FROM json_each(?2))",
             )
-            .map_err(backend)?
-            .query_row(params![self.space, op_id], |r| {
-                Ok(StoredOp {
-                    body_digest: r.get(0)?,
-                    text_digest: r.get(1)?,
-                    outcome: r.get(2)?,
-                })
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![self.space, ids], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    StoredOp {
+                        body_digest: r.get(1)?,
+                        text_digest: r.get(2)?,
+                        outcome: r.get(3)?,
+                    },
+                ))
             })
-            .optional()
-            .map_err(backend)
+            .map_err(backend)?;
+        rows.map(|r| r.map_err(backend)).collect()
     }
 
     fn record(&self, collection: &str, id: &str) -> Result<Option<StoredRecord>, StorageError> {
@@ -659,7 +671,10 @@ mod tests {
             .unwrap();
         }
         let storage = SqliteStorage::open(dir.path()).unwrap();
-        let old = storage.read("demo", |tx| tx.op("op-old-1")).unwrap();
+        let old = storage
+            .read("demo", |tx| tx.ops(&["op-old-1"]))
+            .unwrap()
+            .remove("op-old-1");
         assert_eq!(
             old,
             Some(StoredOp {
@@ -679,7 +694,11 @@ mod tests {
         drop(storage);
         // Opening again finds the column in place.
         let storage = SqliteStorage::open(dir.path()).unwrap();
-        let got = storage.read("demo", |tx| tx.op("op-new-1")).unwrap();
+        let got = storage
+            .read("demo", |tx| tx.ops(&["op-new-1", "op-none"]))
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        let got = got.get("op-new-1").cloned();
         assert_eq!(got, Some(new));
     }
 }
