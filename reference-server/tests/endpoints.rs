@@ -466,7 +466,10 @@ fn manifest_reports_applied_rejected_and_unknown_in_order() {
     );
     assert_eq!(m["entries"][1], pushed["results"][0]);
     assert_eq!(m["entries"][2], pushed["results"][1]);
-    assert_eq!(m["entries"][3], pushed["results"][0], "an Op ID asked twice");
+    assert_eq!(
+        m["entries"][3], pushed["results"][0],
+        "an Op ID asked twice"
+    );
 }
 
 #[test]
