@@ -970,10 +970,7 @@ impl Client {
                     let (skewed, others): (Vec<_>, Vec<_>) = outcomes
                         .into_iter()
                         .partition(|(_, o)| Self::problem_code(o) == "clock-skew");
-                    if !skewed.is_empty() {
-                        self.step_back(r.clock.as_deref(), &skewed)?;
-                    }
-                    for (p, outcome) in others.into_iter().chain(skewed) {
+                    let mut settle = |me: &mut Self, p: &Pending, outcome: &Value| {
                         if outcome["status"] == "applied" {
                             acked += 1;
                         } else {
@@ -981,13 +978,25 @@ impl Client {
                         }
                         // op-id-reused is not an Outcome, but the Mutation is just as stuck.
                         let reissued = report.reissued;
-                        self.settle(p, outcome, report)?;
-                        let epoch = self.clock.epoch;
+                        me.settle(p, outcome, report)?;
+                        let epoch = me.clock.epoch;
                         if report.reissued > reissued
                             && reissued_at.insert(p.seq, epoch) == Some(epoch)
                         {
                             held.insert(p.seq);
                         }
+                        Ok::<(), ClientError>(())
+                    };
+                    for (p, outcome) in &others {
+                        settle(self, p, outcome)?;
+                    }
+                    if !skewed.is_empty() {
+                        // After the others: applied ones have left the Outbox, so only
+                        // Mutations of truly unknown fate bound the step back.
+                        self.step_back(r.clock.as_deref(), &skewed)?;
+                    }
+                    for (p, outcome) in &skewed {
+                        settle(self, p, outcome)?;
                     }
                     self.emit(Event::Pushed {
                         acknowledged: acked,
