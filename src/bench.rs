@@ -202,3 +202,100 @@ pub fn sync(records: usize) -> Result<String, String> {
         100.0 * client_rate / raw_rate.max(1e-9)
     ))
 }
+
+/// `driftless bench backlog`: `mutations` offline writes through the reference client, then the
+/// one sync that pushes them (batches of 100) and pulls them back. Baselines from the same run:
+/// the same Outbox rows written straight into SQLite (one durable transaction each, as a write
+/// commits), and the same mutations pushed over HTTP by a bare client in batches of 100 into
+/// another Space of the same server. Both costs must grow linearly with the backlog.
+pub fn backlog(mutations: usize) -> Result<String, String> {
+    const BATCH: usize = 100;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let config = driftless_server::service::Config {
+        rate_limit_per_s: u32::MAX,
+        ..Default::default()
+    };
+    let server = crate::embedded::Embedded::start(config)?;
+    let token = server.token("bench", "bench", Scope::Write)?;
+    let cfg = driftless_client::Config {
+        server: server.base.clone(),
+        token: token.clone(),
+        space: "bench".into(),
+        retry: driftless_client::RetryPolicy::preset(driftless_client::Preset::Interactive),
+        batch_max: BATCH,
+        timeout: Duration::from_secs(120),
+    };
+    let mut client = driftless_client::Client::open(&dir.path().join("client"), cfg)
+        .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    for i in 0..mutations {
+        client
+            .write(
+                "things",
+                &format!("r{i}"),
+                json!({"kind": "put", "value": {"title": "benchmark record", "n": i}}),
+                0,
+            )
+            .map_err(|e| e.to_string())?;
+    }
+    let wrote = start.elapsed();
+    let start = Instant::now();
+    let report = client.sync().map_err(|e| e.to_string())?;
+    let synced = start.elapsed();
+    if report.acknowledged != mutations {
+        return Err(format!(
+            "acknowledged {} of {mutations} writes",
+            report.acknowledged
+        ));
+    }
+    // Baseline 1: the same Outbox rows, straight into SQLite.
+    let base_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_millis() as u64;
+    let mutation = |i: usize| {
+        json!({"op_id": format!("op-{i:08}"), "seq": i + 1, "collection": "things", "record_id": format!("r{i}"),
+            "hlc": format!("{base_ms:012x}-{:04x}-client-a", i % 65_536),
+            "effect": {"kind": "put", "value": {"title": "benchmark record", "n": i}}})
+    };
+    let texts: Vec<String> = (0..mutations).map(|i| mutation(i).to_string()).collect();
+    let raw_writes =
+        driftless_client::store::raw_outbox_ceiling(&dir.path().join("ceiling"), &texts)
+            .map_err(|e| e.to_string())?;
+    // Baseline 2: a bare HTTP push of the same mutations into another Space.
+    let raw_token = server.token("bench", "raw", Scope::Write)?;
+    let bodies: Vec<String> = (0..mutations)
+        .collect::<Vec<_>>()
+        .chunks(BATCH)
+        .map(|c| {
+            let ms: Vec<Value> = c.iter().map(|&i| mutation(i)).collect();
+            json!({"client_id": "client-a", "mutations": ms}).to_string()
+        })
+        .collect();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into();
+    let start = Instant::now();
+    for body in &bodies {
+        agent
+            .post(&format!("{}/v1/spaces/raw/push", server.base))
+            .header("authorization", &format!("Bearer {raw_token}"))
+            .content_type("application/json")
+            .send(body.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    let raw_push = start.elapsed();
+    drop(server);
+    let ratio =
+        |base: Duration, ours: Duration| 100.0 * base.as_secs_f64() / ours.as_secs_f64().max(1e-9);
+    Ok(format!(
+        "offline backlog benchmark: {mutations} writes through the reference client, then one sync (push in batches of {BATCH}, then pull)\n  client writes  {:>10.0} writes/s   raw SQLite (same rows, one transaction each) {:>10.0}/s   ratio {:>5.1}%\n  client sync    {:>10.0} mutations/s   bare HTTP push of the same mutations {:>10.0}/s   ratio {:>5.1}%\n",
+        per_s(mutations, wrote),
+        per_s(mutations, raw_writes),
+        ratio(raw_writes, wrote),
+        per_s(mutations, synced),
+        per_s(mutations, raw_push),
+        ratio(raw_push, synced),
+    ))
+}

@@ -63,6 +63,13 @@ enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_values_t = [1, 100, 1000])]
         batches: Vec<usize>,
     },
+    /// N offline writes through the reference client and the sync that pushes them, beside
+    /// raw-SQLite writes of the same rows and a raw HTTP push of the same mutations.
+    Backlog {
+        /// How many offline writes.
+        #[arg(long, default_value_t = 10_000)]
+        mutations: usize,
+    },
     /// Initial sync of N records into an empty client store, beside a raw-SQLite insert rate.
     Sync {
         /// How many records.
@@ -412,6 +419,11 @@ fn main() -> ExitCode {
         Command::Schema {
             command: SchemaCommand::Export { out, check },
         } => export(&out, check),
+        Command::Bench {
+            command: BenchCommand::Backlog { mutations },
+        } => bench::backlog(mutations.max(1))
+            .map(|r| print!("{r}"))
+            .map_err(CliError::Bench),
         Command::Bench {
             command: BenchCommand::Sync { records },
         } => bench::sync(records.max(1))
