@@ -258,7 +258,7 @@ struct LocalClock {
 
 impl LocalClock {
     /// Brings this copy up to the store's clock, inside `tx`.
-    fn catch_up_in(&mut self, tx: &rusqlite::Transaction<'_>) -> Result<(), ClientError> {
+    fn catch_up_in(&mut self, tx: &rusqlite::Connection) -> Result<(), ClientError> {
         let stored = Store::meta_in(tx, "hlc")?.and_then(|h| h.parse::<Hlc>().ok());
         let epoch = Store::meta_in(tx, "clock_epoch")?
             .and_then(|e| e.parse::<u64>().ok())
@@ -274,7 +274,7 @@ impl LocalClock {
     }
 
     /// Issues a Stamp inside `tx` and stores the clock (`[HLC-11]`, `[HLC-10]`).
-    fn stamp_in(&mut self, tx: &rusqlite::Transaction<'_>) -> Result<Hlc, ClientError> {
+    fn stamp_in(&mut self, tx: &rusqlite::Connection) -> Result<Hlc, ClientError> {
         self.catch_up_in(tx)?;
         let hlc = self.clock.issue(now_ms());
         Store::set_meta(tx, "hlc", &hlc.to_string())?;
@@ -282,7 +282,7 @@ impl LocalClock {
     }
 
     /// Stores Server clocks merged since (`[HLC-5]`), so every handle's next Stamp is past them.
-    fn keep_in(&mut self, tx: &rusqlite::Transaction<'_>) -> Result<(), ClientError> {
+    fn keep_in(&mut self, tx: &rusqlite::Connection) -> Result<(), ClientError> {
         let mine = self.clock.last();
         let epoch = self.epoch;
         self.catch_up_in(tx)?;
@@ -296,11 +296,7 @@ impl LocalClock {
     /// Sets the clock of every handle back to `to` if that moves its physical time back
     /// (`[HLC-12]`); returns whether it did. A step of logical ticks only would change nothing
     /// the Server's skew check sees.
-    fn step_back_in(
-        &mut self,
-        tx: &rusqlite::Transaction<'_>,
-        to: &Hlc,
-    ) -> Result<bool, ClientError> {
+    fn step_back_in(&mut self, tx: &rusqlite::Connection, to: &Hlc) -> Result<bool, ClientError> {
         self.catch_up_in(tx)?;
         if to.physical_ms() >= self.clock.last().physical_ms() {
             return Ok(false);
@@ -987,17 +983,22 @@ impl Client {
                         }
                         Ok::<(), ClientError>(())
                     };
-                    for (p, outcome) in &others {
-                        settle(self, p, outcome)?;
-                    }
-                    if !skewed.is_empty() {
-                        // After the others: applied ones have left the Outbox, so only
-                        // Mutations of truly unknown fate bound the step back.
-                        self.step_back(r.clock.as_deref(), &skewed)?;
-                    }
-                    for (p, outcome) in &skewed {
-                        settle(self, p, outcome)?;
-                    }
+                    // The whole response is settled in one commit (one fsync, not one per
+                    // Mutation); a crash before it leaves sent Mutations for the manifest.
+                    self.atomically(|me| {
+                        for (p, outcome) in &others {
+                            settle(me, p, outcome)?;
+                        }
+                        if !skewed.is_empty() {
+                            // After the others: applied ones have left the Outbox, so only
+                            // Mutations of truly unknown fate bound the step back.
+                            me.step_back(r.clock.as_deref(), &skewed)?;
+                        }
+                        for (p, outcome) in &skewed {
+                            settle(me, p, outcome)?;
+                        }
+                        Ok(())
+                    })?;
                     self.emit(Event::Pushed {
                         acknowledged: acked,
                         rejected,
@@ -1038,6 +1039,20 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// Runs `f` with every store transaction it makes joined into one durable commit; if `f`
+    /// fails, none of them happened.
+    fn atomically<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        self.store.begin()?;
+        let out = f(self);
+        let done = self.store.finish(out.is_ok());
+        let value = out?;
+        done?;
+        Ok(value)
     }
 
     /// After `clock-skew`, sets the clock back to the greatest of the Server's clock, this

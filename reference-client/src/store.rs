@@ -81,6 +81,9 @@ pub struct Mirrored {
 /// The store.
 pub struct Store {
     conn: Connection,
+    /// Whether a transaction opened by [`Store::atomically`] is open: [`Store::tx`] is then a
+    /// savepoint inside it.
+    in_transaction: bool,
 }
 
 impl Store {
@@ -107,14 +110,24 @@ impl Store {
             }
         }
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            in_transaction: false,
+        })
     }
 
-    /// Runs `f` in one durable transaction.
+    /// Runs `f` in one durable transaction (a savepoint of the enclosing one inside
+    /// [`Store::atomically`]).
     pub fn tx<T>(
         &mut self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, ClientError>,
+        f: impl FnOnce(&Connection) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
+        if self.in_transaction {
+            let sp = self.conn.savepoint().map_err(sql_error)?;
+            let out = f(&sp)?;
+            sp.commit().map_err(sql_error)?;
+            return Ok(out);
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -122,6 +135,23 @@ impl Store {
         let out = f(&tx)?;
         tx.commit().map_err(sql_error)?;
         Ok(out)
+    }
+
+    /// Opens one durable transaction that every [`Store::tx`] until [`Store::finish`] joins, so
+    /// that many small changes cost one commit (one fsync).
+    pub fn begin(&mut self) -> Result<(), ClientError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(sql_error)?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    /// Commits the transaction of [`Store::begin`] if `ok`, else rolls it back.
+    pub fn finish(&mut self, ok: bool) -> Result<(), ClientError> {
+        self.in_transaction = false;
+        let sql = if ok { "COMMIT" } else { "ROLLBACK" };
+        self.conn.execute_batch(sql).map_err(sql_error)
     }
 
     /// A meta value.
@@ -154,17 +184,13 @@ impl Store {
     }
 
     /// Sets a meta value in a transaction.
-    pub fn set_meta(
-        tx: &rusqlite::Transaction<'_>,
-        key: &str,
-        value: &str,
-    ) -> Result<(), ClientError> {
+    pub fn set_meta(tx: &Connection, key: &str, value: &str) -> Result<(), ClientError> {
         tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2", params![key, value]).map_err(sql_error)?;
         Ok(())
     }
 
     /// Adds to a counter in a transaction.
-    pub fn count(tx: &rusqlite::Transaction<'_>, name: &str, by: i64) -> Result<(), ClientError> {
+    pub fn count(tx: &Connection, name: &str, by: i64) -> Result<(), ClientError> {
         tx.execute("INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = value + ?2", params![name, by]).map_err(sql_error)?;
         Ok(())
     }
@@ -401,11 +427,7 @@ impl Store {
 }
 
 /// Writes a pulled Record into the Mirror.
-pub fn put_mirror(
-    tx: &rusqlite::Transaction<'_>,
-    space: &str,
-    rec: &Value,
-) -> Result<(), ClientError> {
+pub fn put_mirror(tx: &Connection, space: &str, rec: &Value) -> Result<(), ClientError> {
     let (c, id) = (
         rec["collection"].as_str().unwrap_or(""),
         rec["id"].as_str().unwrap_or(""),
@@ -432,7 +454,7 @@ pub fn put_mirror(
 
 /// Sets a receipt.
 pub fn receipt(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     op_id: &str,
     status: &str,
     detail: Option<&str>,
