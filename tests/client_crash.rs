@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::server::{agent, call, driftless, seed, token, Rng, ServerProcess};
+use common::server::{agent, call, client_cli, seed, token, Rng, ServerProcess};
 use driftless_client::{Client, Config, RetryPolicy};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -69,21 +69,8 @@ fn sigkill_during_sync_loses_and_doubles_nothing() {
                 puts.push(id);
             }
         }
-        let mut child = driftless()
-            .args(["client", "--store"])
-            .arg(&store)
-            .args([
-                "--server",
-                &server.base,
-                "--token",
-                &t,
-                "--space",
-                "crash",
-                "--batch-max",
-                "5",
-                "--progress",
-                "sync",
-            ])
+        let mut child = client_cli(&store, &server.base, &t, "crash")
+            .args(["--batch-max", "5", "--progress", "sync"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -617,18 +617,8 @@ fn a_clock_ahead_of_the_server_steps_back_and_the_write_is_applied() {
         .unwrap();
     drop((c, app));
     // `driftless client sync` pushes it without any re-issue and exits 0.
-    let out = common::server::driftless()
-        .args(["client", "--store"])
-        .arg(&store)
-        .args([
-            "--server",
-            &server.base,
-            "--token",
-            &t,
-            "--space",
-            "demo",
-            "sync",
-        ])
+    let out = common::server::client_cli(&store, &server.base, &t, "demo")
+        .arg("sync")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -672,18 +662,8 @@ fn a_mutation_refused_twice_without_a_step_back_waits_for_the_next_sync() {
         .unwrap();
     drop(c);
     for _ in 0..2 {
-        let out = common::server::driftless()
-            .args(["client", "--store"])
-            .arg(&store)
-            .args([
-                "--server",
-                &server.base,
-                "--token",
-                &t,
-                "--space",
-                "demo",
-                "sync",
-            ])
+        let out = common::server::client_cli(&store, &server.base, &t, "demo")
+            .arg("sync")
             .output()
             .unwrap();
         assert!(!out.status.success());

@@ -11,6 +11,16 @@ pub fn driftless() -> Command {
     Command::new(env!("CARGO_BIN_EXE_driftless"))
 }
 
+/// `driftless client --store STORE --server BASE --token TOKEN --space SPACE`, ready for more
+/// flags and a subcommand.
+pub fn client_cli(store: &Path, base: &str, token: &str, space: &str) -> Command {
+    let mut cmd = driftless();
+    cmd.args(["client", "--store"])
+        .arg(store)
+        .args(["--server", base, "--token", token, "--space", space]);
+    cmd
+}
+
 /// A running server process. Dropping it kills the process.
 pub struct ServerProcess {
     pub child: Child,
