@@ -396,13 +396,7 @@ fn wrong_content_type(ctx: &mut Ctx) -> CaseResult {
 
 fn malformed_json(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "write")?;
-    let r = ctx.request(
-        "POST",
-        &format!("/v1/spaces/{space}/push"),
-        Some(&token),
-        &[("content-type", "application/json")],
-        Some(b"{\"client_id\":".to_vec()),
-    )?;
+    let r = ctx.push_text(&space, &token, "{\"client_id\":")?;
     ctx.expect_problem(&r, 400, "invalid-json")?;
     let again = ctx.get("/.well-known/driftless", None)?;
     ctx.expect(&again, 200, "discovery after bad input")
@@ -410,13 +404,7 @@ fn malformed_json(ctx: &mut Ctx) -> CaseResult {
 
 fn invalid_utf8(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "write")?;
-    let r = ctx.request(
-        "POST",
-        &format!("/v1/spaces/{space}/push"),
-        Some(&token),
-        &[("content-type", "application/json")],
-        Some(vec![b'"', 0xff, 0xfe, b'"']),
-    )?;
+    let r = ctx.push_text(&space, &token, vec![b'"', 0xff, 0xfe, b'"'])?;
     ctx.expect_problem(&r, 400, "invalid-json")
 }
 
@@ -424,13 +412,7 @@ fn deep_nesting(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "write")?;
     let depth = ctx.limit("json_depth_max") as usize + 2;
     let body = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
-    let r = ctx.request(
-        "POST",
-        &format!("/v1/spaces/{space}/push"),
-        Some(&token),
-        &[("content-type", "application/json")],
-        Some(body.into_bytes()),
-    )?;
+    let r = ctx.push_text(&space, &token, body)?;
     ctx.expect_problem(&r, 400, "invalid-json")
 }
 
@@ -531,13 +513,7 @@ fn number_beyond_double(ctx: &mut Ctx) -> CaseResult {
     check(huge.contains("1e400"), || format!("could not build {huge}"))?;
     let good = put(ctx, "r2", json!({}));
     let body = format!("{{\"client_id\":\"{C}\",\"mutations\":[{huge},{good}]}}");
-    let r = ctx.request(
-        "POST",
-        &format!("/v1/spaces/{space}/push"),
-        Some(&token),
-        &[("content-type", "application/json")],
-        Some(body.into_bytes()),
-    )?;
+    let r = ctx.push_text(&space, &token, body)?;
     ctx.expect(&r, 200, "push")?;
     let results = &r.body["results"];
     check(
@@ -612,13 +588,7 @@ fn op_id_reused(ctx: &mut Ctx) -> CaseResult {
         format!("the respelled body lost its number: {respelled}")
     })?;
     let body = format!("{{ \"mutations\" : [ {respelled} ] , \"client_id\" : \"{C}\" }}");
-    let r = ctx.request(
-        "POST",
-        &format!("/v1/spaces/{space}/push"),
-        Some(&token),
-        &[("content-type", "application/json")],
-        Some(body.into_bytes()),
-    )?;
+    let r = ctx.push_text(&space, &token, body)?;
     ctx.expect(&r, 200, "push")?;
     check(r.body["results"][0]["status"] == "duplicate", || {
         format!(

@@ -430,6 +430,23 @@ impl Ctx {
         )
     }
 
+    /// A push whose body is these bytes exactly (for bodies a JSON value cannot spell: other
+    /// member order and whitespace, numbers beyond a double, malformed text).
+    pub fn push_text(
+        &self,
+        space: &str,
+        token: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> Result<Resp, Verdict> {
+        self.request(
+            "POST",
+            &format!("/v1/spaces/{space}/push"),
+            Some(token),
+            &[("content-type", "application/json")],
+            Some(body.into()),
+        )
+    }
+
     /// A push that must succeed as a whole; returns its results.
     pub fn push_ok(
         &self,
