@@ -87,13 +87,7 @@ pub fn minimal(schema: &Value, root: &Value, depth: usize) -> Value {
                 .unwrap_or_default();
             let extra = m.get("additionalProperties").cloned().unwrap_or(json!({}));
             let mut out = Map::new();
-            for r in m
-                .get("required")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-            {
+            for r in super::required_names(&m) {
                 let s = props.get(r).unwrap_or(&extra);
                 out.insert(r.to_owned(), minimal(s, root, depth + 1));
             }

@@ -134,15 +134,7 @@ fn typed(t: &str, m: &Map<String, Value>, root: &Value, depth: usize) -> BoxedSt
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default();
-            let required: Vec<String> = m
-                .get("required")
-                .and_then(Value::as_array)
-                .map(|r| {
-                    r.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let required: Vec<String> = super::required_names(m).map(str::to_owned).collect();
             let mut acc: BoxedStrategy<Map<String, Value>> = Just(Map::new()).boxed();
             for (name, s) in props {
                 let field = strategy(&s, root, depth + 1);

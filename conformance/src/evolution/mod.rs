@@ -228,15 +228,7 @@ fn migrate_schema(old: &Value, new_doc: &CollectionSchema) -> Value {
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let mut required: Vec<String> = obj
-        .get("required")
-        .and_then(Value::as_array)
-        .map(|r| {
-            r.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut required: Vec<String> = required_names(obj).map(str::to_owned).collect();
     for step in &new_doc.migration {
         match step {
             MigrationStep::RenameField { from, to } => {
@@ -689,15 +681,7 @@ fn disjoint(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
         return false;
     }
     let required = |s: &Map<String, Value>| -> BTreeSet<String> {
-        s.get("required")
-            .and_then(Value::as_array)
-            .map(|r| {
-                r.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
+        required_names(s).map(str::to_owned).collect()
     };
     let property =
         |s: &Map<String, Value>, k: &str| s.get("properties").and_then(|p| p.get(k)).map(as_object);
@@ -707,6 +691,15 @@ fn disjoint(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
             (Some(pa), Some(pb)) => disjoint(&pa, &pb),
             _ => false,
         })
+}
+
+/// The names a schema's `required` lists (none if it has no such array).
+pub(crate) fn required_names(s: &Map<String, Value>) -> impl Iterator<Item = &str> {
+    s.get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
 }
 
 fn values_of(s: &Map<String, Value>) -> Option<Vec<Value>> {
@@ -1061,14 +1054,7 @@ impl Walk<'_> {
 
     fn compare_objects(&mut self, w: &Map<String, Value>, n: &Map<String, Value>, at: &At) {
         let req = |s: &Map<String, Value>| -> BTreeSet<String> {
-            s.get("required")
-                .and_then(Value::as_array)
-                .map(|r| {
-                    r.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
+            required_names(s).map(str::to_owned).collect()
         };
         let (rw, rn) = (req(w), req(n));
         for (i, r) in n
