@@ -19,51 +19,97 @@ fn per_s(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }
 
-/// Pushes `mutations` puts in batches of `batch` to a fresh in-process server and re-pushes them;
-/// returns (first push, re-push) durations.
-fn measure_server(mutations: usize, batch: usize) -> Result<(Duration, Duration), String> {
+/// A fresh in-process server with no rate limit, and a write Token for `space`.
+fn bench_server(space: &str) -> Result<(crate::embedded::Embedded, String), String> {
     let config = driftless_server::service::Config {
         rate_limit_per_s: u32::MAX,
         ..Default::default()
     };
     let server = crate::embedded::Embedded::start(config)?;
-    let token = server.token("bench", "bench", Scope::Write)?;
-    let url = format!("{}/v1/spaces/bench/push", server.base);
-    let now = std::time::SystemTime::now()
+    let token = server.token("bench", space, Scope::Write)?;
+    Ok((server, token))
+}
+
+fn now_ms() -> Result<u64, String> {
+    Ok(std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?;
-    let base_ms = now.as_millis() as u64;
-    let bodies: Vec<String> = (0..mutations)
+        .map_err(|e| e.to_string())?
+        .as_millis() as u64)
+}
+
+/// The `i`th benchmark Effect: a put of a small record.
+fn bench_effect(i: usize) -> Value {
+    json!({"kind": "put", "value": {"title": "benchmark record", "n": i}})
+}
+
+/// The `i`th benchmark Mutation of `client-a`, stamped at `base_ms`.
+fn bench_mutation(i: usize, base_ms: u64) -> Value {
+    json!({"op_id": format!("op-{i:08}"), "seq": i + 1, "collection": "things", "record_id": format!("r{i}"),
+        "hlc": format!("{base_ms:012x}-{:04x}-client-a", i % 65_536), "effect": bench_effect(i)})
+}
+
+/// Push bodies of the first `n` benchmark Mutations in batches of `batch`, serialized once
+/// (outside any timed loop: the client's own JSON work is not the server's cost).
+fn push_bodies(n: usize, batch: usize, base_ms: u64) -> Vec<String> {
+    (0..n)
         .collect::<Vec<_>>()
-        .chunks(batch)
+        .chunks(batch.max(1))
         .map(|chunk| {
-            let ms: Vec<Value> = chunk
-                .iter()
-                .map(|&i| {
-                    json!({"op_id": format!("op-{i:08}"), "seq": i + 1, "collection": "things", "record_id": format!("r{i}"),
-                        "hlc": format!("{base_ms:012x}-{:04x}-client-a", i % 65_536),
-                        "effect": {"kind": "put", "value": {"title": "benchmark record", "n": i}}})
-                })
-                .collect();
-            // Serialized once, outside the timed loops: the client's own JSON work is not the
-            // server's cost.
+            let ms: Vec<Value> = chunk.iter().map(|&i| bench_mutation(i, base_ms)).collect();
             json!({"client_id": "client-a", "mutations": ms}).to_string()
         })
-        .collect();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .collect()
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(120)))
         .build()
-        .into();
+        .into()
+}
+
+/// POSTs a serialized push body; returns the parsed response.
+fn post_push(agent: &ureq::Agent, url: &str, token: &str, body: &str) -> Result<Value, String> {
+    agent
+        .post(url)
+        .header("authorization", &format!("Bearer {token}"))
+        .content_type("application/json")
+        .send(body.as_bytes())
+        .map_err(|e| e.to_string())?
+        .body_mut()
+        .read_json()
+        .map_err(|e| e.to_string())
+}
+
+/// A reference client on a fresh store in `dir` for Space `bench`.
+fn bench_client(
+    dir: &std::path::Path,
+    base: &str,
+    token: &str,
+    batch_max: usize,
+) -> Result<driftless_client::Client, String> {
+    let cfg = driftless_client::Config {
+        server: base.to_owned(),
+        token: token.to_owned(),
+        space: "bench".into(),
+        retry: driftless_client::RetryPolicy::preset(driftless_client::Preset::Interactive),
+        batch_max,
+        timeout: Duration::from_secs(120),
+    };
+    driftless_client::Client::open(dir, cfg).map_err(|e| e.to_string())
+}
+
+/// Pushes `mutations` puts in batches of `batch` to a fresh in-process server and re-pushes them;
+/// returns (first push, re-push) durations.
+fn measure_server(mutations: usize, batch: usize) -> Result<(Duration, Duration), String> {
+    let (server, token) = bench_server("bench")?;
+    let url = format!("{}/v1/spaces/bench/push", server.base);
+    let bodies = push_bodies(mutations, batch, now_ms()?);
+    let agent = agent();
     let push_all = |expect: &str| -> Result<Duration, String> {
         let start = Instant::now();
         for body in &bodies {
-            let mut resp = agent
-                .post(&url)
-                .header("authorization", &format!("Bearer {token}"))
-                .content_type("application/json")
-                .send(body.as_bytes())
-                .map_err(|e| e.to_string())?;
-            let v: Value = resp.body_mut().read_json().map_err(|e| e.to_string())?;
+            let v = post_push(&agent, &url, &token, body)?;
             let ok = v["results"]
                 .as_array()
                 .is_some_and(|r| r.iter().all(|x| x["status"] == expect));
@@ -125,46 +171,20 @@ pub fn report(mutations: usize, rows: &[Row]) -> String {
 /// HTTP, beside the raw-SQLite insert rate of the same Mirror rows measured in the same run.
 pub fn sync(records: usize) -> Result<String, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let config = driftless_server::service::Config {
-        rate_limit_per_s: u32::MAX,
-        ..Default::default()
-    };
-    let server = crate::embedded::Embedded::start(config)?;
-    let token = server.token("bench", "bench", Scope::Write)?;
+    let (server, token) = bench_server("bench")?;
     let base = server.base.clone();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?;
     // Fill the server.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into();
-    let base_ms = now.as_millis() as u64;
-    for chunk in (0..records).collect::<Vec<_>>().chunks(1000) {
-        let ms: Vec<Value> = chunk
-            .iter()
-            .map(|&i| json!({"op_id": format!("op-{i:08}"), "seq": i + 1, "collection": "things", "record_id": format!("r{i}"),
-                "hlc": format!("{base_ms:012x}-{:04x}-client-a", i % 65_536), "effect": {"kind": "put", "value": {"title": "benchmark record", "n": i}}}))
-            .collect();
-        agent
-            .post(&format!("{base}/v1/spaces/bench/push"))
-            .header("authorization", &format!("Bearer {token}"))
-            .send_json(json!({"client_id": "client-a", "mutations": ms}))
-            .map_err(|e| e.to_string())?;
+    let agent = agent();
+    for body in push_bodies(records, 1000, now_ms()?) {
+        post_push(
+            &agent,
+            &format!("{base}/v1/spaces/bench/push"),
+            &token,
+            &body,
+        )?;
     }
     // The measured part: a fresh client's initial sync.
-    let retry = driftless_client::RetryPolicy::preset(driftless_client::Preset::Interactive);
-    let cfg = driftless_client::Config {
-        server: base.clone(),
-        token: token.clone(),
-        space: "bench".into(),
-        retry,
-        batch_max: 500,
-        timeout: Duration::from_secs(120),
-    };
-    let mut client = driftless_client::Client::open(&dir.path().join("client"), cfg)
-        .map_err(|e| e.to_string())?;
+    let mut client = bench_client(&dir.path().join("client"), &base, &token, 500)?;
     let start = Instant::now();
     let report = client.sync().map_err(|e| e.to_string())?;
     let took = start.elapsed();
@@ -211,31 +231,12 @@ pub fn sync(records: usize) -> Result<String, String> {
 pub fn backlog(mutations: usize) -> Result<String, String> {
     const BATCH: usize = 100;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let config = driftless_server::service::Config {
-        rate_limit_per_s: u32::MAX,
-        ..Default::default()
-    };
-    let server = crate::embedded::Embedded::start(config)?;
-    let token = server.token("bench", "bench", Scope::Write)?;
-    let cfg = driftless_client::Config {
-        server: server.base.clone(),
-        token: token.clone(),
-        space: "bench".into(),
-        retry: driftless_client::RetryPolicy::preset(driftless_client::Preset::Interactive),
-        batch_max: BATCH,
-        timeout: Duration::from_secs(120),
-    };
-    let mut client = driftless_client::Client::open(&dir.path().join("client"), cfg)
-        .map_err(|e| e.to_string())?;
+    let (server, token) = bench_server("bench")?;
+    let mut client = bench_client(&dir.path().join("client"), &server.base, &token, BATCH)?;
     let start = Instant::now();
     for i in 0..mutations {
         client
-            .write(
-                "things",
-                &format!("r{i}"),
-                json!({"kind": "put", "value": {"title": "benchmark record", "n": i}}),
-                0,
-            )
+            .write("things", &format!("r{i}"), bench_effect(i), 0)
             .map_err(|e| e.to_string())?;
     }
     let wrote = start.elapsed();
@@ -249,41 +250,20 @@ pub fn backlog(mutations: usize) -> Result<String, String> {
         ));
     }
     // Baseline 1: the same Outbox rows, straight into SQLite.
-    let base_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_millis() as u64;
-    let mutation = |i: usize| {
-        json!({"op_id": format!("op-{i:08}"), "seq": i + 1, "collection": "things", "record_id": format!("r{i}"),
-            "hlc": format!("{base_ms:012x}-{:04x}-client-a", i % 65_536),
-            "effect": {"kind": "put", "value": {"title": "benchmark record", "n": i}}})
-    };
-    let texts: Vec<String> = (0..mutations).map(|i| mutation(i).to_string()).collect();
+    let base_ms = now_ms()?;
+    let texts: Vec<String> = (0..mutations)
+        .map(|i| bench_mutation(i, base_ms).to_string())
+        .collect();
     let raw_writes =
         driftless_client::store::raw_outbox_ceiling(&dir.path().join("ceiling"), &texts)
             .map_err(|e| e.to_string())?;
     // Baseline 2: a bare HTTP push of the same mutations into another Space.
     let raw_token = server.token("bench", "raw", Scope::Write)?;
-    let bodies: Vec<String> = (0..mutations)
-        .collect::<Vec<_>>()
-        .chunks(BATCH)
-        .map(|c| {
-            let ms: Vec<Value> = c.iter().map(|&i| mutation(i)).collect();
-            json!({"client_id": "client-a", "mutations": ms}).to_string()
-        })
-        .collect();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into();
+    let bodies = push_bodies(mutations, BATCH, base_ms);
+    let (agent, url) = (agent(), format!("{}/v1/spaces/raw/push", server.base));
     let start = Instant::now();
     for body in &bodies {
-        agent
-            .post(&format!("{}/v1/spaces/raw/push", server.base))
-            .header("authorization", &format!("Bearer {raw_token}"))
-            .content_type("application/json")
-            .send(body.as_bytes())
-            .map_err(|e| e.to_string())?;
+        post_push(&agent, &url, &raw_token, body)?;
     }
     let raw_push = start.elapsed();
     drop(server);
