@@ -104,6 +104,25 @@ struct ServeArgs {
     /// Seconds between periodic compactions past the retention horizon.
     #[arg(long, default_value_t = 3600)]
     compact_every_s: u64,
+    /// Serve Prometheus metrics at GET /metrics on this separate address, without
+    /// authentication (spec [SEC-5]); off by default. Give it an address only operators reach.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Milliseconds a request head may take to arrive before the connection is closed ([LIM-8]).
+    #[arg(long, default_value_t = 10_000)]
+    header_timeout_ms: u64,
+    /// Milliseconds a connection may stay idle between requests before it is closed ([LIM-8]).
+    #[arg(long, default_value_t = 60_000)]
+    idle_timeout_ms: u64,
+    /// Milliseconds a request body may take to arrive before it is answered 408 ([LIM-9]).
+    #[arg(long, default_value_t = 60_000)]
+    body_timeout_ms: u64,
+    /// Most open connections; at the bound idle ones are closed first, then 503 ([LIM-11]).
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// Most long-poll pulls held at once; beyond it 503 ([LIM-12]).
+    #[arg(long, default_value_t = 5_000)]
+    max_long_polls: usize,
     /// Switch on a deliberate bug (see --list-faults). Repeatable.
     #[cfg(feature = "fault-injection")]
     #[arg(long = "fault", value_name = "NAME")]
@@ -303,7 +322,21 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
         (Some(cert), Some(key)) => Some(driftless_server::tls_acceptor(cert, key)?),
         _ => None,
     };
-    let app = driftless_server::open(&args.data, config, faults)?;
+    let edge = driftless_server::conn::EdgeConfig {
+        header_read_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms.max(1)),
+        body_read_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
+        connections_max: args.max_connections.max(1),
+        long_polls_max: args.max_long_polls,
+        ..Default::default()
+    };
+    let app = driftless_server::open_with_edge(
+        &args.data,
+        config,
+        edge,
+        faults,
+        std::sync::Arc::new(driftless_server::service::SystemClock),
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -319,9 +352,28 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
             addr: args.listen.clone(),
             source,
         })?;
+        let metrics = match &args.metrics_listen {
+            None => None,
+            Some(at) => Some(tokio::net::TcpListener::bind(at).await.map_err(|source| {
+                CliError::Listen {
+                    addr: at.clone(),
+                    source,
+                }
+            })?),
+        };
         // Tests and scripts read this line to learn the chosen port.
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!("listening on {scheme}://{addr}");
+        if let Some(listener) = metrics {
+            if let Ok(at) = listener.local_addr() {
+                println!("metrics on http://{at}/metrics");
+            }
+            tokio::spawn(driftless_server::run_metrics(
+                app.clone(),
+                listener,
+                std::future::pending(),
+            ));
+        }
         use std::io::Write;
         let _ = std::io::stdout().flush();
         driftless_server::run_tls(

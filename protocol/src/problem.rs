@@ -66,14 +66,17 @@ catalogue! {
     NotFound = "not-found", 404, false, "Not found";
     RecordNotFound = "record-not-found", 404, false, "Record not found";
     MethodNotAllowed = "method-not-allowed", 405, false, "Method not allowed";
+    RequestTimeout = "request-timeout", 408, true, "Request timeout";
     SchemaConflict = "schema-conflict", 409, false, "Schema version conflict";
     SchemaVersionGap = "schema-version-gap", 409, false, "Schema version gap";
     CursorExpired = "cursor-expired", 410, false, "Cursor expired";
     PayloadTooLarge = "payload-too-large", 413, false, "Payload too large";
     BatchTooLarge = "batch-too-large", 413, false, "Batch too large";
+    UriTooLong = "uri-too-long", 414, false, "URI too long";
     UnsupportedMediaType = "unsupported-media-type", 415, false, "Unsupported media type";
     InvalidSchema = "invalid-schema", 422, false, "Invalid collection schema";
     RateLimited = "rate-limited", 429, true, "Rate limited";
+    HeadersTooLarge = "headers-too-large", 431, false, "Request headers too large";
     Internal = "internal", 500, true, "Internal server error";
     Unavailable = "unavailable", 503, true, "Service unavailable";
     InvalidMutation = "invalid-mutation", 422, false, "Invalid mutation";

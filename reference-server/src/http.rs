@@ -1,5 +1,6 @@
-//! The HTTP edge: routing, headers, limits, authentication and problem+json. The only module
-//! that knows hyper. It turns requests into calls of [`Service`] and answers into responses.
+//! The HTTP edge: routing, headers, limits, authentication and problem+json. With `conn` (the
+//! connection layer below it), the only code that knows hyper. It turns requests into calls of
+//! [`Service`] and answers into responses.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -19,6 +20,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::auth::{scope_on, TokenKey};
+use crate::conn::{ConnInfo, Registry};
 use crate::faults::fault;
 use crate::service::{Caller, Service};
 use crate::storage::Storage;
@@ -32,7 +34,6 @@ pub const VERSION_HEADER: &str = "driftless-version";
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
     Discovery,
-    Metrics,
     Push(String),
     Manifest(String),
     Pull(String),
@@ -51,7 +52,6 @@ impl Route {
         let s = |i: usize| segments[i].to_owned();
         Some(match segments.as_slice() {
             ["", ".well-known", "driftless"] => Route::Discovery,
-            ["", "metrics"] => Route::Metrics,
             ["", "v1", "spaces", _, "push"] => Route::Push(s(3)),
             ["", "v1", "spaces", _, "manifest"] => Route::Manifest(s(3)),
             ["", "v1", "spaces", _, "pull"] => Route::Pull(s(3)),
@@ -72,7 +72,6 @@ impl Route {
     fn name(&self) -> &'static str {
         match self {
             Route::Discovery => "discovery",
-            Route::Metrics => "metrics",
             Route::Push(_) => "push",
             Route::Manifest(_) => "manifest",
             Route::Pull(_) => "pull",
@@ -104,7 +103,7 @@ impl Route {
     /// The Space and the Scope the endpoint needs on it.
     fn access(&self) -> Option<(&str, Scope)> {
         Some(match self {
-            Route::Discovery | Route::Metrics => return None,
+            Route::Discovery => return None,
             Route::Push(s) | Route::Manifest(s) => (s, Scope::Write),
             Route::Pull(s)
             | Route::Record(s, ..)
@@ -116,37 +115,59 @@ impl Route {
     }
 }
 
-/// A per-User token bucket (`[LIM-5]`).
+/// Token buckets by key: per User for requests (`[LIM-5]`), per source address for failed
+/// authentications (`[SEC-6]`).
 pub struct RateLimiter {
     per_s: f64,
+    burst: f64,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
 impl RateLimiter {
-    /// A limiter allowing `per_s` requests per second per User, in bursts of as many.
+    /// A limiter allowing `per_s` requests per second per key, in bursts of as many.
     pub fn new(per_s: u32) -> Self {
+        let per_s = f64::from(per_s.max(1));
+        Self::with_burst(per_s, per_s)
+    }
+
+    /// A limiter earning `per_s` tokens per second per key, holding at most `burst`.
+    pub fn with_burst(per_s: f64, burst: f64) -> Self {
         Self {
-            per_s: f64::from(per_s.max(1)),
+            per_s: per_s.max(f64::MIN_POSITIVE),
+            burst: burst.max(1.0),
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes one token for `user`; on refusal, the whole seconds until one is available.
-    fn take(&self, user: &str) -> Result<(), u64> {
+    /// Refills `key`'s bucket, then takes one token from it if `take`; on refusal, the whole
+    /// seconds until one is available.
+    fn refill(&self, key: &str, take: bool) -> Result<(), u64> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > 100_000 {
             buckets.clear(); // bounded memory; a reset only ever lets requests through
         }
         let now = Instant::now();
-        let (tokens, last) = buckets.entry(user.to_owned()).or_insert((self.per_s, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_s).min(self.per_s);
+        let (tokens, last) = buckets.entry(key.to_owned()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.per_s).min(self.burst);
         *last = now;
         if *tokens >= 1.0 {
-            *tokens -= 1.0;
+            if take {
+                *tokens -= 1.0;
+            }
             Ok(())
         } else {
-            Err(((1.0 - *tokens) / self.per_s).ceil().max(1.0) as u64)
+            Err(((1.0 - *tokens) / self.per_s).ceil().clamp(1.0, 86_400.0) as u64)
         }
+    }
+
+    /// Takes one token for `key`; on refusal, the whole seconds until one is available.
+    fn take(&self, key: &str) -> Result<(), u64> {
+        self.refill(key, true)
+    }
+
+    /// Whether `key` has a token left, without taking it.
+    fn check(&self, key: &str) -> Result<(), u64> {
+        self.refill(key, false)
     }
 }
 
@@ -158,6 +179,12 @@ pub struct App<S: Storage> {
     pub key: TokenKey,
     /// The per-User rate limiter.
     pub limiter: RateLimiter,
+    /// Failed authentications per source address (`[SEC-6]`).
+    pub auth_failures: RateLimiter,
+    /// Open connections and their bounds (`[LIM-8]` to `[LIM-11]`).
+    pub registry: Arc<Registry>,
+    /// Held long-polls (`[LIM-12]`).
+    pub long_polls: tokio::sync::Semaphore,
 }
 
 /// A response before headers common to all are added.
@@ -289,11 +316,26 @@ impl<S: Storage> App<S> {
         // Spans carry the route, method and trace context; never bodies or Tokens (`[SEC-1]`).
         let span = tracing::info_span!("request", route = route_name, method = %req.method(), traceparent = %traceparent);
         let is_v1 = path.starts_with("/v1/");
+        let conn = req
+            .extensions()
+            .get::<ConnInfo>()
+            .cloned()
+            .unwrap_or_else(ConnInfo::detached);
+        let has_body = req.headers().contains_key(hyper::header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0");
+        let mut body_read = false;
         let reply = self
             .clone()
-            .dispatch(route, req)
+            .dispatch(route, req, &conn, &mut body_read)
             .instrument(span.clone())
             .await;
+        if has_body && !body_read {
+            // Answered before the body was read: close lingering, not with a reset (`[LIM-10]`).
+            conn.state.set_linger();
+        }
         let status = reply.status;
         let mut response = Response::builder().status(status);
         let headers = response.headers_mut().expect("builder is fresh");
@@ -319,8 +361,14 @@ impl<S: Storage> App<S> {
             .expect("a valid response"))
     }
 
-    async fn dispatch(self: Arc<Self>, route: Option<Route>, req: Request<Incoming>) -> Reply {
-        match self.answer(route, req).await {
+    async fn dispatch(
+        self: Arc<Self>,
+        route: Option<Route>,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        body_read: &mut bool,
+    ) -> Reply {
+        match self.answer(route, req, conn, body_read).await {
             Ok(reply) => reply,
             Err(problem) => Reply::problem(problem),
         }
@@ -330,6 +378,8 @@ impl<S: Storage> App<S> {
         self: Arc<Self>,
         route: Option<Route>,
         req: Request<Incoming>,
+        conn: &ConnInfo,
+        body_read: &mut bool,
     ) -> Result<Reply, Problem> {
         let Some(route) = route else {
             return Err(Problem::new(
@@ -353,17 +403,8 @@ impl<S: Storage> App<S> {
             ));
             return Ok(reply);
         }
-        match route {
-            Route::Discovery => return Ok(Reply::json(StatusCode::OK, &self.service.discovery())),
-            Route::Metrics => {
-                return Ok(Reply {
-                    status: StatusCode::OK,
-                    body: self.service.metrics().render().into_bytes(),
-                    content_type: "text/plain; version=0.0.4",
-                    headers: Vec::new(),
-                })
-            }
-            _ => {}
+        if route == Route::Discovery {
+            return Ok(Reply::json(StatusCode::OK, &self.service.discovery()));
         }
         self.check_version(&req)?;
         let limits = &self.service.config().limits;
@@ -375,19 +416,32 @@ impl<S: Storage> App<S> {
         if declared.is_some_and(|n| n > limits.body_bytes_max) {
             return Err(too_large(limits.body_bytes_max));
         }
-        let caller = self.authorize(&req, &route)?;
+        // An address that failed authentication too often is refused before its Token is
+        // looked at, so that guessing Tokens is slow (`[SEC-6]`).
+        let peer = conn.peer.to_string();
+        if let Err(retry_after) = self.auth_failures.check(&peer) {
+            return Ok(rate_limited(
+                retry_after,
+                "too many failed authentications from this address".into(),
+            ));
+        }
+        let caller = match self.authorize(&req, &route) {
+            Ok(caller) => caller,
+            Err(p) => {
+                if p.known_type() == Some(ProblemType::Unauthorized) {
+                    let _ = self.auth_failures.take(&peer);
+                }
+                return Err(p);
+            }
+        };
         if let Err(retry_after) = self.service_limiter_take(&caller.user) {
-            let mut reply = Reply::problem(Problem::new(
-                ProblemType::RateLimited,
+            return Ok(rate_limited(
+                retry_after,
                 format!(
                     "more than {} requests per second; retry after {retry_after} s",
                     self.service.config().rate_limit_per_s
                 ),
             ));
-            reply
-                .headers
-                .push((RETRY_AFTER, HeaderValue::from(retry_after)));
-            return Ok(reply);
         }
         let query = query_params(req.uri().query());
         let q = |name: &str| query.get(name).map(String::as_str);
@@ -410,11 +464,23 @@ impl<S: Storage> App<S> {
                     "request bodies must be application/json",
                 ));
             }
-            let bytes = Limited::new(req.into_body(), limits.body_bytes_max as usize)
-                .collect()
-                .await
+            // A body trickled too slowly is cut off (`[LIM-9]`).
+            let timeout = self.registry.config().body_read_timeout;
+            let collected = tokio::time::timeout(
+                timeout,
+                Limited::new(req.into_body(), limits.body_bytes_max as usize).collect(),
+            )
+            .await
+            .map_err(|_| {
+                Problem::new(
+                    ProblemType::RequestTimeout,
+                    format!("the body did not arrive within {} ms", timeout.as_millis()),
+                )
+            })?;
+            let bytes = collected
                 .map_err(|_| too_large(limits.body_bytes_max))?
                 .to_bytes();
+            *body_read = true;
             if too_deep(&bytes, limits.json_depth_max) {
                 return Err(Problem::new(
                     ProblemType::InvalidJson,
@@ -439,12 +505,29 @@ impl<S: Storage> App<S> {
             Route::Manifest(space) => {
                 Reply::json(StatusCode::OK, &service.manifest(space, body()?).await?)
             }
-            Route::Pull(space) => Reply::json(
-                StatusCode::OK,
-                &service
-                    .pull(space, q("cursor"), q("limit"), q("wait_ms"))
-                    .await?,
-            ),
+            Route::Pull(space) => {
+                // A held long-poll takes one of a bounded number of places (`[LIM-12]`).
+                let _place = if q("wait_ms").is_some_and(|w| !w.trim_start_matches('0').is_empty())
+                {
+                    match self.long_polls.try_acquire() {
+                        Ok(place) => Some(place),
+                        Err(_) => {
+                            return Err(Problem::new(
+                                ProblemType::Unavailable,
+                                "too many long-poll pulls are held; retry after 1 s",
+                            ))
+                        }
+                    }
+                } else {
+                    None
+                };
+                Reply::json(
+                    StatusCode::OK,
+                    &service
+                        .pull(space, q("cursor"), q("limit"), q("wait_ms"))
+                        .await?,
+                )
+            }
             Route::Record(space, c, id) => {
                 Reply::json(StatusCode::OK, &service.record(space, c, id).await?)
             }
@@ -476,7 +559,7 @@ impl<S: Storage> App<S> {
                 )
             }
             Route::Compact(space) => Reply::json(StatusCode::OK, &service.compact(space).await?),
-            Route::Discovery | Route::Metrics => unreachable!("answered above"),
+            Route::Discovery => unreachable!("answered above"),
         })
     }
 
@@ -548,6 +631,132 @@ impl<S: Storage> App<S> {
             ));
         }
         Ok(Caller { user: claims.sub })
+    }
+}
+
+fn rate_limited(retry_after: u64, detail: String) -> Reply {
+    let mut reply = Reply::problem(Problem::new(ProblemType::RateLimited, detail));
+    reply
+        .headers
+        .push((RETRY_AFTER, HeaderValue::from(retry_after)));
+    reply
+}
+
+impl<S: Storage> App<S> {
+    /// A complete HTTP/1.1 response, problem+json, for a request the connection layer refuses
+    /// before any handler sees it: hyper's own 400, 414 and 431 (`[LIM-13]`) and the 503 of a
+    /// full server (`[LIM-11]`). It closes the connection.
+    pub fn refusal(&self, status: u16) -> Vec<u8> {
+        let (kind, detail) = match status {
+            414 => (
+                ProblemType::UriTooLong,
+                "the request target is too long".to_owned(),
+            ),
+            431 => (
+                ProblemType::HeadersTooLarge,
+                format!(
+                    "the request head exceeds {} bytes or has too many headers",
+                    self.registry.config().header_bytes_max
+                ),
+            ),
+            503 => (
+                ProblemType::Unavailable,
+                "every connection is busy; retry after 1 s".to_owned(),
+            ),
+            _ => (
+                ProblemType::InvalidRequest,
+                "the request line or a header could not be parsed as HTTP/1.1".to_owned(),
+            ),
+        };
+        let problem = Problem::new(kind, detail);
+        let body = serde_json::to_vec(&problem).expect("problems serialize");
+        let reason = StatusCode::from_u16(problem.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error");
+        let mut head = format!(
+            "HTTP/1.1 {} {reason}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nconnection: close\r\n{CLOCK_HEADER}: {}\r\n",
+            problem.status,
+            body.len(),
+            self.service.clock().issue()
+        );
+        if problem.status == 503 {
+            head.push_str("retry-after: 1\r\n");
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(&body);
+        bytes
+    }
+
+    /// Answers a request on the metrics listener (`[SEC-5]`): `GET /metrics` in the Prometheus
+    /// text format, and `not-found` for anything else.
+    pub async fn handle_metrics(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let reply = if req.uri().path() == "/metrics" && req.method() == Method::GET {
+            let mut text = self.service.metrics().render();
+            self.render_edge_metrics(&mut text);
+            Reply {
+                status: StatusCode::OK,
+                body: text.into_bytes(),
+                content_type: "text/plain; version=0.0.4",
+                headers: Vec::new(),
+            }
+        } else {
+            Reply::problem(Problem::new(
+                ProblemType::NotFound,
+                "the metrics listener serves only GET /metrics",
+            ))
+        };
+        let mut response = Response::builder().status(reply.status);
+        let headers = response.headers_mut().expect("builder is fresh");
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+        Ok(response
+            .body(Full::new(Bytes::from(reply.body)))
+            .expect("a valid response"))
+    }
+
+    fn render_edge_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.registry.counters;
+        let gauges = [
+            (
+                "driftless_connections_open",
+                "Open connections.",
+                self.registry.open_connections() as u64,
+            ),
+            (
+                "driftless_long_polls_held",
+                "Long-poll pulls held now.",
+                (self.registry.config().long_polls_max - self.long_polls.available_permits())
+                    as u64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP driftless_connections_closed_total Connections the server closed or refused, by reason.\n# TYPE driftless_connections_closed_total counter"
+        );
+        for (reason, value) in [
+            ("header_timeout", &c.header_timeouts),
+            ("idle_timeout", &c.idle_timeouts),
+            ("evicted", &c.evicted),
+            ("refused", &c.refused),
+        ] {
+            let _ = writeln!(
+                out,
+                "driftless_connections_closed_total{{reason=\"{reason}\"}} {}",
+                value.load(Relaxed)
+            );
+        }
     }
 }
 

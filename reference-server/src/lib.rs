@@ -2,7 +2,10 @@
 //! on embedded SQLite.
 //!
 //! Layers, outermost first (each knows only the next):
-//! - [`http`]: routing, headers, limits, authentication, problem+json. The only hyper code.
+//! - [`conn`]: accepting, bounding and closing connections: timeouts, the connection bound,
+//!   lingering close, problem+json for hyper's own refusals.
+//! - [`http`]: routing, headers, limits, authentication, problem+json. With `conn`, the only
+//!   hyper code.
 //! - [`service`]: the protocol handlers. Knows the spec, the storage traits and nothing of HTTP.
 //! - [`storage`]: the [`storage::Storage`] trait with its written contracts, and the SQLite
 //!   backend, the only code that knows SQL.
@@ -14,6 +17,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod conn;
 pub mod faults;
 pub mod http;
 pub mod metrics;
@@ -31,6 +35,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::auth::TokenKey;
+use crate::conn::{Admission, ConnInfo, ConnState, EdgeConfig, Registry};
 use crate::faults::Faults;
 use crate::http::{App, RateLimiter};
 use crate::metrics::Metrics;
@@ -72,6 +77,17 @@ pub fn open_with_clock(
     faults: Faults,
     wall: Arc<dyn WallClock>,
 ) -> Result<Arc<App<SqliteStorage>>, StartError> {
+    open_with_edge(data_dir, config, EdgeConfig::default(), faults, wall)
+}
+
+/// As [`open`], with the connection layer's bounds and an injected wall clock.
+pub fn open_with_edge(
+    data_dir: &Path,
+    config: Config,
+    edge: EdgeConfig,
+    faults: Faults,
+    wall: Arc<dyn WallClock>,
+) -> Result<Arc<App<SqliteStorage>>, StartError> {
     std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
         path: data_dir.display().to_string(),
         source,
@@ -86,10 +102,18 @@ pub fn open_with_clock(
         Arc::new(Metrics::default()),
         faults,
     )?);
+    let auth_failures = http::RateLimiter::with_burst(
+        f64::from(edge.auth_failures_per_min) / 60.0,
+        f64::from(edge.auth_failures_burst),
+    );
+    let long_polls = tokio::sync::Semaphore::new(edge.long_polls_max);
     Ok(Arc::new(App {
         service,
         key,
         limiter,
+        auth_failures,
+        registry: Registry::new(edge),
+        long_polls,
     }))
 }
 
@@ -146,7 +170,8 @@ pub async fn run<S: storage::Storage>(
 
 /// Serves `listener` (over TLS when `tls` is given) until `shutdown` completes; then stops
 /// accepting, lets in-flight requests finish (at most `drain` long), and returns. Compacts
-/// expired history every `compact_every`.
+/// expired history every `compact_every`. Connections are bounded and timed out as
+/// [`conn::EdgeConfig`] (the App's) says.
 pub async fn run_tls<S: storage::Storage>(
     app: Arc<App<S>>,
     listener: TcpListener,
@@ -155,7 +180,7 @@ pub async fn run_tls<S: storage::Storage>(
     compact_every: Duration,
     drain: Duration,
 ) -> std::io::Result<()> {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let registry = app.registry.clone();
     let compactor = {
         let service = app.service.clone();
         tokio::spawn(async move {
@@ -169,11 +194,22 @@ pub async fn run_tls<S: storage::Storage>(
             }
         })
     };
+    let sweeper = {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(registry.sweep_every());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                registry.sweep();
+            }
+        })
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         // Out of file descriptors and similar: keep serving the others.
@@ -182,46 +218,135 @@ pub async fn run_tls<S: storage::Storage>(
                         continue;
                     }
                 };
+                let (id, state) = match registry.admit() {
+                    Admission::Serve(id, state) => (id, state),
+                    Admission::Refuse => {
+                        // Every connection is busy (`[LIM-11]`). Over TLS no answer can be
+                        // written before a handshake, so the connection is just closed.
+                        if tls.is_none() {
+                            registry.refuse(stream, app.refusal(503));
+                        }
+                        continue;
+                    }
+                };
+                let info = ConnInfo { peer: peer.ip(), state };
                 let app = app.clone();
-                let service = service_fn(move |req| app.clone().handle(req));
-                match &tls {
-                    None => {
-                        let conn = graceful.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
-                        tokio::spawn(async move {
-                            if let Err(e) = conn.await {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
-                        });
-                    }
-                    Some(acceptor) => {
-                        let acceptor = acceptor.clone();
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
-                            let stream = match acceptor.accept(stream).await {
-                                Ok(s) => s,
-                                Err(e) => {
-                                    tracing::debug!(error = %e, "TLS handshake failed");
-                                    return;
+                let registry = registry.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    match tls {
+                        None => serve_connection(&app, &registry, info, stream).await,
+                        Some(acceptor) => {
+                            // The handshake is part of the request head's time (`[LIM-8]`).
+                            let timeout = registry.config().header_read_timeout;
+                            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => {
+                                    serve_connection(&app, &registry, info, stream).await
                                 }
-                            };
-                            let conn = watcher.watch(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
-                            if let Err(e) = conn.await {
-                                tracing::debug!(error = %e, "connection ended with an error");
+                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
                             }
-                        });
+                        }
                     }
-                }
+                    registry.remove(id);
+                });
             }
             () = &mut shutdown => break,
         }
     }
     compactor.abort();
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
+    registry.shut_down();
+    if tokio::time::timeout(drain, registry.drained())
         .await
         .is_err()
     {
         tracing::warn!("some connections were still open after the drain period");
     }
+    sweeper.abort();
     Ok(())
+}
+
+/// Serves one connection until it ends, or until the registry asks it to close: at once when
+/// no request is in progress, after the request in progress otherwise.
+async fn serve_connection<S, IO>(app: &Arc<App<S>>, registry: &Registry, info: ConnInfo, io: IO)
+where
+    S: storage::Storage,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let state: Arc<ConnState> = info.state.clone();
+    let render = {
+        let app = app.clone();
+        Arc::new(move |status: u16| app.refusal(status))
+    };
+    let tracked = registry.track(io, state.clone(), render);
+    let service = {
+        let app = app.clone();
+        service_fn(move |mut req| {
+            let app = app.clone();
+            let info = info.clone();
+            async move {
+                info.state.begin_request();
+                req.extensions_mut().insert(info.clone());
+                let response = app.handle(req).await;
+                info.state.end_request();
+                response
+            }
+        })
+    };
+    let mut builder = http1::Builder::new();
+    // The connection layer times request heads itself (hyper's timer would also close idle
+    // keep-alive connections at the header timeout) and rewrites hyper's 431 as problem+json.
+    builder
+        .header_read_timeout(None)
+        .max_header_size(registry.config().header_bytes_max);
+    let conn = builder.serve_connection(TokioIo::new(tracked), service);
+    tokio::pin!(conn);
+    let mut finishing = false;
+    loop {
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = state.close_requested(), if !finishing => {
+                if !state.busy() {
+                    return; // idle: dropping the connection closes it
+                }
+                conn.as_mut().graceful_shutdown();
+                finishing = true;
+            }
+        }
+    }
+}
+
+/// Serves the metrics listener (`[SEC-5]`) until `shutdown` completes: `GET /metrics` only, no
+/// authentication, meant for an address that only operators reach.
+pub async fn run_metrics<S: storage::Storage>(
+    app: Arc<App<S>>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| app.clone().handle_metrics(req));
+                    let mut builder = http1::Builder::new();
+                    builder.keep_alive(false);
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        builder.serve_connection(TokioIo::new(stream), service),
+                    )
+                    .await;
+                });
+            }
+            () = &mut shutdown => return Ok(()),
+        }
+    }
 }

@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{assert_schema, hlc, hlc_at, mutation, now_ms, op, TestServer};
+use common::{assert_schema, hlc, hlc_at, mutation, now_ms, op, Client, TestServer};
 use driftless_protocol::checksum::SpaceChecksums;
 use driftless_protocol::messages::Scope;
 use driftless_server::service::Config;
@@ -109,7 +109,10 @@ fn metrics_count_pushed_mutations() {
     let t = s.token("ada", "demo", Scope::Write);
     s.client()
         .push("demo", &t, CLIENT, vec![put(1, "t1", json!({"a": 1}))]);
-    let r = s.client().get("/metrics", None);
+    // Metrics are not on the API port (`[SEC-5]`) but on their own listener.
+    let api = s.client().get("/metrics", None);
+    assert_eq!(api.status, 404, "{}", api.text);
+    let r = Client::new(&s.metrics_base).get("/metrics", None);
     assert_eq!(r.status, 200);
     assert!(
         r.text

@@ -106,27 +106,62 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StorageError {
     StorageError::Corrupt(format!("{what}: {e}"))
 }
 
-/// A SQLite database of Spaces.
+/// Read connections beside the writer: pulls, record reads and checksums of a few Spaces at
+/// once run while a push commits.
+pub const READERS: u32 = 4;
+
+/// A SQLite database of Spaces: one writer connection behind a mutex (SQLite has one writer at
+/// a time; a second would only wait on its lock) and a pool of [`READERS`] read connections.
+/// In WAL mode a read transaction sees the snapshot of its first read, unchanged by commits of
+/// the writer, and never waits for it.
 pub struct SqliteStorage {
     conn: Mutex<Connection>,
+    readers: r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>,
+}
+
+/// Sets up each read connection of the pool as the writer is set up, and read-only.
+#[derive(Debug)]
+struct ReaderSetup;
+
+impl r2d2::CustomizeConnection<Connection, rusqlite::Error> for ReaderSetup {
+    fn on_acquire(&self, conn: &mut Connection) -> Result<(), rusqlite::Error> {
+        conn.execute_batch(PRAGMAS)?;
+        conn.execute_batch("PRAGMA query_only=ON;")?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(())
+    }
 }
 
 impl SqliteStorage {
     /// Opens (creating if needed) the database in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
-        let conn = Connection::open(data_dir.join(DB_FILE)).map_err(backend)?;
-        Self::from_connection(conn)
-    }
-
-    fn from_connection(conn: Connection) -> Result<Self, StorageError> {
+        let path = data_dir.join(DB_FILE);
+        let conn = Connection::open(&path).map_err(backend)?;
         conn.execute_batch(PRAGMAS).map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         migrate(&conn)?;
         // Room for every statement the backend prepares, so none is re-parsed per request.
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // Readers are opened after the tables exist and WAL is on.
+        let readers = r2d2::Pool::builder()
+            .max_size(READERS)
+            .min_idle(Some(1))
+            .connection_timeout(std::time::Duration::from_secs(30))
+            .connection_customizer(Box::new(ReaderSetup))
+            .build(r2d2_sqlite::SqliteConnectionManager::file(&path))
+            .map_err(|e| StorageError::Backend(format!("read connections: {e}")))?;
         Ok(Self {
             conn: Mutex::new(conn),
+            readers,
         })
+    }
+
+    fn reader(
+        &self,
+    ) -> Result<r2d2::PooledConnection<r2d2_sqlite::SqliteConnectionManager>, StorageError> {
+        self.readers
+            .get()
+            .map_err(|e| StorageError::Backend(format!("no read connection: {e}")))
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StorageError> {
@@ -557,7 +592,7 @@ impl Storage for SqliteStorage {
         space: &str,
         f: impl FnOnce(&dyn SpaceRead) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        let mut conn = self.lock()?;
+        let mut conn = self.reader()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Deferred)
             .map_err(backend)?;
@@ -567,7 +602,7 @@ impl Storage for SqliteStorage {
     }
 
     fn spaces(&self) -> Result<Vec<String>, StorageError> {
-        let conn = self.lock()?;
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare("SELECT space FROM spaces ORDER BY space")
             .map_err(backend)?;
@@ -578,7 +613,7 @@ impl Storage for SqliteStorage {
     }
 
     fn load_clock(&self) -> Result<Option<Hlc>, StorageError> {
-        let conn = self.lock()?;
+        let conn = self.reader()?;
         let text: Option<String> = conn
             .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |r| {
                 r.get(0)
@@ -655,6 +690,58 @@ pub fn raw_insert_ceiling(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A read runs beside a write transaction that is still open, and sees the state from
+    /// before it; after the commit, a new read sees the write.
+    #[test]
+    fn reads_run_beside_an_open_write_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = std::sync::Arc::new(SqliteStorage::open(dir.path()).unwrap());
+        let op = StoredOp {
+            body_digest: "abc".into(),
+            text_digest: None,
+            outcome: "{}".into(),
+        };
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let writer = {
+            let storage = storage.clone();
+            let op = op.clone();
+            std::thread::spawn(move || {
+                storage
+                    .write("demo", |tx| {
+                        tx.put_op("op-1", &op, 0)?;
+                        started_tx.send(()).unwrap();
+                        release_rx.recv().unwrap();
+                        Ok(())
+                    })
+                    .unwrap()
+            })
+        };
+        started.recv().unwrap();
+        let (done_tx, done) = mpsc::channel();
+        {
+            let storage = storage.clone();
+            std::thread::spawn(move || {
+                let seen = storage.read("demo", |tx| tx.ops(&["op-1"])).unwrap();
+                done_tx.send(seen.len()).unwrap();
+            });
+        }
+        // A deadline, not a timing claim: with one shared connection this read never returns
+        // while the writer holds it.
+        let seen = done.recv_timeout(Duration::from_secs(60));
+        release.send(()).unwrap();
+        writer.join().unwrap();
+        assert_eq!(
+            seen,
+            Ok(0),
+            "the read must finish during the write and not see it"
+        );
+        let after = storage.read("demo", |tx| tx.ops(&["op-1"])).unwrap();
+        assert_eq!(after.get("op-1"), Some(&op));
+    }
 
     /// A data folder from before `ops.text_digest` opens, keeps its Outcomes, and takes new ones.
     #[test]

@@ -8,12 +8,19 @@ use std::time::Duration;
 
 use driftless_protocol::messages::{Scope, TokenClaims};
 use driftless_server::auth::TokenKey;
+use driftless_server::conn::EdgeConfig;
 use driftless_server::faults::Faults;
 use driftless_server::service::Config;
 use serde_json::{json, Value};
 
 pub struct TestServer {
     pub base: String,
+    /// The metrics listener (`[SEC-5]`: not the API port).
+    pub metrics_base: String,
+    /// The server as the tests' in-process handle sees it (gauges, the connection registry).
+    pub app: std::sync::Arc<
+        driftless_server::http::App<driftless_server::storage::sqlite::SqliteStorage>,
+    >,
     pub key: TokenKey,
     pub dir: tempfile::TempDir,
     runtime: Option<tokio::runtime::Runtime>,
@@ -34,7 +41,24 @@ impl TestServer {
     }
 
     pub fn start_full(dir: tempfile::TempDir, config: Config, faults: Faults) -> Self {
-        let app = driftless_server::open(dir.path(), config, faults).unwrap();
+        Self::start_edge(dir, config, faults, EdgeConfig::default())
+    }
+
+    /// A server with these connection-layer bounds.
+    pub fn start_edge(
+        dir: tempfile::TempDir,
+        config: Config,
+        faults: Faults,
+        edge: EdgeConfig,
+    ) -> Self {
+        let app = driftless_server::open_with_edge(
+            dir.path(),
+            config,
+            edge,
+            faults,
+            std::sync::Arc::new(driftless_server::service::SystemClock),
+        )
+        .unwrap();
         let key = app.key.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -45,9 +69,18 @@ impl TestServer {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let metrics = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let metrics_base = format!("http://{}", metrics.local_addr().unwrap());
+        runtime.spawn(driftless_server::run_metrics(
+            app.clone(),
+            metrics,
+            std::future::pending(),
+        ));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(driftless_server::run(
-            app,
+            app.clone(),
             listener,
             async move {
                 let _ = stopped.await;
@@ -57,6 +90,8 @@ impl TestServer {
         ));
         Self {
             base,
+            metrics_base,
+            app,
             key,
             dir,
             runtime: Some(runtime),
