@@ -12,7 +12,10 @@
 //! - [`Client::audit`] compares bucket checksums with the Server and repairs drifted buckets.
 
 pub mod background;
+mod clock;
+mod retry;
 pub mod store;
+mod transport;
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -26,6 +29,8 @@ use driftless_protocol::merge::{RecordState, Stamp};
 use driftless_protocol::messages::{Effect, Mutation};
 use serde_json::{json, Map, Value};
 
+use crate::clock::{now_ms, random_hex, LocalClock};
+pub use crate::retry::{Preset, RetryPolicy};
 use crate::store::{put_mirror, receipt, Pending, Store};
 
 /// A Client failure.
@@ -46,77 +51,6 @@ pub enum ClientError {
     /// The Server answered something this Client does not understand.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
-}
-
-/// Retry schedule presets (`[RETRY-6]`: each waits at least as long as the Server asks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Preset {
-    /// A user is waiting: the Server's policy, few attempts.
-    Interactive,
-    /// Background sync: longer waits, more attempts.
-    Background,
-    /// Metered network: long waits, few attempts.
-    Metered,
-}
-
-/// How to retry: bounds of the full-jitter exponential backoff, and the attempts one sync may use.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryPolicy {
-    /// Upper bound of the first delay.
-    pub initial_delay_ms: u64,
-    /// Largest upper bound.
-    pub delay_ms_cap: u64,
-    /// Growth per consecutive failure.
-    pub multiplier: u64,
-    /// Failed attempts one `sync` may make before it gives up (the schedule is kept).
-    pub attempts_per_sync: u32,
-}
-
-impl RetryPolicy {
-    /// A preset.
-    pub fn preset(p: Preset) -> Self {
-        match p {
-            Preset::Interactive => Self {
-                initial_delay_ms: 200,
-                delay_ms_cap: 5_000,
-                multiplier: 2,
-                attempts_per_sync: 5,
-            },
-            Preset::Background => Self {
-                initial_delay_ms: 1_000,
-                delay_ms_cap: 300_000,
-                multiplier: 2,
-                attempts_per_sync: 12,
-            },
-            Preset::Metered => Self {
-                initial_delay_ms: 5_000,
-                delay_ms_cap: 900_000,
-                multiplier: 3,
-                attempts_per_sync: 4,
-            },
-        }
-    }
-
-    /// This policy, but never waiting less than the Server's announced policy (`[RETRY-1]`).
-    pub fn at_least(self, server: &Value) -> Self {
-        let get = |k: &str| server[k].as_u64();
-        Self {
-            initial_delay_ms: self
-                .initial_delay_ms
-                .max(get("initial_delay_ms").unwrap_or(0)),
-            delay_ms_cap: self.delay_ms_cap.max(get("delay_ms_cap").unwrap_or(0)),
-            multiplier: self.multiplier.max(get("multiplier").unwrap_or(1)),
-            attempts_per_sync: self.attempts_per_sync,
-        }
-    }
-
-    /// The upper bound of the wait after `failures` consecutive failures (0-based).
-    pub fn bound_ms(&self, failures: u32) -> u64 {
-        let grown = self
-            .initial_delay_ms
-            .saturating_mul(self.multiplier.saturating_pow(failures.min(40)));
-        grown.min(self.delay_ms_cap)
-    }
 }
 
 /// Where and as whom to sync.
@@ -245,94 +179,6 @@ fn superseded_by<'a>(
         out.push(p.op_id.as_str());
     }
     out
-}
-
-/// This handle's copy of the clock that every handle on the store shares. The store holds the
-/// clock (`hlc`) and the number of step backs so far (`clock_epoch`, `[HLC-12]`); a handle whose
-/// epoch is behind drops its copy for the stored one.
-#[derive(Debug, Clone)]
-struct LocalClock {
-    clock: Clock,
-    epoch: u64,
-}
-
-impl LocalClock {
-    /// Brings this copy up to the store's clock, inside `tx`.
-    fn catch_up_in(&mut self, tx: &rusqlite::Connection) -> Result<(), ClientError> {
-        let stored = Store::meta_in(tx, "hlc")?.and_then(|h| h.parse::<Hlc>().ok());
-        let epoch = Store::meta_in(tx, "clock_epoch")?
-            .and_then(|e| e.parse::<u64>().ok())
-            .unwrap_or(0);
-        match stored {
-            Some(s) if epoch != self.epoch || s > self.clock.last() => {
-                self.clock = Clock::resume(&s);
-            }
-            _ => {}
-        }
-        self.epoch = epoch;
-        Ok(())
-    }
-
-    /// Issues a Stamp inside `tx` and stores the clock (`[HLC-11]`, `[HLC-10]`).
-    fn stamp_in(&mut self, tx: &rusqlite::Connection) -> Result<Hlc, ClientError> {
-        self.catch_up_in(tx)?;
-        let hlc = self.clock.issue(now_ms());
-        Store::set_meta(tx, "hlc", &hlc.to_string())?;
-        Ok(hlc)
-    }
-
-    /// Stores Server clocks merged since (`[HLC-5]`), so every handle's next Stamp is past them.
-    fn keep_in(&mut self, tx: &rusqlite::Connection) -> Result<(), ClientError> {
-        let mine = self.clock.last();
-        let epoch = self.epoch;
-        self.catch_up_in(tx)?;
-        if self.epoch == epoch && mine >= self.clock.last() {
-            self.clock = Clock::resume(&mine);
-            Store::set_meta(tx, "hlc", &mine.to_string())?;
-        }
-        Ok(())
-    }
-
-    /// Sets the clock of every handle back to `to` if that moves its physical time back
-    /// (`[HLC-12]`); returns whether it did. A step of logical ticks only would change nothing
-    /// the Server's skew check sees.
-    fn step_back_in(&mut self, tx: &rusqlite::Connection, to: &Hlc) -> Result<bool, ClientError> {
-        self.catch_up_in(tx)?;
-        if to.physical_ms() >= self.clock.last().physical_ms() {
-            return Ok(false);
-        }
-        self.epoch += 1;
-        self.clock = Clock::resume(to);
-        Store::set_meta(tx, "hlc", &to.to_string())?;
-        Store::set_meta(tx, "clock_epoch", &self.epoch.to_string())?;
-        Store::count(tx, "clock_step_backs", 1)?;
-        Ok(true)
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    getrandom::fill(&mut b).unwrap_or_else(|_| {
-        b.iter_mut()
-            .enumerate()
-            .for_each(|(i, x)| *x = (now_ms() as usize + i) as u8)
-    });
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// A response: status, headers we need, JSON body.
-struct Reply {
-    status: u16,
-    retry_after: Option<u64>,
-    clock: Option<String>,
-    body: Value,
 }
 
 /// A progress callback.
@@ -632,175 +478,6 @@ impl Client {
         self.store.receipt(op_id)
     }
 
-    // -----------------------------------------------------------------------------------------
-    // HTTP
-
-    fn request(&mut self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, String> {
-        let url = format!("{}{path}", self.cfg.server.trim_end_matches('/'));
-        let auth = format!("Bearer {}", self.cfg.token);
-        let result = match (method, body) {
-            ("GET", _) => self
-                .agent
-                .get(&url)
-                .header("authorization", &auth)
-                .header("driftless-version", "1.0")
-                .call(),
-            ("PUT", Some(b)) => self
-                .agent
-                .put(&url)
-                .header("authorization", &auth)
-                .header("driftless-version", "1.0")
-                .send_json(b),
-            (_, Some(b)) => self
-                .agent
-                .post(&url)
-                .header("authorization", &auth)
-                .header("driftless-version", "1.0")
-                .send_json(b),
-            (_, None) => self
-                .agent
-                .post(&url)
-                .header("authorization", &auth)
-                .header("driftless-version", "1.0")
-                .send_empty(),
-        };
-        let mut resp = result.map_err(|e| e.to_string())?;
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let (retry_after, clock) = (
-            header("retry-after").and_then(|v| v.trim().parse().ok()),
-            header("driftless-clock"),
-        );
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| e.to_string())?;
-        let bytes = text.len() as i64;
-        let _ = self
-            .store
-            .tx(|tx| Store::count(tx, "bytes_received", bytes));
-        Ok(Reply {
-            status,
-            retry_after,
-            clock,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        })
-    }
-
-    /// A request with the retry schedule: transient failures wait and retry (`[RETRY-1..3]`),
-    /// the schedule is persisted (`[RETRY-5]`) and reset on success (`[RETRY-7]`).
-    fn call(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Reply, ClientError> {
-        let resumed: u32 = self
-            .store
-            .meta("retry_failures")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        // A restart resumes the schedule instead of retrying at once.
-        if let Some(next) = self
-            .store
-            .meta("retry_next_ms")?
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            let now = now_ms();
-            if next > now {
-                std::thread::sleep(Duration::from_millis(
-                    (next - now).min(self.cfg.retry.delay_ms_cap),
-                ));
-            }
-        }
-        let policy = match &self.discovery {
-            Some(d) => self.cfg.retry.at_least(&d["backoff"]),
-            None => self.cfg.retry,
-        };
-        for attempt in 0..=policy.attempts_per_sync {
-            let outcome = self.request(method, path, body);
-            let (reason, retry_after) = match outcome {
-                Ok(r) => {
-                    if let Some(c) = r.clock.as_deref().and_then(|c| c.parse::<Hlc>().ok()) {
-                        self.clock.clock.merge(&c, now_ms()); // [HLC-5]
-                    }
-                    let transient = r.status == 408 || r.status == 429 || r.status >= 500;
-                    if !transient {
-                        if resumed + attempt > 0 {
-                            self.store.tx(|tx| {
-                                Store::set_meta(tx, "retry_failures", "0")?;
-                                Store::set_meta(tx, "retry_next_ms", "0")
-                            })?;
-                        }
-                        return Ok(r);
-                    }
-                    (
-                        format!("{} {}", r.status, r.body["type"].as_str().unwrap_or("")),
-                        r.retry_after,
-                    )
-                }
-                Err(e) => (e, None),
-            };
-            if attempt == policy.attempts_per_sync {
-                return Err(ClientError::Unavailable(reason));
-            }
-            let bound = policy.bound_ms(resumed + attempt);
-            let mut r = [0u8; 8];
-            let _ = getrandom::fill(&mut r);
-            let mut delay = u64::from_le_bytes(r) % (bound + 1); // full jitter
-            if let Some(s) = retry_after {
-                delay = delay.max(s * 1000); // [RETRY-2]
-            }
-            let failures = resumed + attempt + 1;
-            let next = now_ms() + delay;
-            self.store.tx(|tx| {
-                Store::set_meta(tx, "retry_failures", &failures.to_string())?;
-                Store::set_meta(tx, "retry_next_ms", &next.to_string())?;
-                Store::count(tx, "retries", 1)
-            })?;
-            self.emit(Event::Retrying {
-                failures,
-                delay_ms: delay,
-                reason,
-            });
-            std::thread::sleep(Duration::from_millis(delay));
-        }
-        Err(ClientError::Unavailable("retries exhausted".into()))
-    }
-
-    fn problem_of(reply: &Reply) -> String {
-        reply.body["type"]
-            .as_str()
-            .unwrap_or("")
-            .rsplit(':')
-            .next()
-            .unwrap_or("")
-            .to_owned()
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // Sync
-
-    fn discover(&mut self) -> Result<(), ClientError> {
-        if self.discovery.is_some() {
-            return Ok(());
-        }
-        let r = self.call("GET", "/.well-known/driftless", None)?;
-        if r.status != 200 {
-            return Err(ClientError::Protocol(format!(
-                "discovery answered {}",
-                r.status
-            )));
-        }
-        self.discovery = Some(r.body);
-        Ok(())
-    }
-
     /// Pushes the Outbox and pulls until caught up. Returns an error when it could not finish;
     /// nothing is lost then, and the next sync continues.
     pub fn sync(&mut self) -> Result<SyncReport, ClientError> {
@@ -843,15 +520,6 @@ impl Client {
                     self.settle(p, &e, report)?; // unknown: pushed again below ([MAN-5])
                 }
             }
-        }
-        Ok(())
-    }
-
-    fn check_auth(&self, r: &Reply) -> Result<(), ClientError> {
-        if r.status == 401 || r.status == 403 {
-            return Err(ClientError::Auth(
-                r.body["detail"].as_str().unwrap_or("").to_owned(),
-            ));
         }
         Ok(())
     }

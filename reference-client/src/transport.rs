@@ -1,0 +1,196 @@
+//! The transport: the only module that knows HTTP (`ureq`). It sends requests with the Token
+//! (chapter 09, `[AUTH-1]`) and the version header, reads the headers the protocol needs
+//! (`Retry-After`, `Driftless-Clock`: `[HLC-5]`, `[HTTP-9]`), retries transient failures on the
+//! schedule of chapter 08 (`[RETRY-1]`..`[RETRY-3]`, `[RETRY-5]`, `[RETRY-7]`), turns a refused
+//! Token into [`ClientError::Auth`] and fetches the discovery document (chapter 01, `[DISC-6]`).
+
+use std::time::Duration;
+
+use driftless_protocol::hlc::Hlc;
+use serde_json::Value;
+
+use crate::clock::now_ms;
+use crate::store::Store;
+use crate::{Client, ClientError, Event};
+
+/// A response: status, headers we need, JSON body.
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<u64>,
+    pub(crate) clock: Option<String>,
+    pub(crate) body: Value,
+}
+
+impl Client {
+    fn request(&mut self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, String> {
+        let url = format!("{}{path}", self.cfg.server.trim_end_matches('/'));
+        let auth = format!("Bearer {}", self.cfg.token);
+        let result = match (method, body) {
+            ("GET", _) => self
+                .agent
+                .get(&url)
+                .header("authorization", &auth)
+                .header("driftless-version", "1.0")
+                .call(),
+            ("PUT", Some(b)) => self
+                .agent
+                .put(&url)
+                .header("authorization", &auth)
+                .header("driftless-version", "1.0")
+                .send_json(b),
+            (_, Some(b)) => self
+                .agent
+                .post(&url)
+                .header("authorization", &auth)
+                .header("driftless-version", "1.0")
+                .send_json(b),
+            (_, None) => self
+                .agent
+                .post(&url)
+                .header("authorization", &auth)
+                .header("driftless-version", "1.0")
+                .send_empty(),
+        };
+        let mut resp = result.map_err(|e| e.to_string())?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (retry_after, clock) = (
+            header("retry-after").and_then(|v| v.trim().parse().ok()),
+            header("driftless-clock"),
+        );
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        let bytes = text.len() as i64;
+        let _ = self
+            .store
+            .tx(|tx| Store::count(tx, "bytes_received", bytes));
+        Ok(Reply {
+            status,
+            retry_after,
+            clock,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        })
+    }
+
+    /// A request with the retry schedule: transient failures wait and retry (`[RETRY-1..3]`),
+    /// the schedule is persisted (`[RETRY-5]`) and reset on success (`[RETRY-7]`).
+    pub(crate) fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, ClientError> {
+        let resumed: u32 = self
+            .store
+            .meta("retry_failures")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        // A restart resumes the schedule instead of retrying at once.
+        if let Some(next) = self
+            .store
+            .meta("retry_next_ms")?
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            let now = now_ms();
+            if next > now {
+                std::thread::sleep(Duration::from_millis(
+                    (next - now).min(self.cfg.retry.delay_ms_cap),
+                ));
+            }
+        }
+        let policy = match &self.discovery {
+            Some(d) => self.cfg.retry.at_least(&d["backoff"]),
+            None => self.cfg.retry,
+        };
+        for attempt in 0..=policy.attempts_per_sync {
+            let outcome = self.request(method, path, body);
+            let (reason, retry_after) = match outcome {
+                Ok(r) => {
+                    if let Some(c) = r.clock.as_deref().and_then(|c| c.parse::<Hlc>().ok()) {
+                        self.clock.clock.merge(&c, now_ms()); // [HLC-5]
+                    }
+                    let transient = r.status == 408 || r.status == 429 || r.status >= 500;
+                    if !transient {
+                        if resumed + attempt > 0 {
+                            self.store.tx(|tx| {
+                                Store::set_meta(tx, "retry_failures", "0")?;
+                                Store::set_meta(tx, "retry_next_ms", "0")
+                            })?;
+                        }
+                        return Ok(r);
+                    }
+                    (
+                        format!("{} {}", r.status, r.body["type"].as_str().unwrap_or("")),
+                        r.retry_after,
+                    )
+                }
+                Err(e) => (e, None),
+            };
+            if attempt == policy.attempts_per_sync {
+                return Err(ClientError::Unavailable(reason));
+            }
+            let bound = policy.bound_ms(resumed + attempt);
+            let mut r = [0u8; 8];
+            let _ = getrandom::fill(&mut r);
+            let mut delay = u64::from_le_bytes(r) % (bound + 1); // full jitter
+            if let Some(s) = retry_after {
+                delay = delay.max(s * 1000); // [RETRY-2]
+            }
+            let failures = resumed + attempt + 1;
+            let next = now_ms() + delay;
+            self.store.tx(|tx| {
+                Store::set_meta(tx, "retry_failures", &failures.to_string())?;
+                Store::set_meta(tx, "retry_next_ms", &next.to_string())?;
+                Store::count(tx, "retries", 1)
+            })?;
+            self.emit(Event::Retrying {
+                failures,
+                delay_ms: delay,
+                reason,
+            });
+            std::thread::sleep(Duration::from_millis(delay));
+        }
+        Err(ClientError::Unavailable("retries exhausted".into()))
+    }
+
+    pub(crate) fn problem_of(reply: &Reply) -> String {
+        reply.body["type"]
+            .as_str()
+            .unwrap_or("")
+            .rsplit(':')
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    pub(crate) fn discover(&mut self) -> Result<(), ClientError> {
+        if self.discovery.is_some() {
+            return Ok(());
+        }
+        let r = self.call("GET", "/.well-known/driftless", None)?;
+        if r.status != 200 {
+            return Err(ClientError::Protocol(format!(
+                "discovery answered {}",
+                r.status
+            )));
+        }
+        self.discovery = Some(r.body);
+        Ok(())
+    }
+
+    pub(crate) fn check_auth(&self, r: &Reply) -> Result<(), ClientError> {
+        if r.status == 401 || r.status == 403 {
+            return Err(ClientError::Auth(
+                r.body["detail"].as_str().unwrap_or("").to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
