@@ -4,14 +4,13 @@
 //! schedule of chapter 08 (`[RETRY-1]`..`[RETRY-3]`, `[RETRY-5]`, `[RETRY-7]`), turns a refused
 //! Token into [`ClientError::Auth`] and fetches the discovery document (chapter 01, `[DISC-6]`).
 
-use std::time::Duration;
-
 use driftless_protocol::hlc::Hlc;
 use serde_json::Value;
 
 use crate::clock::now_ms;
+use crate::retry::is_transient;
 use crate::store::Store;
-use crate::{Client, ClientError, Event};
+use crate::{Client, ClientError};
 
 /// A response: status, headers we need, JSON body.
 pub(crate) struct Reply {
@@ -87,28 +86,8 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Reply, ClientError> {
-        let resumed: u32 = self
-            .store
-            .meta("retry_failures")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        // A restart resumes the schedule instead of retrying at once.
-        if let Some(next) = self
-            .store
-            .meta("retry_next_ms")?
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            let now = now_ms();
-            if next > now {
-                std::thread::sleep(Duration::from_millis(
-                    (next - now).min(self.cfg.retry.delay_ms_cap),
-                ));
-            }
-        }
-        let policy = match &self.discovery {
-            Some(d) => self.cfg.retry.at_least(&d["backoff"]),
-            None => self.cfg.retry,
-        };
+        let resumed = self.resume_schedule()?;
+        let policy = self.retry_policy();
         for attempt in 0..=policy.attempts_per_sync {
             let outcome = self.request(method, path, body);
             let (reason, retry_after) = match outcome {
@@ -116,13 +95,9 @@ impl Client {
                     if let Some(c) = r.clock.as_deref().and_then(|c| c.parse::<Hlc>().ok()) {
                         self.clock.clock.merge(&c, now_ms()); // [HLC-5]
                     }
-                    let transient = r.status == 408 || r.status == 429 || r.status >= 500;
-                    if !transient {
+                    if !is_transient(r.status) {
                         if resumed + attempt > 0 {
-                            self.store.tx(|tx| {
-                                Store::set_meta(tx, "retry_failures", "0")?;
-                                Store::set_meta(tx, "retry_next_ms", "0")
-                            })?;
+                            self.reset_schedule()?;
                         }
                         return Ok(r);
                     }
@@ -136,26 +111,7 @@ impl Client {
             if attempt == policy.attempts_per_sync {
                 return Err(ClientError::Unavailable(reason));
             }
-            let bound = policy.bound_ms(resumed + attempt);
-            let mut r = [0u8; 8];
-            let _ = getrandom::fill(&mut r);
-            let mut delay = u64::from_le_bytes(r) % (bound + 1); // full jitter
-            if let Some(s) = retry_after {
-                delay = delay.max(s * 1000); // [RETRY-2]
-            }
-            let failures = resumed + attempt + 1;
-            let next = now_ms() + delay;
-            self.store.tx(|tx| {
-                Store::set_meta(tx, "retry_failures", &failures.to_string())?;
-                Store::set_meta(tx, "retry_next_ms", &next.to_string())?;
-                Store::count(tx, "retries", 1)
-            })?;
-            self.emit(Event::Retrying {
-                failures,
-                delay_ms: delay,
-                reason,
-            });
-            std::thread::sleep(Duration::from_millis(delay));
+            self.wait_before_retry(&policy, resumed + attempt, retry_after, reason)?;
         }
         Err(ClientError::Unavailable("retries exhausted".into()))
     }
