@@ -13,20 +13,19 @@
 
 pub mod background;
 mod clock;
+mod outbox;
 mod retry;
 pub mod store;
 mod transport;
+mod view;
 
 use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Duration;
 
 use driftless_protocol::checksum::{bucket_of, record_digest, to_hex, SpaceChecksums};
-use driftless_protocol::collection_schema::{CollectionSchema, Policy};
 use driftless_protocol::hlc::{Clock, Hlc};
-use driftless_protocol::ids::{CollectionName, RecordId, SpaceId};
-use driftless_protocol::merge::{RecordState, Stamp};
-use driftless_protocol::messages::{Effect, Mutation};
+use driftless_protocol::ids::SpaceId;
 use serde_json::{json, Map, Value};
 
 use crate::clock::{now_ms, random_hex, LocalClock};
@@ -131,56 +130,6 @@ pub struct AuditReport {
     pub records_fixed: usize,
 }
 
-/// Never-sent `put`s and `patch`es of the Record that a new Effect makes irrelevant
-/// (`[CLIENT-11]`): a later `delete` or `put` covers them all; a later `patch` covers a
-/// `patch` whose Fields it all assigns. Increments, set operations and resolves are never
-/// dropped (`[CLIENT-12]`), and anything sent before stays, since it may have been applied.
-fn superseded_by<'a>(
-    outbox: &'a [Pending],
-    collection: &str,
-    id: &str,
-    effect: &Value,
-) -> Vec<&'a str> {
-    let fields = |e: &Value| -> Vec<String> {
-        let mut f: Vec<String> = e["set"]
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-        f.extend(
-            e["unset"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|x| x.as_str().map(str::to_owned)),
-        );
-        f
-    };
-    let new_kind = effect["kind"].as_str().unwrap_or("");
-    let new_fields = fields(effect);
-    let mut out = Vec::new();
-    for p in outbox.iter().rev() {
-        if p.collection != collection || p.record_id != id {
-            continue;
-        }
-        let old = &p.body["effect"];
-        let old_kind = old["kind"].as_str().unwrap_or("");
-        if p.attempts > 0 || !matches!(old_kind, "put" | "patch") {
-            // Anything between that is not droppable keeps everything before it in place.
-            break;
-        }
-        let covered = match new_kind {
-            "delete" | "put" => true,
-            "patch" => old_kind == "patch" && fields(old).iter().all(|f| new_fields.contains(f)),
-            _ => false,
-        };
-        if !covered {
-            break;
-        }
-        out.push(p.op_id.as_str());
-    }
-    out
-}
-
 /// A progress callback.
 type EventSink = Box<dyn FnMut(&Event)>;
 
@@ -266,52 +215,7 @@ impl Client {
         effect: Value,
         priority: i64,
     ) -> Result<String, ClientError> {
-        collection
-            .parse::<CollectionName>()
-            .map_err(|e| ClientError::Invalid(e.to_string()))?;
-        id.parse::<RecordId>()
-            .map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let parsed: Result<driftless_protocol::messages::Effect, _> =
-            serde_json::from_value(effect.clone());
-        parsed.map_err(|e| ClientError::Invalid(format!("not a valid effect: {e}")))?;
-        let version_key = format!("schema:{}:{collection}", self.cfg.space);
-        let schema_version = self
-            .store
-            .meta(&version_key)?
-            .and_then(|v| v.parse::<u64>().ok());
-        let space = self.cfg.space.clone();
-        let (client_id, mut clock) = (self.client_id.clone(), self.clock.clone());
-        // Sequence number, Stamp and coalescing are decided under the write lock, from what is
-        // stored: another handle on the same store may have written since this one last looked.
-        let op_id = self.store.tx(|tx| {
-            let seq = Store::meta_in(tx, "seq")?
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0)
-                + 1;
-            let hlc = clock.stamp_in(tx)?;
-            let op_id = format!("{client_id}-{seq}-{}", random_hex(4));
-            let mut body = json!({"op_id": op_id, "seq": seq, "collection": collection, "record_id": id, "hlc": hlc.to_string(), "effect": effect});
-            if let Some(v) = schema_version {
-                body["schema_version"] = json!(v);
-            }
-            let outbox = Store::record_outbox_in(tx, &space, collection, id)?;
-            for op in superseded_by(&outbox, collection, id, &body["effect"]) {
-                tx.execute("DELETE FROM outbox WHERE op_id = ?1 AND attempts = 0", [op]).map_err(store::sql_error)?;
-                receipt(tx, op, "superseded", Some(&op_id))?;
-                Store::count(tx, "coalesced", 1)?;
-            }
-            tx.execute(
-                "INSERT INTO outbox (seq, space, op_id, collection, record_id, body, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                rusqlite::params![seq as i64, space, op_id, collection, id, body.to_string(), priority],
-            )
-            .map_err(store::sql_error)?;
-            Store::set_meta(tx, "seq", &seq.to_string())?;
-            receipt(tx, &op_id, "pending", None)?;
-            Store::count(tx, "writes", 1)?;
-            Ok(op_id)
-        })?;
-        self.clock = clock;
-        Ok(op_id)
+        self.enqueue(collection, id, effect, priority)
     }
 
     /// The optimistic value of a Record (`None`: absent or deleted): the Mirror's state with the
@@ -322,36 +226,7 @@ impl Client {
         collection: &str,
         id: &str,
     ) -> Result<Option<Map<String, Value>>, ClientError> {
-        let outbox = self.store.record_outbox(&self.cfg.space, collection, id)?;
-        let pending: Vec<&Pending> = outbox.iter().collect();
-        let policies = self.policies(collection)?;
-        self.view(collection, id, &pending, &policies)
-    }
-
-    /// The optimistic value of one Record given its pending Mutations (in creation order).
-    fn view(
-        &self,
-        collection: &str,
-        id: &str,
-        pending: &[&Pending],
-        policies: &std::collections::BTreeMap<String, Policy>,
-    ) -> Result<Option<Map<String, Value>>, ClientError> {
-        let mirrored = self.store.mirrored(&self.cfg.space, collection, id)?;
-        let base = mirrored
-            .and_then(|m| m.value)
-            .and_then(|v| v.as_object().cloned());
-        if pending.is_empty() {
-            return Ok(base);
-        }
-        let policy = |f: &str| policies.get(f).copied().unwrap_or(Policy::Lww);
-        let mut state = base_state(base.as_ref(), &policy);
-        for p in pending {
-            let m: Mutation = serde_json::from_value(p.body.clone())
-                .map_err(|e| ClientError::Store(e.to_string()))?;
-            state.apply(&m);
-        }
-        let view = state.materialize(policy, &std::collections::BTreeMap::new());
-        Ok(view.exists.then_some(view.value))
+        self.optimistic(collection, id)
     }
 
     /// Read-modify-write: `change` edits the current optimistic value (an empty object for a new
@@ -366,26 +241,6 @@ impl Client {
         let mut value = self.get(collection, id)?.unwrap_or_default();
         change(&mut value);
         self.write(collection, id, json!({"kind": "put", "value": value}), 0)
-    }
-
-    /// The Field Policies of a Collection, from the latest Collection Schema this Client knows.
-    fn policies(
-        &self,
-        collection: &str,
-    ) -> Result<std::collections::BTreeMap<String, Policy>, ClientError> {
-        let key = format!("schemadoc:{}:{collection}", self.cfg.space);
-        let doc: Option<CollectionSchema> = self
-            .store
-            .meta(&key)?
-            .and_then(|t| serde_json::from_str(&t).ok());
-        Ok(doc
-            .map(|d| {
-                d.fields
-                    .iter()
-                    .map(|(f, spec)| (f.to_string(), spec.policy))
-                    .collect()
-            })
-            .unwrap_or_default())
     }
 
     /// Learns the latest Collection Schema of every Collection in the Mirror or the Outbox, so
@@ -429,43 +284,12 @@ impl Client {
 
     /// Every existing Record of a Collection, optimistically, sorted by ID.
     pub fn list(&self, collection: &str) -> Result<Listed, ClientError> {
-        // One read of the Outbox and the Policies for the whole Collection.
-        let outbox = self.store.outbox(&self.cfg.space)?;
-        let mut pending: std::collections::BTreeMap<&str, Vec<&Pending>> =
-            std::collections::BTreeMap::new();
-        for p in outbox.iter().filter(|p| p.collection == collection) {
-            pending.entry(p.record_id.as_str()).or_default().push(p);
-        }
-        let mirrored = self.store.mirrored_ids(&self.cfg.space, collection)?;
-        let ids: std::collections::BTreeSet<&str> = mirrored
-            .iter()
-            .map(String::as_str)
-            .chain(pending.keys().copied())
-            .collect();
-        let policies = self.policies(collection)?;
-        let mut out = Vec::new();
-        for id in ids {
-            let mine = pending.get(id).map(Vec::as_slice).unwrap_or(&[]);
-            if let Some(v) = self.view(collection, id, mine, &policies)? {
-                out.push((id.to_owned(), v));
-            }
-        }
-        Ok(out)
+        self.optimistic_list(collection)
     }
 
     /// Counts for the application.
     pub fn status(&self) -> Result<Status, ClientError> {
-        let (pending, sent) = self.store.outbox_counts(&self.cfg.space)?;
-        Ok(Status {
-            pending,
-            sent,
-            rejected: self.store.dead(&self.cfg.space)?.len(),
-            last_sync: self
-                .store
-                .meta(&format!("last_sync:{}", self.cfg.space))?
-                .and_then(|v| v.parse().ok()),
-            counters: self.store.counters()?,
-        })
+        self.read_status()
     }
 
     /// The dead-letter list: (Op ID, Mutation, Problem).
@@ -1100,99 +924,5 @@ impl Client {
             Store::set_meta(tx, &doc_key, &text)
         })?;
         Ok(r.status)
-    }
-}
-
-/// The Mirror's value as a Record state at the smallest Stamps, so that every pending Mutation
-/// (whose Stamps are all greater) merges on top of it by the spec's rules: `lww` and `keep_both`
-/// Fields as a put, `counter` Fields as one increment, set Fields as adds.
-fn base_state(value: Option<&Map<String, Value>>, policy: &impl Fn(&str) -> Policy) -> RecordState {
-    let mut state = RecordState::default();
-    let Some(value) = value else { return state };
-    let stamp = |n: u16| Stamp {
-        hlc: Hlc::new(0, n, "~mirror").expect("a valid node name"),
-        op_id: "~mirror-base".parse().expect("a valid op ID"),
-    };
-    let mut assigned = Map::new();
-    for (field, v) in value {
-        let Ok(name) = field.parse() else { continue };
-        match policy(field) {
-            Policy::Counter => {
-                if let Some(by) = v.as_i64() {
-                    state.merge(&RecordState::from_effect(
-                        stamp(1),
-                        &Effect::Increment { field: name, by },
-                    ));
-                }
-            }
-            Policy::AddWinsSet => {
-                let elements = v.as_array().cloned().unwrap_or_default();
-                if !elements.is_empty() {
-                    state.merge(&RecordState::from_effect(
-                        stamp(1),
-                        &Effect::SetAdd {
-                            field: name,
-                            elements,
-                        },
-                    ));
-                }
-            }
-            Policy::Lww | Policy::KeepBoth => {
-                assigned.insert(field.clone(), v.clone());
-            }
-        }
-    }
-    state.merge(&RecordState::from_effect(
-        stamp(0),
-        &Effect::Put { value: assigned },
-    ));
-    state
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn mutation(op: &str, effect: Value) -> Mutation {
-        serde_json::from_value(
-            json!({"op_id": op, "seq": 1, "collection": "c", "record_id": "r",
-            "hlc": "019b76daa800-0000-client-a", "effect": effect}),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn pending_mutations_merge_onto_the_mirror_by_policy() {
-        let policy = |f: &str| match f {
-            "likes" => Policy::Counter,
-            "tags" => Policy::AddWinsSet,
-            _ => Policy::Lww,
-        };
-        let mirror = json!({"title": "t", "likes": 5, "tags": ["a", "b"], "n": 1});
-        let mut state = base_state(mirror.as_object(), &policy);
-        state.apply(&mutation(
-            "op-000001",
-            json!({"kind": "increment", "field": "likes", "by": 2}),
-        ));
-        state.apply(&mutation(
-            "op-000002",
-            json!({"kind": "set_remove", "field": "tags", "elements": ["a"]}),
-        ));
-        state.apply(&mutation(
-            "op-000003",
-            json!({"kind": "increment", "field": "n", "by": 10}),
-        ));
-        let view = state.materialize(policy, &std::collections::BTreeMap::new());
-        assert_eq!(
-            Value::Object(view.value),
-            json!({"title": "t", "likes": 7, "tags": ["b"], "n": 11})
-        );
-        let mut deleted = base_state(mirror.as_object(), &policy);
-        deleted.apply(&mutation("op-000004", json!({"kind": "delete"})));
-        assert!(
-            !deleted
-                .materialize(policy, &std::collections::BTreeMap::new())
-                .exists
-        );
     }
 }
