@@ -11,12 +11,15 @@
 //!   `cursor-expired` without touching the Outbox.
 //! - [`Client::audit`] compares bucket checksums with the Server and repairs drifted buckets.
 
+mod audit;
 pub mod background;
 mod clock;
 mod manifest;
 mod outbox;
+mod pull;
 mod push;
 mod retry;
+mod schema;
 pub mod store;
 mod transport;
 mod view;
@@ -24,14 +27,13 @@ mod view;
 use std::path::Path;
 use std::time::Duration;
 
-use driftless_protocol::checksum::{bucket_of, record_digest, to_hex, SpaceChecksums};
 use driftless_protocol::hlc::{Clock, Hlc};
 use driftless_protocol::ids::SpaceId;
 use serde_json::{json, Map, Value};
 
 use crate::clock::{now_ms, random_hex, LocalClock};
 pub use crate::retry::{Preset, RetryPolicy};
-use crate::store::{put_mirror, Store};
+use crate::store::Store;
 
 /// A Client failure.
 #[derive(Debug, thiserror::Error)]
@@ -244,45 +246,6 @@ impl Client {
         self.write(collection, id, json!({"kind": "put", "value": value}), 0)
     }
 
-    /// Learns the latest Collection Schema of every Collection in the Mirror or the Outbox, so
-    /// that views merge by the right Policies and writes carry the version (`[EVO-1]`).
-    fn refresh_schemas(&mut self) -> Result<(), ClientError> {
-        let space = self.cfg.space.clone();
-        let mut collections: Vec<String> = self
-            .store
-            .mirror_keys(&space)?
-            .into_iter()
-            .map(|(c, _)| c)
-            .collect();
-        collections.extend(self.store.outbox_collections(&space)?);
-        collections.sort();
-        collections.dedup();
-        for c in collections {
-            let r = self.call(
-                "GET",
-                &format!("/v1/spaces/{space}/collections/{c}/schemas"),
-                None,
-            )?;
-            self.check_auth(&r)?;
-            if let Some(latest) = r.body["versions"]
-                .as_array()
-                .and_then(|v| v.last())
-                .cloned()
-            {
-                let (doc_key, version_key) = (
-                    format!("schemadoc:{space}:{c}"),
-                    format!("schema:{space}:{c}"),
-                );
-                let version = latest["version"].as_u64().unwrap_or(0).to_string();
-                self.store.tx(|tx| {
-                    Store::set_meta(tx, &doc_key, &latest.to_string())?;
-                    Store::set_meta(tx, &version_key, &version)
-                })?;
-            }
-        }
-        Ok(())
-    }
-
     /// Every existing Record of a Collection, optimistically, sorted by ID.
     pub fn list(&self, collection: &str) -> Result<Listed, ClientError> {
         self.optimistic_list(collection)
@@ -302,6 +265,9 @@ impl Client {
     pub fn receipt(&self, op_id: &str) -> Result<Option<(String, Option<String>)>, ClientError> {
         self.store.receipt(op_id)
     }
+
+    // -----------------------------------------------------------------------------------------
+    // Sync
 
     /// Pushes the Outbox and pulls until caught up. Returns an error when it could not finish;
     /// nothing is lost then, and the next sync continues.
@@ -333,88 +299,7 @@ impl Client {
         stop: &std::sync::atomic::AtomicBool,
         wait_ms: u64,
     ) -> Result<SyncReport, ClientError> {
-        let mut total = SyncReport::default();
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let r = self.sync()?;
-            total.acknowledged += r.acknowledged;
-            total.rejected += r.rejected;
-            total.reissued += r.reissued;
-            total.pulled += r.pulled;
-            total.resynced |= r.resynced;
-            if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                break;
-            }
-            self.pull_all(&mut total, Some(wait_ms))?;
-        }
-        Ok(total)
-    }
-
-    fn pull_all(
-        &mut self,
-        report: &mut SyncReport,
-        wait_ms: Option<u64>,
-    ) -> Result<(), ClientError> {
-        let space = self.cfg.space.clone();
-        let cursor_key = format!("cursor:{space}");
-        let through_key = format!("through:{space}");
-        for _ in 0..1_000_000 {
-            let cursor = self.store.meta(&cursor_key)?;
-            let wait = wait_ms.map(|w| format!("wait_ms={w}&")).unwrap_or_default();
-            let path = match &cursor {
-                Some(c) => format!("/v1/spaces/{space}/pull?{wait}cursor={c}"),
-                None => format!("/v1/spaces/{space}/pull?{wait}"),
-            };
-            let r = self.call("GET", &path, None)?;
-            self.check_auth(&r)?;
-            if r.status == 410 || (r.status == 400 && Self::problem_of(&r) == "invalid-cursor") {
-                // Resync: rebuild the Mirror, keep the Outbox ([PULL-15]).
-                report.resynced = true;
-                self.emit(Event::Resync);
-                let (s, ck, tk) = (space.clone(), cursor_key.clone(), through_key.clone());
-                self.store.tx(|tx| {
-                    tx.execute("DELETE FROM mirror WHERE space = ?1", [&s])
-                        .map_err(store::sql_error)?;
-                    tx.execute("DELETE FROM meta WHERE key = ?1 OR key = ?2", [&ck, &tk])
-                        .map_err(store::sql_error)?;
-                    Store::count(tx, "resyncs", 1)
-                })?;
-                continue;
-            }
-            if r.status != 200 {
-                return Err(ClientError::Protocol(format!(
-                    "pull answered {}: {}",
-                    r.status, r.body
-                )));
-            }
-            let records = r.body["records"].as_array().cloned().unwrap_or_default();
-            let (next, through) = (
-                r.body["cursor"].as_str().unwrap_or("").to_owned(),
-                r.body["through"].as_u64().unwrap_or(0),
-            );
-            let conflicts = records
-                .iter()
-                .filter(|x| x.get("conflicts").is_some_and(|c| !c.is_null()))
-                .count() as i64;
-            let (s, ck, tk) = (space.clone(), cursor_key.clone(), through_key.clone());
-            self.store.tx(|tx| {
-                for rec in &records {
-                    put_mirror(tx, &s, rec)?;
-                }
-                Store::set_meta(tx, &ck, &next)?;
-                Store::set_meta(tx, &tk, &through.to_string())?;
-                Store::count(tx, "pulled", records.len() as i64)?;
-                Store::count(tx, "conflicts_seen", conflicts)
-            })?;
-            report.pulled += records.len();
-            self.emit(Event::Pulled {
-                records: records.len(),
-                through,
-            });
-            if r.body["has_more"] != true {
-                return Ok(());
-            }
-        }
-        Err(ClientError::Protocol("pull never caught up".into()))
+        self.live_sync(stop, wait_ms)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -423,127 +308,12 @@ impl Client {
     /// Compares the Mirror's bucket checksums with the Server's and repairs drifted buckets
     /// (`[INT-9]`, `[INT-13]`).
     pub fn audit(&mut self) -> Result<AuditReport, ClientError> {
-        self.discover()?;
-        let space = self.cfg.space.clone();
-        for _ in 0..5 {
-            let mut scratch = SyncReport::default();
-            self.pull_all(&mut scratch, None)?;
-            let r = self.call("GET", &format!("/v1/spaces/{space}/checksums"), None)?;
-            self.check_auth(&r)?;
-            let local_through: u64 = self
-                .store
-                .meta(&format!("through:{space}"))?
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            if r.body["through"].as_u64() != Some(local_through) {
-                continue; // the space moved on; pull again and compare at the same position
-            }
-            let local = self.local_checksums()?;
-            let mut report = AuditReport::default();
-            for (i, b) in local.buckets().iter().enumerate() {
-                if r.body["buckets"][i]["digest"].as_str() != Some(to_hex(&b.digest).as_str()) {
-                    report.records_fixed += self.repair_bucket(i as u8)?;
-                    report.repaired.push(i as u8);
-                    self.emit(Event::Repaired { bucket: i as u8 });
-                }
-            }
-            return Ok(report);
-        }
-        Err(ClientError::Unavailable(
-            "the space kept changing during the audit".into(),
-        ))
-    }
-
-    /// Checksums recomputed from the Mirror's values (not the stored digests), so local
-    /// corruption shows.
-    fn local_checksums(&self) -> Result<SpaceChecksums, ClientError> {
-        let mut sums = SpaceChecksums::default();
-        let space = &self.cfg.space;
-        for (c, id) in self.store.mirror_keys(space)? {
-            if let Some(m) = self.store.mirrored(space, &c, &id)? {
-                if let (false, Some(Value::Object(v))) = (m.deleted, m.value) {
-                    sums.add_digest(bucket_of(&c, &id), record_digest(&c, &id, &v));
-                }
-            }
-        }
-        Ok(sums)
-    }
-
-    fn repair_bucket(&mut self, bucket: u8) -> Result<usize, ClientError> {
-        let space = self.cfg.space.clone();
-        let mut fetched: Vec<Value> = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let path = match &after {
-                Some(a) => format!("/v1/spaces/{space}/buckets/{bucket}?after={a}"),
-                None => format!("/v1/spaces/{space}/buckets/{bucket}"),
-            };
-            let r = self.call("GET", &path, None)?;
-            self.check_auth(&r)?;
-            fetched.extend(r.body["records"].as_array().cloned().unwrap_or_default());
-            if r.body["has_more"] != true {
-                break;
-            }
-            after = r.body["next_after"].as_str().map(str::to_owned);
-        }
-        let keep: Vec<(String, String)> = fetched
-            .iter()
-            .map(|r| {
-                (
-                    r["collection"].as_str().unwrap_or("").to_owned(),
-                    r["id"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect();
-        let local: Vec<(String, String)> = self
-            .store
-            .mirror_keys(&space)?
-            .into_iter()
-            .filter(|(c, i)| bucket_of(c, i) == bucket)
-            .collect();
-        let mut fixed = 0;
-        self.store.tx(|tx| {
-            for (c, i) in &local {
-                if !keep.contains(&(c.clone(), i.clone())) {
-                    tx.execute("DELETE FROM mirror WHERE space = ?1 AND collection = ?2 AND id = ?3 AND deleted = 0", rusqlite::params![space, c, i])
-                        .map_err(store::sql_error)?;
-                    fixed += 1;
-                }
-            }
-            for rec in &fetched {
-                put_mirror(tx, &space, rec)?;
-                fixed += 1;
-            }
-            Store::count(tx, "repaired_buckets", 1)
-        })?;
-        Ok(fixed)
+        self.audit_buckets()
     }
 
     /// Registers a Collection Schema version (needs `admin`) and remembers it, so that new
     /// Mutations carry its version (`[EVO-1]`). Returns the HTTP status (201 or 200).
     pub fn register_schema(&mut self, doc: &Value) -> Result<u16, ClientError> {
-        let (c, v) = (
-            doc["collection"].as_str().unwrap_or(""),
-            doc["version"].as_u64().unwrap_or(0),
-        );
-        let path = format!("/v1/spaces/{}/collections/{c}/schemas/{v}", self.cfg.space);
-        let r = self.call("PUT", &path, Some(doc))?;
-        self.check_auth(&r)?;
-        if r.status != 201 && r.status != 200 {
-            return Err(ClientError::Invalid(format!(
-                "the server refused the schema: {}",
-                r.body["detail"].as_str().unwrap_or("")
-            )));
-        }
-        let (key, doc_key, text) = (
-            format!("schema:{}:{c}", self.cfg.space),
-            format!("schemadoc:{}:{c}", self.cfg.space),
-            doc.to_string(),
-        );
-        self.store.tx(|tx| {
-            Store::set_meta(tx, &key, &v.to_string())?;
-            Store::set_meta(tx, &doc_key, &text)
-        })?;
-        Ok(r.status)
+        self.put_schema(doc)
     }
 }
