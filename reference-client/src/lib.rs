@@ -143,7 +143,7 @@ pub type Listed = Vec<(String, Map<String, Value>)>;
 pub struct Client {
     store: Store,
     cfg: Config,
-    agent: ureq::Agent,
+    agent: transport::Agent,
     client_id: String,
     clock: LocalClock,
     discovery: Option<Value>,
@@ -174,11 +174,7 @@ impl Client {
                 .and_then(|e| e.parse().ok())
                 .unwrap_or(0),
         };
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(cfg.timeout))
-            .build()
-            .into();
+        let agent = transport::agent(cfg.timeout);
         Ok(Self {
             store,
             cfg,

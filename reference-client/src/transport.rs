@@ -4,6 +4,8 @@
 //! schedule of chapter 08 (`[RETRY-1]`..`[RETRY-3]`, `[RETRY-5]`, `[RETRY-7]`), turns a refused
 //! Token into [`ClientError::Auth`] and fetches the discovery document (chapter 01, `[DISC-6]`).
 
+use std::time::Duration;
+
 use driftless_protocol::hlc::Hlc;
 use serde_json::Value;
 
@@ -11,6 +13,19 @@ use crate::clock::now_ms;
 use crate::retry::is_transient;
 use crate::store::Store;
 use crate::{Client, ClientError};
+
+/// The HTTP client a [`Client`] keeps for its requests.
+pub(crate) type Agent = ureq::Agent;
+
+/// An HTTP client that hands every status back as a response (the protocol reads them all) and
+/// gives up on a request after `timeout`.
+pub(crate) fn agent(timeout: Duration) -> Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
 
 /// A response: status, headers we need, JSON body.
 pub(crate) struct Reply {
