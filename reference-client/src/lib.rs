@@ -10,6 +10,13 @@
 //!   never-sent `mutation-too-old` rejections, then pulls until caught up and resyncs after
 //!   `cursor-expired` without touching the Outbox.
 //! - [`Client::audit`] compares bucket checksums with the Server and repairs drifted buckets.
+//!
+//! The public methods of [`Client`] live here and each hands over to the module of its duty:
+//! `outbox` (writes, coalescing, receipts), `view` (optimistic reads, the rebase), `push` (lanes,
+//! settling Outcomes, dead letters, re-issue, clock step back), `manifest` (unknown fates),
+//! `pull` (with resync, and live sync), `schema` (Collection Schemas), `audit` (checksums and
+//! bucket repair), `retry` (policy and schedule), `transport` (the only module that knows HTTP),
+//! `clock` (the HLC shared by every handle on a store) and [`store`] (SQLite).
 
 mod audit;
 pub mod background;
