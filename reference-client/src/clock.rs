@@ -1,7 +1,8 @@
-//! The Client's clock, wall-clock time and randomness: [`LocalClock`] is this handle's copy of
-//! the Hybrid Logical Clock that every handle on one store shares (spec chapter 02, `[HLC-5]`,
-//! `[HLC-10]`, `[HLC-11]`, `[HLC-12]`); [`now_ms`] and [`random_hex`] are the only places the
-//! Client reads the system time and the random source.
+//! The Client's clock (spec chapter 02): [`LocalClock`] is this handle's copy of the Hybrid
+//! Logical Clock that every handle on one store shares, stored with each Stamp (`[HLC-10]`,
+//! `[HLC-11]`), kept past merged Server clocks (`[HLC-5]`) and set back after `clock-skew`
+//! (`[HLC-12]`). [`now_ms`] is where the Client reads the wall clock, and [`random_hex`] makes
+//! the random part of Client and Op IDs.
 
 use driftless_protocol::hlc::{Clock, Hlc};
 

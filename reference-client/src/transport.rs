@@ -1,8 +1,9 @@
-//! The transport: the only module that knows HTTP (`ureq`). It sends requests with the Token
-//! (chapter 09, `[AUTH-1]`) and the version header, reads the headers the protocol needs
-//! (`Retry-After`, `Driftless-Clock`: `[HLC-5]`, `[HTTP-9]`), retries transient failures on the
-//! schedule of chapter 08 (`[RETRY-1]`..`[RETRY-3]`, `[RETRY-5]`, `[RETRY-7]`), turns a refused
-//! Token into [`ClientError::Auth`] and fetches the discovery document (chapter 01, `[DISC-6]`).
+//! The transport: the only module that knows HTTP (`ureq`). It sends requests with the bearer
+//! Token (chapter 09) and the version header, reads the headers the protocol needs
+//! (`Retry-After`, and `Driftless-Clock`, merged into the clock: `[HLC-5]`), retries transient
+//! failures on the schedule of chapter 08 (`[RETRY-1]`..`[RETRY-3]`, `[RETRY-5]`, `[RETRY-7]`),
+//! turns a refused Token into [`ClientError::Auth`], and fetches the discovery document
+//! (chapter 01) once per handle.
 
 use std::time::Duration;
 
