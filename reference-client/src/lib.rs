@@ -10,23 +10,37 @@
 //!   never-sent `mutation-too-old` rejections, then pulls until caught up and resyncs after
 //!   `cursor-expired` without touching the Outbox.
 //! - [`Client::audit`] compares bucket checksums with the Server and repairs drifted buckets.
+//!
+//! The public methods of [`Client`] live here and each hands over to the module of its duty:
+//! `outbox` (writes, coalescing, receipts), `view` (optimistic reads, the rebase), `push` (lanes,
+//! settling Outcomes, dead letters, re-issue, clock step back), `manifest` (unknown fates),
+//! `pull` (with resync, and live sync), `schema` (Collection Schemas), `audit` (checksums and
+//! bucket repair), `retry` (policy and schedule), `transport` (the only module that knows HTTP),
+//! `clock` (the HLC shared by every handle on a store) and [`store`] (SQLite).
 
+mod audit;
 pub mod background;
+mod clock;
+mod manifest;
+mod outbox;
+mod pull;
+mod push;
+mod retry;
+mod schema;
 pub mod store;
+mod transport;
+mod view;
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Duration;
 
-use driftless_protocol::checksum::{bucket_of, record_digest, to_hex, SpaceChecksums};
-use driftless_protocol::collection_schema::{CollectionSchema, Policy};
 use driftless_protocol::hlc::{Clock, Hlc};
-use driftless_protocol::ids::{CollectionName, RecordId, SpaceId};
-use driftless_protocol::merge::{RecordState, Stamp};
-use driftless_protocol::messages::{Effect, Mutation};
+use driftless_protocol::ids::SpaceId;
 use serde_json::{json, Map, Value};
 
-use crate::store::{put_mirror, receipt, Pending, Store};
+use crate::clock::{now_ms, random_hex, LocalClock};
+pub use crate::retry::{Preset, RetryPolicy};
+use crate::store::Store;
 
 /// A Client failure.
 #[derive(Debug, thiserror::Error)]
@@ -46,77 +60,6 @@ pub enum ClientError {
     /// The Server answered something this Client does not understand.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
-}
-
-/// Retry schedule presets (`[RETRY-6]`: each waits at least as long as the Server asks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Preset {
-    /// A user is waiting: the Server's policy, few attempts.
-    Interactive,
-    /// Background sync: longer waits, more attempts.
-    Background,
-    /// Metered network: long waits, few attempts.
-    Metered,
-}
-
-/// How to retry: bounds of the full-jitter exponential backoff, and the attempts one sync may use.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryPolicy {
-    /// Upper bound of the first delay.
-    pub initial_delay_ms: u64,
-    /// Largest upper bound.
-    pub delay_ms_cap: u64,
-    /// Growth per consecutive failure.
-    pub multiplier: u64,
-    /// Failed attempts one `sync` may make before it gives up (the schedule is kept).
-    pub attempts_per_sync: u32,
-}
-
-impl RetryPolicy {
-    /// A preset.
-    pub fn preset(p: Preset) -> Self {
-        match p {
-            Preset::Interactive => Self {
-                initial_delay_ms: 200,
-                delay_ms_cap: 5_000,
-                multiplier: 2,
-                attempts_per_sync: 5,
-            },
-            Preset::Background => Self {
-                initial_delay_ms: 1_000,
-                delay_ms_cap: 300_000,
-                multiplier: 2,
-                attempts_per_sync: 12,
-            },
-            Preset::Metered => Self {
-                initial_delay_ms: 5_000,
-                delay_ms_cap: 900_000,
-                multiplier: 3,
-                attempts_per_sync: 4,
-            },
-        }
-    }
-
-    /// This policy, but never waiting less than the Server's announced policy (`[RETRY-1]`).
-    pub fn at_least(self, server: &Value) -> Self {
-        let get = |k: &str| server[k].as_u64();
-        Self {
-            initial_delay_ms: self
-                .initial_delay_ms
-                .max(get("initial_delay_ms").unwrap_or(0)),
-            delay_ms_cap: self.delay_ms_cap.max(get("delay_ms_cap").unwrap_or(0)),
-            multiplier: self.multiplier.max(get("multiplier").unwrap_or(1)),
-            attempts_per_sync: self.attempts_per_sync,
-        }
-    }
-
-    /// The upper bound of the wait after `failures` consecutive failures (0-based).
-    pub fn bound_ms(&self, failures: u32) -> u64 {
-        let grown = self
-            .initial_delay_ms
-            .saturating_mul(self.multiplier.saturating_pow(failures.min(40)));
-        grown.min(self.delay_ms_cap)
-    }
 }
 
 /// Where and as whom to sync.
@@ -197,144 +140,6 @@ pub struct AuditReport {
     pub records_fixed: usize,
 }
 
-/// Never-sent `put`s and `patch`es of the Record that a new Effect makes irrelevant
-/// (`[CLIENT-11]`): a later `delete` or `put` covers them all; a later `patch` covers a
-/// `patch` whose Fields it all assigns. Increments, set operations and resolves are never
-/// dropped (`[CLIENT-12]`), and anything sent before stays, since it may have been applied.
-fn superseded_by<'a>(
-    outbox: &'a [Pending],
-    collection: &str,
-    id: &str,
-    effect: &Value,
-) -> Vec<&'a str> {
-    let fields = |e: &Value| -> Vec<String> {
-        let mut f: Vec<String> = e["set"]
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-        f.extend(
-            e["unset"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|x| x.as_str().map(str::to_owned)),
-        );
-        f
-    };
-    let new_kind = effect["kind"].as_str().unwrap_or("");
-    let new_fields = fields(effect);
-    let mut out = Vec::new();
-    for p in outbox.iter().rev() {
-        if p.collection != collection || p.record_id != id {
-            continue;
-        }
-        let old = &p.body["effect"];
-        let old_kind = old["kind"].as_str().unwrap_or("");
-        if p.attempts > 0 || !matches!(old_kind, "put" | "patch") {
-            // Anything between that is not droppable keeps everything before it in place.
-            break;
-        }
-        let covered = match new_kind {
-            "delete" | "put" => true,
-            "patch" => old_kind == "patch" && fields(old).iter().all(|f| new_fields.contains(f)),
-            _ => false,
-        };
-        if !covered {
-            break;
-        }
-        out.push(p.op_id.as_str());
-    }
-    out
-}
-
-/// This handle's copy of the clock that every handle on the store shares. The store holds the
-/// clock (`hlc`) and the number of step backs so far (`clock_epoch`, `[HLC-12]`); a handle whose
-/// epoch is behind drops its copy for the stored one.
-#[derive(Debug, Clone)]
-struct LocalClock {
-    clock: Clock,
-    epoch: u64,
-}
-
-impl LocalClock {
-    /// Brings this copy up to the store's clock, inside `tx`.
-    fn catch_up_in(&mut self, tx: &rusqlite::Connection) -> Result<(), ClientError> {
-        let stored = Store::meta_in(tx, "hlc")?.and_then(|h| h.parse::<Hlc>().ok());
-        let epoch = Store::meta_in(tx, "clock_epoch")?
-            .and_then(|e| e.parse::<u64>().ok())
-            .unwrap_or(0);
-        match stored {
-            Some(s) if epoch != self.epoch || s > self.clock.last() => {
-                self.clock = Clock::resume(&s);
-            }
-            _ => {}
-        }
-        self.epoch = epoch;
-        Ok(())
-    }
-
-    /// Issues a Stamp inside `tx` and stores the clock (`[HLC-11]`, `[HLC-10]`).
-    fn stamp_in(&mut self, tx: &rusqlite::Connection) -> Result<Hlc, ClientError> {
-        self.catch_up_in(tx)?;
-        let hlc = self.clock.issue(now_ms());
-        Store::set_meta(tx, "hlc", &hlc.to_string())?;
-        Ok(hlc)
-    }
-
-    /// Stores Server clocks merged since (`[HLC-5]`), so every handle's next Stamp is past them.
-    fn keep_in(&mut self, tx: &rusqlite::Connection) -> Result<(), ClientError> {
-        let mine = self.clock.last();
-        let epoch = self.epoch;
-        self.catch_up_in(tx)?;
-        if self.epoch == epoch && mine >= self.clock.last() {
-            self.clock = Clock::resume(&mine);
-            Store::set_meta(tx, "hlc", &mine.to_string())?;
-        }
-        Ok(())
-    }
-
-    /// Sets the clock of every handle back to `to` if that moves its physical time back
-    /// (`[HLC-12]`); returns whether it did. A step of logical ticks only would change nothing
-    /// the Server's skew check sees.
-    fn step_back_in(&mut self, tx: &rusqlite::Connection, to: &Hlc) -> Result<bool, ClientError> {
-        self.catch_up_in(tx)?;
-        if to.physical_ms() >= self.clock.last().physical_ms() {
-            return Ok(false);
-        }
-        self.epoch += 1;
-        self.clock = Clock::resume(to);
-        Store::set_meta(tx, "hlc", &to.to_string())?;
-        Store::set_meta(tx, "clock_epoch", &self.epoch.to_string())?;
-        Store::count(tx, "clock_step_backs", 1)?;
-        Ok(true)
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    getrandom::fill(&mut b).unwrap_or_else(|_| {
-        b.iter_mut()
-            .enumerate()
-            .for_each(|(i, x)| *x = (now_ms() as usize + i) as u8)
-    });
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// A response: status, headers we need, JSON body.
-struct Reply {
-    status: u16,
-    retry_after: Option<u64>,
-    clock: Option<String>,
-    body: Value,
-}
-
 /// A progress callback.
 type EventSink = Box<dyn FnMut(&Event)>;
 
@@ -345,7 +150,7 @@ pub type Listed = Vec<(String, Map<String, Value>)>;
 pub struct Client {
     store: Store,
     cfg: Config,
-    agent: ureq::Agent,
+    agent: transport::Agent,
     client_id: String,
     clock: LocalClock,
     discovery: Option<Value>,
@@ -376,11 +181,7 @@ impl Client {
                 .and_then(|e| e.parse().ok())
                 .unwrap_or(0),
         };
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(cfg.timeout))
-            .build()
-            .into();
+        let agent = transport::agent(cfg.timeout);
         Ok(Self {
             store,
             cfg,
@@ -420,52 +221,7 @@ impl Client {
         effect: Value,
         priority: i64,
     ) -> Result<String, ClientError> {
-        collection
-            .parse::<CollectionName>()
-            .map_err(|e| ClientError::Invalid(e.to_string()))?;
-        id.parse::<RecordId>()
-            .map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let parsed: Result<driftless_protocol::messages::Effect, _> =
-            serde_json::from_value(effect.clone());
-        parsed.map_err(|e| ClientError::Invalid(format!("not a valid effect: {e}")))?;
-        let version_key = format!("schema:{}:{collection}", self.cfg.space);
-        let schema_version = self
-            .store
-            .meta(&version_key)?
-            .and_then(|v| v.parse::<u64>().ok());
-        let space = self.cfg.space.clone();
-        let (client_id, mut clock) = (self.client_id.clone(), self.clock.clone());
-        // Sequence number, Stamp and coalescing are decided under the write lock, from what is
-        // stored: another handle on the same store may have written since this one last looked.
-        let op_id = self.store.tx(|tx| {
-            let seq = Store::meta_in(tx, "seq")?
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0)
-                + 1;
-            let hlc = clock.stamp_in(tx)?;
-            let op_id = format!("{client_id}-{seq}-{}", random_hex(4));
-            let mut body = json!({"op_id": op_id, "seq": seq, "collection": collection, "record_id": id, "hlc": hlc.to_string(), "effect": effect});
-            if let Some(v) = schema_version {
-                body["schema_version"] = json!(v);
-            }
-            let outbox = Store::record_outbox_in(tx, &space, collection, id)?;
-            for op in superseded_by(&outbox, collection, id, &body["effect"]) {
-                tx.execute("DELETE FROM outbox WHERE op_id = ?1 AND attempts = 0", [op]).map_err(store::sql_error)?;
-                receipt(tx, op, "superseded", Some(&op_id))?;
-                Store::count(tx, "coalesced", 1)?;
-            }
-            tx.execute(
-                "INSERT INTO outbox (seq, space, op_id, collection, record_id, body, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                rusqlite::params![seq as i64, space, op_id, collection, id, body.to_string(), priority],
-            )
-            .map_err(store::sql_error)?;
-            Store::set_meta(tx, "seq", &seq.to_string())?;
-            receipt(tx, &op_id, "pending", None)?;
-            Store::count(tx, "writes", 1)?;
-            Ok(op_id)
-        })?;
-        self.clock = clock;
-        Ok(op_id)
+        self.enqueue(collection, id, effect, priority)
     }
 
     /// The optimistic value of a Record (`None`: absent or deleted): the Mirror's state with the
@@ -476,36 +232,7 @@ impl Client {
         collection: &str,
         id: &str,
     ) -> Result<Option<Map<String, Value>>, ClientError> {
-        let outbox = self.store.record_outbox(&self.cfg.space, collection, id)?;
-        let pending: Vec<&Pending> = outbox.iter().collect();
-        let policies = self.policies(collection)?;
-        self.view(collection, id, &pending, &policies)
-    }
-
-    /// The optimistic value of one Record given its pending Mutations (in creation order).
-    fn view(
-        &self,
-        collection: &str,
-        id: &str,
-        pending: &[&Pending],
-        policies: &std::collections::BTreeMap<String, Policy>,
-    ) -> Result<Option<Map<String, Value>>, ClientError> {
-        let mirrored = self.store.mirrored(&self.cfg.space, collection, id)?;
-        let base = mirrored
-            .and_then(|m| m.value)
-            .and_then(|v| v.as_object().cloned());
-        if pending.is_empty() {
-            return Ok(base);
-        }
-        let policy = |f: &str| policies.get(f).copied().unwrap_or(Policy::Lww);
-        let mut state = base_state(base.as_ref(), &policy);
-        for p in pending {
-            let m: Mutation = serde_json::from_value(p.body.clone())
-                .map_err(|e| ClientError::Store(e.to_string()))?;
-            state.apply(&m);
-        }
-        let view = state.materialize(policy, &std::collections::BTreeMap::new());
-        Ok(view.exists.then_some(view.value))
+        self.optimistic(collection, id)
     }
 
     /// Read-modify-write: `change` edits the current optimistic value (an empty object for a new
@@ -522,104 +249,14 @@ impl Client {
         self.write(collection, id, json!({"kind": "put", "value": value}), 0)
     }
 
-    /// The Field Policies of a Collection, from the latest Collection Schema this Client knows.
-    fn policies(
-        &self,
-        collection: &str,
-    ) -> Result<std::collections::BTreeMap<String, Policy>, ClientError> {
-        let key = format!("schemadoc:{}:{collection}", self.cfg.space);
-        let doc: Option<CollectionSchema> = self
-            .store
-            .meta(&key)?
-            .and_then(|t| serde_json::from_str(&t).ok());
-        Ok(doc
-            .map(|d| {
-                d.fields
-                    .iter()
-                    .map(|(f, spec)| (f.to_string(), spec.policy))
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
-    /// Learns the latest Collection Schema of every Collection in the Mirror or the Outbox, so
-    /// that views merge by the right Policies and writes carry the version (`[EVO-1]`).
-    fn refresh_schemas(&mut self) -> Result<(), ClientError> {
-        let space = self.cfg.space.clone();
-        let mut collections: Vec<String> = self
-            .store
-            .mirror_keys(&space)?
-            .into_iter()
-            .map(|(c, _)| c)
-            .collect();
-        collections.extend(self.store.outbox_collections(&space)?);
-        collections.sort();
-        collections.dedup();
-        for c in collections {
-            let r = self.call(
-                "GET",
-                &format!("/v1/spaces/{space}/collections/{c}/schemas"),
-                None,
-            )?;
-            self.check_auth(&r)?;
-            if let Some(latest) = r.body["versions"]
-                .as_array()
-                .and_then(|v| v.last())
-                .cloned()
-            {
-                let (doc_key, version_key) = (
-                    format!("schemadoc:{space}:{c}"),
-                    format!("schema:{space}:{c}"),
-                );
-                let version = latest["version"].as_u64().unwrap_or(0).to_string();
-                self.store.tx(|tx| {
-                    Store::set_meta(tx, &doc_key, &latest.to_string())?;
-                    Store::set_meta(tx, &version_key, &version)
-                })?;
-            }
-        }
-        Ok(())
-    }
-
     /// Every existing Record of a Collection, optimistically, sorted by ID.
     pub fn list(&self, collection: &str) -> Result<Listed, ClientError> {
-        // One read of the Outbox and the Policies for the whole Collection.
-        let outbox = self.store.outbox(&self.cfg.space)?;
-        let mut pending: std::collections::BTreeMap<&str, Vec<&Pending>> =
-            std::collections::BTreeMap::new();
-        for p in outbox.iter().filter(|p| p.collection == collection) {
-            pending.entry(p.record_id.as_str()).or_default().push(p);
-        }
-        let mirrored = self.store.mirrored_ids(&self.cfg.space, collection)?;
-        let ids: std::collections::BTreeSet<&str> = mirrored
-            .iter()
-            .map(String::as_str)
-            .chain(pending.keys().copied())
-            .collect();
-        let policies = self.policies(collection)?;
-        let mut out = Vec::new();
-        for id in ids {
-            let mine = pending.get(id).map(Vec::as_slice).unwrap_or(&[]);
-            if let Some(v) = self.view(collection, id, mine, &policies)? {
-                out.push((id.to_owned(), v));
-            }
-        }
-        Ok(out)
+        self.optimistic_list(collection)
     }
 
     /// Counts for the application.
     pub fn status(&self) -> Result<Status, ClientError> {
-        let (pending, sent) = self.store.outbox_counts(&self.cfg.space)?;
-        Ok(Status {
-            pending,
-            sent,
-            rejected: self.store.dead(&self.cfg.space)?.len(),
-            last_sync: self
-                .store
-                .meta(&format!("last_sync:{}", self.cfg.space))?
-                .and_then(|v| v.parse().ok()),
-            counters: self.store.counters()?,
-        })
+        self.read_status()
     }
 
     /// The dead-letter list: (Op ID, Mutation, Problem).
@@ -633,173 +270,7 @@ impl Client {
     }
 
     // -----------------------------------------------------------------------------------------
-    // HTTP
-
-    fn request(&mut self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, String> {
-        let url = format!("{}{path}", self.cfg.server.trim_end_matches('/'));
-        let auth = format!("Bearer {}", self.cfg.token);
-        let result = match (method, body) {
-            ("GET", _) => self
-                .agent
-                .get(&url)
-                .header("authorization", &auth)
-                .header("driftless-version", "1.0")
-                .call(),
-            ("PUT", Some(b)) => self
-                .agent
-                .put(&url)
-                .header("authorization", &auth)
-                .header("driftless-version", "1.0")
-                .send_json(b),
-            (_, Some(b)) => self
-                .agent
-                .post(&url)
-                .header("authorization", &auth)
-                .header("driftless-version", "1.0")
-                .send_json(b),
-            (_, None) => self
-                .agent
-                .post(&url)
-                .header("authorization", &auth)
-                .header("driftless-version", "1.0")
-                .send_empty(),
-        };
-        let mut resp = result.map_err(|e| e.to_string())?;
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let (retry_after, clock) = (
-            header("retry-after").and_then(|v| v.trim().parse().ok()),
-            header("driftless-clock"),
-        );
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| e.to_string())?;
-        let bytes = text.len() as i64;
-        let _ = self
-            .store
-            .tx(|tx| Store::count(tx, "bytes_received", bytes));
-        Ok(Reply {
-            status,
-            retry_after,
-            clock,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        })
-    }
-
-    /// A request with the retry schedule: transient failures wait and retry (`[RETRY-1..3]`),
-    /// the schedule is persisted (`[RETRY-5]`) and reset on success (`[RETRY-7]`).
-    fn call(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Reply, ClientError> {
-        let resumed: u32 = self
-            .store
-            .meta("retry_failures")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        // A restart resumes the schedule instead of retrying at once.
-        if let Some(next) = self
-            .store
-            .meta("retry_next_ms")?
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            let now = now_ms();
-            if next > now {
-                std::thread::sleep(Duration::from_millis(
-                    (next - now).min(self.cfg.retry.delay_ms_cap),
-                ));
-            }
-        }
-        let policy = match &self.discovery {
-            Some(d) => self.cfg.retry.at_least(&d["backoff"]),
-            None => self.cfg.retry,
-        };
-        for attempt in 0..=policy.attempts_per_sync {
-            let outcome = self.request(method, path, body);
-            let (reason, retry_after) = match outcome {
-                Ok(r) => {
-                    if let Some(c) = r.clock.as_deref().and_then(|c| c.parse::<Hlc>().ok()) {
-                        self.clock.clock.merge(&c, now_ms()); // [HLC-5]
-                    }
-                    let transient = r.status == 408 || r.status == 429 || r.status >= 500;
-                    if !transient {
-                        if resumed + attempt > 0 {
-                            self.store.tx(|tx| {
-                                Store::set_meta(tx, "retry_failures", "0")?;
-                                Store::set_meta(tx, "retry_next_ms", "0")
-                            })?;
-                        }
-                        return Ok(r);
-                    }
-                    (
-                        format!("{} {}", r.status, r.body["type"].as_str().unwrap_or("")),
-                        r.retry_after,
-                    )
-                }
-                Err(e) => (e, None),
-            };
-            if attempt == policy.attempts_per_sync {
-                return Err(ClientError::Unavailable(reason));
-            }
-            let bound = policy.bound_ms(resumed + attempt);
-            let mut r = [0u8; 8];
-            let _ = getrandom::fill(&mut r);
-            let mut delay = u64::from_le_bytes(r) % (bound + 1); // full jitter
-            if let Some(s) = retry_after {
-                delay = delay.max(s * 1000); // [RETRY-2]
-            }
-            let failures = resumed + attempt + 1;
-            let next = now_ms() + delay;
-            self.store.tx(|tx| {
-                Store::set_meta(tx, "retry_failures", &failures.to_string())?;
-                Store::set_meta(tx, "retry_next_ms", &next.to_string())?;
-                Store::count(tx, "retries", 1)
-            })?;
-            self.emit(Event::Retrying {
-                failures,
-                delay_ms: delay,
-                reason,
-            });
-            std::thread::sleep(Duration::from_millis(delay));
-        }
-        Err(ClientError::Unavailable("retries exhausted".into()))
-    }
-
-    fn problem_of(reply: &Reply) -> String {
-        reply.body["type"]
-            .as_str()
-            .unwrap_or("")
-            .rsplit(':')
-            .next()
-            .unwrap_or("")
-            .to_owned()
-    }
-
-    // -----------------------------------------------------------------------------------------
     // Sync
-
-    fn discover(&mut self) -> Result<(), ClientError> {
-        if self.discovery.is_some() {
-            return Ok(());
-        }
-        let r = self.call("GET", "/.well-known/driftless", None)?;
-        if r.status != 200 {
-            return Err(ClientError::Protocol(format!(
-                "discovery answered {}",
-                r.status
-            )));
-        }
-        self.discovery = Some(r.body);
-        Ok(())
-    }
 
     /// Pushes the Outbox and pulls until caught up. Returns an error when it could not finish;
     /// nothing is lost then, and the next sync continues.
@@ -818,398 +289,9 @@ impl Client {
         Ok(report)
     }
 
-    /// Mutations sent before whose acknowledgement never arrived: ask the manifest (`[CLIENT-7]`).
-    fn resolve_unknown_fates(&mut self, report: &mut SyncReport) -> Result<(), ClientError> {
-        let sent: Vec<Pending> = self.store.sent(&self.cfg.space)?;
-        let max = self
-            .discovery
-            .as_ref()
-            .and_then(|d| d["limits"]["op_ids_per_manifest_max"].as_u64())
-            .unwrap_or(100) as usize;
-        for chunk in sent.chunks(max.max(1)) {
-            let ids: Vec<&str> = chunk.iter().map(|p| p.op_id.as_str()).collect();
-            let path = format!("/v1/spaces/{}/manifest", self.cfg.space);
-            let r = self.call("POST", &path, Some(&json!({"op_ids": ids})))?;
-            self.check_auth(&r)?;
-            if r.status != 200 {
-                return Err(ClientError::Protocol(format!(
-                    "manifest answered {}",
-                    r.status
-                )));
-            }
-            let entries = r.body["entries"].as_array().cloned().unwrap_or_default();
-            for (p, e) in chunk.iter().zip(entries) {
-                if e["status"] != "unknown" {
-                    self.settle(p, &e, report)?; // unknown: pushed again below ([MAN-5])
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn check_auth(&self, r: &Reply) -> Result<(), ClientError> {
-        if r.status == 401 || r.status == 403 {
-            return Err(ClientError::Auth(
-                r.body["detail"].as_str().unwrap_or("").to_owned(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// The Outbox in sending order: priority lanes, but never a Mutation ahead of an earlier one
-    /// of the same Record (`[CLIENT-6]`): an earlier Mutation inherits the highest priority of
-    /// the later Mutations of its Record, so sorting by (priority, seq) keeps each Record's order.
-    fn send_order(&self) -> Result<VecDeque<Pending>, ClientError> {
-        let outbox = self.store.outbox(&self.cfg.space)?;
-        let mut effective = vec![0i64; outbox.len()];
-        let mut lifted: std::collections::HashMap<(&str, &str), i64> =
-            std::collections::HashMap::new();
-        for (i, p) in outbox.iter().enumerate().rev() {
-            let e = lifted
-                .get(&(p.collection.as_str(), p.record_id.as_str()))
-                .copied()
-                .unwrap_or(i64::MIN)
-                .max(p.priority);
-            lifted.insert((p.collection.as_str(), p.record_id.as_str()), e);
-            effective[i] = e;
-        }
-        let mut order: Vec<usize> = (0..outbox.len()).collect();
-        order.sort_by_key(|&i| (std::cmp::Reverse(effective[i]), outbox[i].seq));
-        let mut slots: Vec<Option<Pending>> = outbox.into_iter().map(Some).collect();
-        Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
-    }
-
-    fn push_all(&mut self, report: &mut SyncReport) -> Result<(), ClientError> {
-        let server_max = self
-            .discovery
-            .as_ref()
-            .and_then(|d| d["limits"]["mutations_per_push_max"].as_u64())
-            .unwrap_or(100) as usize;
-        let mut size = self.cfg.batch_max.min(server_max).max(1);
-        // The Outbox is read and ordered once per pass, not once per batch (a backlog of n
-        // would cost n²/size rows). It is read again when the pass is done (re-issued Mutations
-        // go again) and whenever a newer write appeared meanwhile, so that a new high-priority
-        // write still goes first.
-        let mut queue: VecDeque<Pending> = VecDeque::new();
-        let mut newest: Option<u64> = None;
-        // A re-issued Mutation goes again in this sync; re-issued a second time with no step back
-        // of the clock in between, it waits for the next sync: if the Server's own clock runs
-        // ahead of its wall clock, neither re-issuing nor stepping back helps, and this would
-        // otherwise loop forever ([HLC-9], [HLC-12]).
-        let mut reissued_at: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
-        let mut held: std::collections::HashSet<u64> = std::collections::HashSet::new();
-        loop {
-            let latest = self.store.newest_seq()?;
-            if queue.is_empty() || latest > newest {
-                queue = self.send_order()?;
-                queue.retain(|p| !held.contains(&p.seq));
-                newest = latest;
-            }
-            if queue.is_empty() {
-                return Ok(());
-            }
-            let front: Vec<Pending> = queue.iter().take(size).cloned().collect();
-            // Mark as sent before sending: a crash after this point leaves a fate to ask about.
-            // A Mutation another handle coalesced away since the Outbox was read is not sent.
-            let batch: Vec<Pending> = self.store.tx(|tx| {
-                let mut still = Vec::with_capacity(front.len());
-                for p in &front {
-                    let marked = tx
-                        .execute(
-                            "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1 AND op_id = ?2",
-                            rusqlite::params![p.seq as i64, p.op_id],
-                        )
-                        .map_err(store::sql_error)?;
-                    if marked == 1 {
-                        receipt(tx, &p.op_id, "sent", None)?;
-                        let mut sent = p.clone();
-                        sent.attempts += 1;
-                        still.push(sent);
-                    }
-                }
-                Ok(still)
-            })?;
-            if batch.is_empty() {
-                queue.drain(..front.len());
-                continue;
-            }
-            let bodies: Vec<&Value> = batch.iter().map(|p| &p.body).collect();
-            let path = format!("/v1/spaces/{}/push", self.cfg.space);
-            let r = self.call(
-                "POST",
-                &path,
-                Some(&json!({"client_id": self.client_id, "mutations": bodies})),
-            )?;
-            self.check_auth(&r)?;
-            match r.status {
-                200 => {
-                    let results = r.body["results"].as_array().cloned().unwrap_or_default();
-                    if results.len() != batch.len() {
-                        return Err(ClientError::Protocol(
-                            "push answered a different number of results".into(),
-                        ));
-                    }
-                    let (mut acked, mut rejected) = (0, 0);
-                    let outcomes: Vec<(&Pending, &Value)> = batch
-                        .iter()
-                        .zip(&results)
-                        .map(|(p, res)| {
-                            let outcome = if res["status"] == "duplicate" {
-                                &res["original"]
-                            } else {
-                                res
-                            };
-                            (p, outcome)
-                        })
-                        .collect();
-                    // Refused as clock-skew: settled last, after the clock may step back.
-                    let (skewed, others): (Vec<_>, Vec<_>) = outcomes
-                        .into_iter()
-                        .partition(|(_, o)| Self::problem_code(o) == "clock-skew");
-                    let mut settle = |me: &mut Self, p: &Pending, outcome: &Value| {
-                        if outcome["status"] == "applied" {
-                            acked += 1;
-                        } else {
-                            rejected += 1;
-                        }
-                        // op-id-reused is not an Outcome, but the Mutation is just as stuck.
-                        let reissued = report.reissued;
-                        me.settle(p, outcome, report)?;
-                        let epoch = me.clock.epoch;
-                        if report.reissued > reissued
-                            && reissued_at.insert(p.seq, epoch) == Some(epoch)
-                        {
-                            held.insert(p.seq);
-                        }
-                        Ok::<(), ClientError>(())
-                    };
-                    // The whole response is settled in one commit (one fsync, not one per
-                    // Mutation); a crash before it leaves sent Mutations for the manifest.
-                    self.atomically(|me| {
-                        for (p, outcome) in &others {
-                            settle(me, p, outcome)?;
-                        }
-                        if !skewed.is_empty() {
-                            // After the others: applied ones have left the Outbox, so only
-                            // Mutations of truly unknown fate bound the step back.
-                            me.step_back(r.clock.as_deref(), &skewed)?;
-                        }
-                        for (p, outcome) in &skewed {
-                            settle(me, p, outcome)?;
-                        }
-                        Ok(())
-                    })?;
-                    self.emit(Event::Pushed {
-                        acknowledged: acked,
-                        rejected,
-                    });
-                    queue.drain(..front.len());
-                }
-                // The same front goes again, in halves.
-                413 if size > 1 => size = (size / 2).max(1),
-                400 if Self::problem_of(&r) == "invalid-request" => {
-                    // Dead-letter the Mutations the pointers name ([CLIENT-5]); the rest go again.
-                    let mut named = false;
-                    for e in r.body["errors"].as_array().into_iter().flatten() {
-                        let idx = e["pointer"]
-                            .as_str()
-                            .and_then(|p| p.strip_prefix("/mutations/"))
-                            .and_then(|p| p.split('/').next())
-                            .and_then(|i| i.parse::<usize>().ok());
-                        if let Some(p) = idx.and_then(|i| batch.get(i)) {
-                            named = true;
-                            self.dead_letter(p, &r.body, report)?;
-                        }
-                    }
-                    if !named {
-                        return Err(ClientError::Protocol(format!("push refused: {}", r.body)));
-                    }
-                    queue.clear(); // the rest go again, from a fresh read
-                }
-                _ if batch.len() == 1 => {
-                    let p = batch[0].clone();
-                    self.dead_letter(&p, &r.body, report)?;
-                    queue.drain(..front.len());
-                }
-                _ => {
-                    return Err(ClientError::Protocol(format!(
-                        "push answered {}: {}",
-                        r.status, r.body
-                    )))
-                }
-            }
-        }
-    }
-
-    /// Runs `f` with every store transaction it makes joined into one durable commit; if `f`
-    /// fails, none of them happened.
-    fn atomically<T>(
-        &mut self,
-        f: impl FnOnce(&mut Self) -> Result<T, ClientError>,
-    ) -> Result<T, ClientError> {
-        self.store.begin()?;
-        let out = f(self);
-        let done = self.store.finish(out.is_ok());
-        let value = out?;
-        done?;
-        Ok(value)
-    }
-
-    /// After `clock-skew`, sets the clock back to the greatest of the Server's clock, this
-    /// Client's applied Mutations and its Mutations of unknown fate, other than `skewed`
-    /// (`[HLC-12]`): a clock that once ran ahead then stamps Mutations the Server accepts.
-    fn step_back(
-        &mut self,
-        server_clock: Option<&str>,
-        skewed: &[(&Pending, &Value)],
-    ) -> Result<(), ClientError> {
-        let Some(server) = server_clock.and_then(|c| c.parse::<Hlc>().ok()) else {
-            return Ok(());
-        };
-        let ours = |h: &Hlc| Hlc::new(h.physical_ms(), h.logical(), &self.client_id).ok();
-        let mut to = ours(&server);
-        let refused: std::collections::HashSet<&str> =
-            skewed.iter().map(|(p, _)| p.op_id.as_str()).collect();
-        let applied = self
-            .store
-            .meta("hlc_applied_max")?
-            .and_then(|h| h.parse::<Hlc>().ok());
-        let unknown: Vec<Hlc> = self
-            .store
-            .sent(&self.cfg.space)?
-            .iter()
-            .filter(|p| !refused.contains(p.op_id.as_str()))
-            .filter_map(|p| p.body["hlc"].as_str().and_then(|h| h.parse().ok()))
-            .collect();
-        for h in applied.iter().chain(&unknown) {
-            to = to.max(ours(h));
-        }
-        let Some(to) = to else { return Ok(()) };
-        let clock = &mut self.clock;
-        self.store.tx(|tx| clock.step_back_in(tx, &to))?; // counted as clock_step_backs
-        Ok(())
-    }
-
-    fn problem_code(outcome: &Value) -> &str {
-        outcome["problem"]["type"]
-            .as_str()
-            .unwrap_or("")
-            .rsplit(':')
-            .next()
-            .unwrap_or("")
-    }
-
-    /// Applies a known Outcome to an Outbox entry.
-    fn settle(
-        &mut self,
-        p: &Pending,
-        outcome: &Value,
-        report: &mut SyncReport,
-    ) -> Result<(), ClientError> {
-        if outcome["status"] == "applied" {
-            report.acknowledged += 1;
-            let op = p.op_id.clone();
-            let hlc = p.body["hlc"].as_str().and_then(|h| h.parse::<Hlc>().ok());
-            return self.store.tx(|tx| {
-                if let Some(h) = &hlc {
-                    // The latest applied Stamp bounds a step back ([HLC-12]).
-                    let max =
-                        Store::meta_in(tx, "hlc_applied_max")?.and_then(|m| m.parse::<Hlc>().ok());
-                    if max.is_none_or(|m| m < *h) {
-                        Store::set_meta(tx, "hlc_applied_max", &h.to_string())?;
-                    }
-                }
-                tx.execute("DELETE FROM outbox WHERE op_id = ?1", [&op])
-                    .map_err(store::sql_error)?;
-                receipt(tx, &op, "acknowledged", None)?;
-                Store::count(tx, "acknowledged", 1)
-            });
-        }
-        let code = Self::problem_code(outcome).to_owned();
-        // clock-skew: re-issue after merging the Server clock ([HLC-9]); mutation-too-old: only
-        // if this was the first send ([CLIENT-9], [CLIENT-10]).
-        let reissue = code == "clock-skew" || (code == "mutation-too-old" && p.attempts <= 1);
-        if reissue {
-            report.reissued += 1;
-            let new_op = format!("{}-{}-{}", self.client_id, p.seq, random_hex(4));
-            let (old, seq) = (p.op_id.clone(), p.seq as i64);
-            let mut clock = self.clock.clone();
-            self.store.tx(|tx| {
-                let mut body = p.body.clone();
-                body["op_id"] = json!(new_op);
-                body["hlc"] = json!(clock.stamp_in(tx)?.to_string());
-                // Same seq: the re-issued Mutation keeps its place among its Record's Mutations.
-                tx.execute(
-                    "UPDATE outbox SET op_id = ?1, body = ?2, attempts = 0 WHERE seq = ?3",
-                    rusqlite::params![new_op, body.to_string(), seq],
-                )
-                .map_err(store::sql_error)?;
-                receipt(
-                    tx,
-                    &old,
-                    "rejected",
-                    Some(&format!("{code}; re-issued as {new_op}")),
-                )?;
-                receipt(tx, &new_op, "pending", None)?;
-                Store::count(tx, "reissued", 1)
-            })?;
-            self.clock = clock;
-            return Ok(());
-        }
-        let problem = outcome.get("problem").cloned().unwrap_or(outcome.clone());
-        self.dead_letter(p, &problem, report)
-    }
-
-    fn dead_letter(
-        &mut self,
-        p: &Pending,
-        problem: &Value,
-        report: &mut SyncReport,
-    ) -> Result<(), ClientError> {
-        report.rejected += 1;
-        let (op, space, body, pr) = (
-            p.op_id.clone(),
-            self.cfg.space.clone(),
-            p.body.to_string(),
-            problem.to_string(),
-        );
-        let code = problem["type"].as_str().unwrap_or("").to_owned();
-        self.store.tx(|tx| {
-            tx.execute("DELETE FROM outbox WHERE op_id = ?1", [&op])
-                .map_err(store::sql_error)?;
-            tx.execute(
-                "INSERT OR REPLACE INTO dead (op_id, space, body, problem) VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![op, space, body, pr],
-            )
-            .map_err(store::sql_error)?;
-            receipt(tx, &op, "rejected", Some(&code))?;
-            Store::count(tx, "rejected", 1)
-        })
-    }
-
     /// Re-issues a dead letter as a new Mutation (after the user fixed what made it fail).
     pub fn retry_dead(&mut self, op_id: &str) -> Result<String, ClientError> {
-        let (_, body, _) = self
-            .store
-            .dead(&self.cfg.space)?
-            .into_iter()
-            .find(|(o, _, _)| o == op_id)
-            .ok_or_else(|| {
-                ClientError::Invalid(format!("{op_id} is not in the dead-letter list"))
-            })?;
-        let new = self.write(
-            body["collection"].as_str().unwrap_or(""),
-            body["record_id"].as_str().unwrap_or(""),
-            body["effect"].clone(),
-            0,
-        )?;
-        let op = op_id.to_owned();
-        self.store.tx(|tx| {
-            tx.execute("DELETE FROM dead WHERE op_id = ?1", [&op])
-                .map(|_| ())
-                .map_err(store::sql_error)
-        })?;
-        Ok(new)
+        self.reissue_dead(op_id)
     }
 
     /// Live sync (`[PULL-17]`): sync, then hold a long-poll pull until the Server has a change
@@ -1220,88 +302,7 @@ impl Client {
         stop: &std::sync::atomic::AtomicBool,
         wait_ms: u64,
     ) -> Result<SyncReport, ClientError> {
-        let mut total = SyncReport::default();
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let r = self.sync()?;
-            total.acknowledged += r.acknowledged;
-            total.rejected += r.rejected;
-            total.reissued += r.reissued;
-            total.pulled += r.pulled;
-            total.resynced |= r.resynced;
-            if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                break;
-            }
-            self.pull_all(&mut total, Some(wait_ms))?;
-        }
-        Ok(total)
-    }
-
-    fn pull_all(
-        &mut self,
-        report: &mut SyncReport,
-        wait_ms: Option<u64>,
-    ) -> Result<(), ClientError> {
-        let space = self.cfg.space.clone();
-        let cursor_key = format!("cursor:{space}");
-        let through_key = format!("through:{space}");
-        for _ in 0..1_000_000 {
-            let cursor = self.store.meta(&cursor_key)?;
-            let wait = wait_ms.map(|w| format!("wait_ms={w}&")).unwrap_or_default();
-            let path = match &cursor {
-                Some(c) => format!("/v1/spaces/{space}/pull?{wait}cursor={c}"),
-                None => format!("/v1/spaces/{space}/pull?{wait}"),
-            };
-            let r = self.call("GET", &path, None)?;
-            self.check_auth(&r)?;
-            if r.status == 410 || (r.status == 400 && Self::problem_of(&r) == "invalid-cursor") {
-                // Resync: rebuild the Mirror, keep the Outbox ([PULL-15]).
-                report.resynced = true;
-                self.emit(Event::Resync);
-                let (s, ck, tk) = (space.clone(), cursor_key.clone(), through_key.clone());
-                self.store.tx(|tx| {
-                    tx.execute("DELETE FROM mirror WHERE space = ?1", [&s])
-                        .map_err(store::sql_error)?;
-                    tx.execute("DELETE FROM meta WHERE key = ?1 OR key = ?2", [&ck, &tk])
-                        .map_err(store::sql_error)?;
-                    Store::count(tx, "resyncs", 1)
-                })?;
-                continue;
-            }
-            if r.status != 200 {
-                return Err(ClientError::Protocol(format!(
-                    "pull answered {}: {}",
-                    r.status, r.body
-                )));
-            }
-            let records = r.body["records"].as_array().cloned().unwrap_or_default();
-            let (next, through) = (
-                r.body["cursor"].as_str().unwrap_or("").to_owned(),
-                r.body["through"].as_u64().unwrap_or(0),
-            );
-            let conflicts = records
-                .iter()
-                .filter(|x| x.get("conflicts").is_some_and(|c| !c.is_null()))
-                .count() as i64;
-            let (s, ck, tk) = (space.clone(), cursor_key.clone(), through_key.clone());
-            self.store.tx(|tx| {
-                for rec in &records {
-                    put_mirror(tx, &s, rec)?;
-                }
-                Store::set_meta(tx, &ck, &next)?;
-                Store::set_meta(tx, &tk, &through.to_string())?;
-                Store::count(tx, "pulled", records.len() as i64)?;
-                Store::count(tx, "conflicts_seen", conflicts)
-            })?;
-            report.pulled += records.len();
-            self.emit(Event::Pulled {
-                records: records.len(),
-                through,
-            });
-            if r.body["has_more"] != true {
-                return Ok(());
-            }
-        }
-        Err(ClientError::Protocol("pull never caught up".into()))
+        self.live_sync(stop, wait_ms)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1310,221 +311,12 @@ impl Client {
     /// Compares the Mirror's bucket checksums with the Server's and repairs drifted buckets
     /// (`[INT-9]`, `[INT-13]`).
     pub fn audit(&mut self) -> Result<AuditReport, ClientError> {
-        self.discover()?;
-        let space = self.cfg.space.clone();
-        for _ in 0..5 {
-            let mut scratch = SyncReport::default();
-            self.pull_all(&mut scratch, None)?;
-            let r = self.call("GET", &format!("/v1/spaces/{space}/checksums"), None)?;
-            self.check_auth(&r)?;
-            let local_through: u64 = self
-                .store
-                .meta(&format!("through:{space}"))?
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            if r.body["through"].as_u64() != Some(local_through) {
-                continue; // the space moved on; pull again and compare at the same position
-            }
-            let local = self.local_checksums()?;
-            let mut report = AuditReport::default();
-            for (i, b) in local.buckets().iter().enumerate() {
-                if r.body["buckets"][i]["digest"].as_str() != Some(to_hex(&b.digest).as_str()) {
-                    report.records_fixed += self.repair_bucket(i as u8)?;
-                    report.repaired.push(i as u8);
-                    self.emit(Event::Repaired { bucket: i as u8 });
-                }
-            }
-            return Ok(report);
-        }
-        Err(ClientError::Unavailable(
-            "the space kept changing during the audit".into(),
-        ))
-    }
-
-    /// Checksums recomputed from the Mirror's values (not the stored digests), so local
-    /// corruption shows.
-    fn local_checksums(&self) -> Result<SpaceChecksums, ClientError> {
-        let mut sums = SpaceChecksums::default();
-        let space = &self.cfg.space;
-        for (c, id) in self.store.mirror_keys(space)? {
-            if let Some(m) = self.store.mirrored(space, &c, &id)? {
-                if let (false, Some(Value::Object(v))) = (m.deleted, m.value) {
-                    sums.add_digest(bucket_of(&c, &id), record_digest(&c, &id, &v));
-                }
-            }
-        }
-        Ok(sums)
-    }
-
-    fn repair_bucket(&mut self, bucket: u8) -> Result<usize, ClientError> {
-        let space = self.cfg.space.clone();
-        let mut fetched: Vec<Value> = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let path = match &after {
-                Some(a) => format!("/v1/spaces/{space}/buckets/{bucket}?after={a}"),
-                None => format!("/v1/spaces/{space}/buckets/{bucket}"),
-            };
-            let r = self.call("GET", &path, None)?;
-            self.check_auth(&r)?;
-            fetched.extend(r.body["records"].as_array().cloned().unwrap_or_default());
-            if r.body["has_more"] != true {
-                break;
-            }
-            after = r.body["next_after"].as_str().map(str::to_owned);
-        }
-        let keep: Vec<(String, String)> = fetched
-            .iter()
-            .map(|r| {
-                (
-                    r["collection"].as_str().unwrap_or("").to_owned(),
-                    r["id"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect();
-        let local: Vec<(String, String)> = self
-            .store
-            .mirror_keys(&space)?
-            .into_iter()
-            .filter(|(c, i)| bucket_of(c, i) == bucket)
-            .collect();
-        let mut fixed = 0;
-        self.store.tx(|tx| {
-            for (c, i) in &local {
-                if !keep.contains(&(c.clone(), i.clone())) {
-                    tx.execute("DELETE FROM mirror WHERE space = ?1 AND collection = ?2 AND id = ?3 AND deleted = 0", rusqlite::params![space, c, i])
-                        .map_err(store::sql_error)?;
-                    fixed += 1;
-                }
-            }
-            for rec in &fetched {
-                put_mirror(tx, &space, rec)?;
-                fixed += 1;
-            }
-            Store::count(tx, "repaired_buckets", 1)
-        })?;
-        Ok(fixed)
+        self.audit_buckets()
     }
 
     /// Registers a Collection Schema version (needs `admin`) and remembers it, so that new
     /// Mutations carry its version (`[EVO-1]`). Returns the HTTP status (201 or 200).
     pub fn register_schema(&mut self, doc: &Value) -> Result<u16, ClientError> {
-        let (c, v) = (
-            doc["collection"].as_str().unwrap_or(""),
-            doc["version"].as_u64().unwrap_or(0),
-        );
-        let path = format!("/v1/spaces/{}/collections/{c}/schemas/{v}", self.cfg.space);
-        let r = self.call("PUT", &path, Some(doc))?;
-        self.check_auth(&r)?;
-        if r.status != 201 && r.status != 200 {
-            return Err(ClientError::Invalid(format!(
-                "the server refused the schema: {}",
-                r.body["detail"].as_str().unwrap_or("")
-            )));
-        }
-        let (key, doc_key, text) = (
-            format!("schema:{}:{c}", self.cfg.space),
-            format!("schemadoc:{}:{c}", self.cfg.space),
-            doc.to_string(),
-        );
-        self.store.tx(|tx| {
-            Store::set_meta(tx, &key, &v.to_string())?;
-            Store::set_meta(tx, &doc_key, &text)
-        })?;
-        Ok(r.status)
-    }
-}
-
-/// The Mirror's value as a Record state at the smallest Stamps, so that every pending Mutation
-/// (whose Stamps are all greater) merges on top of it by the spec's rules: `lww` and `keep_both`
-/// Fields as a put, `counter` Fields as one increment, set Fields as adds.
-fn base_state(value: Option<&Map<String, Value>>, policy: &impl Fn(&str) -> Policy) -> RecordState {
-    let mut state = RecordState::default();
-    let Some(value) = value else { return state };
-    let stamp = |n: u16| Stamp {
-        hlc: Hlc::new(0, n, "~mirror").expect("a valid node name"),
-        op_id: "~mirror-base".parse().expect("a valid op ID"),
-    };
-    let mut assigned = Map::new();
-    for (field, v) in value {
-        let Ok(name) = field.parse() else { continue };
-        match policy(field) {
-            Policy::Counter => {
-                if let Some(by) = v.as_i64() {
-                    state.merge(&RecordState::from_effect(
-                        stamp(1),
-                        &Effect::Increment { field: name, by },
-                    ));
-                }
-            }
-            Policy::AddWinsSet => {
-                let elements = v.as_array().cloned().unwrap_or_default();
-                if !elements.is_empty() {
-                    state.merge(&RecordState::from_effect(
-                        stamp(1),
-                        &Effect::SetAdd {
-                            field: name,
-                            elements,
-                        },
-                    ));
-                }
-            }
-            Policy::Lww | Policy::KeepBoth => {
-                assigned.insert(field.clone(), v.clone());
-            }
-        }
-    }
-    state.merge(&RecordState::from_effect(
-        stamp(0),
-        &Effect::Put { value: assigned },
-    ));
-    state
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn mutation(op: &str, effect: Value) -> Mutation {
-        serde_json::from_value(
-            json!({"op_id": op, "seq": 1, "collection": "c", "record_id": "r",
-            "hlc": "019b76daa800-0000-client-a", "effect": effect}),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn pending_mutations_merge_onto_the_mirror_by_policy() {
-        let policy = |f: &str| match f {
-            "likes" => Policy::Counter,
-            "tags" => Policy::AddWinsSet,
-            _ => Policy::Lww,
-        };
-        let mirror = json!({"title": "t", "likes": 5, "tags": ["a", "b"], "n": 1});
-        let mut state = base_state(mirror.as_object(), &policy);
-        state.apply(&mutation(
-            "op-000001",
-            json!({"kind": "increment", "field": "likes", "by": 2}),
-        ));
-        state.apply(&mutation(
-            "op-000002",
-            json!({"kind": "set_remove", "field": "tags", "elements": ["a"]}),
-        ));
-        state.apply(&mutation(
-            "op-000003",
-            json!({"kind": "increment", "field": "n", "by": 10}),
-        ));
-        let view = state.materialize(policy, &std::collections::BTreeMap::new());
-        assert_eq!(
-            Value::Object(view.value),
-            json!({"title": "t", "likes": 7, "tags": ["b"], "n": 11})
-        );
-        let mut deleted = base_state(mirror.as_object(), &policy);
-        deleted.apply(&mutation("op-000004", json!({"kind": "delete"})));
-        assert!(
-            !deleted
-                .materialize(policy, &std::collections::BTreeMap::new())
-                .exists
-        );
+        self.put_schema(doc)
     }
 }

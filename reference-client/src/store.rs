@@ -81,7 +81,7 @@ pub struct Mirrored {
 /// The store.
 pub struct Store {
     conn: Connection,
-    /// Whether a transaction opened by [`Store::atomically`] is open: [`Store::tx`] is then a
+    /// Whether a transaction opened by [`Store::begin`] is open: [`Store::tx`] is then a
     /// savepoint inside it.
     in_transaction: bool,
 }
@@ -117,7 +117,7 @@ impl Store {
     }
 
     /// Runs `f` in one durable transaction (a savepoint of the enclosing one inside
-    /// [`Store::atomically`]).
+    /// [`Store::begin`]).
     pub fn tx<T>(
         &mut self,
         f: impl FnOnce(&Connection) -> Result<T, ClientError>,
@@ -467,9 +467,6 @@ pub fn receipt(
     Ok(())
 }
 
-/// The raw-SQLite ceiling for the initial-sync benchmark: the same Mirror rows (as pulled
-/// Records) inserted directly into a fresh store in `dir`, one transaction per page of `page`,
-/// with the store's own pragmas. Returns the elapsed time.
 /// The raw-SQLite ceiling for offline writes: the rows one `Client::write` commits (the Outbox
 /// entry, `seq`, `hlc`, its receipt and the `writes` counter) inserted directly into a fresh
 /// store in `dir`, one durable transaction per write, as `write` does. `bodies` are the
@@ -497,6 +494,9 @@ pub fn raw_outbox_ceiling(
     Ok(start.elapsed())
 }
 
+/// The raw-SQLite ceiling for the initial-sync benchmark: the same Mirror rows (as pulled
+/// Records) inserted directly into a fresh store in `dir`, one transaction per page of `page`,
+/// with the store's own pragmas. Returns the elapsed time.
 pub fn raw_mirror_ceiling(
     dir: &Path,
     records: &[Value],

@@ -1,0 +1,374 @@
+//! Pushing the Outbox (spec chapter 04 and chapter 08, "The Outbox"): the sending order of
+//! priority lanes that never reorders one Record's Mutations (`[CLIENT-6]`, `[ORD-4]`), batches
+//! within the Server's limit, marked as sent before they go so a crash leaves a fate to ask about
+//! (`[CLIENT-3]`), and the settling of every Outcome (`[PUSH-8]`): acknowledged Mutations leave
+//! the Outbox (`[CLIENT-2]`), rejected ones go to the dead-letter list (`[CLIENT-4]`,
+//! `[CLIENT-5]`, `[CLIENT-14]`), `clock-skew` and never-sent `mutation-too-old` are re-issued
+//! (`[HLC-9]`, `[CLIENT-9]`, `[CLIENT-10]`) after the clock may step back (`[HLC-12]`).
+
+use std::collections::VecDeque;
+
+use driftless_protocol::hlc::Hlc;
+use serde_json::{json, Value};
+
+use crate::clock::random_hex;
+use crate::store::{self, receipt, Pending, Store};
+use crate::{Client, ClientError, Event, SyncReport};
+
+impl Client {
+    /// The Outbox in sending order: priority lanes, but never a Mutation ahead of an earlier one
+    /// of the same Record (`[CLIENT-6]`): an earlier Mutation inherits the highest priority of
+    /// the later Mutations of its Record, so sorting by (priority, seq) keeps each Record's order.
+    fn send_order(&self) -> Result<VecDeque<Pending>, ClientError> {
+        let outbox = self.store.outbox(&self.cfg.space)?;
+        let mut effective = vec![0i64; outbox.len()];
+        let mut lifted: std::collections::HashMap<(&str, &str), i64> =
+            std::collections::HashMap::new();
+        for (i, p) in outbox.iter().enumerate().rev() {
+            let e = lifted
+                .get(&(p.collection.as_str(), p.record_id.as_str()))
+                .copied()
+                .unwrap_or(i64::MIN)
+                .max(p.priority);
+            lifted.insert((p.collection.as_str(), p.record_id.as_str()), e);
+            effective[i] = e;
+        }
+        let mut order: Vec<usize> = (0..outbox.len()).collect();
+        order.sort_by_key(|&i| (std::cmp::Reverse(effective[i]), outbox[i].seq));
+        let mut slots: Vec<Option<Pending>> = outbox.into_iter().map(Some).collect();
+        Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+    }
+
+    pub(crate) fn push_all(&mut self, report: &mut SyncReport) -> Result<(), ClientError> {
+        let server_max = self
+            .discovery
+            .as_ref()
+            .and_then(|d| d["limits"]["mutations_per_push_max"].as_u64())
+            .unwrap_or(100) as usize;
+        let mut size = self.cfg.batch_max.min(server_max).max(1);
+        // The Outbox is read and ordered once per pass, not once per batch (a backlog of n
+        // would cost n²/size rows). It is read again when the pass is done (re-issued Mutations
+        // go again) and whenever a newer write appeared meanwhile, so that a new high-priority
+        // write still goes first.
+        let mut queue: VecDeque<Pending> = VecDeque::new();
+        let mut newest: Option<u64> = None;
+        // A re-issued Mutation goes again in this sync; re-issued a second time with no step back
+        // of the clock in between, it waits for the next sync: if the Server's own clock runs
+        // ahead of its wall clock, neither re-issuing nor stepping back helps, and this would
+        // otherwise loop forever ([HLC-9], [HLC-12]).
+        let mut reissued_at: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+        let mut held: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        loop {
+            let latest = self.store.newest_seq()?;
+            if queue.is_empty() || latest > newest {
+                queue = self.send_order()?;
+                queue.retain(|p| !held.contains(&p.seq));
+                newest = latest;
+            }
+            if queue.is_empty() {
+                return Ok(());
+            }
+            let front: Vec<Pending> = queue.iter().take(size).cloned().collect();
+            // Mark as sent before sending: a crash after this point leaves a fate to ask about.
+            // A Mutation another handle coalesced away since the Outbox was read is not sent.
+            let batch: Vec<Pending> = self.store.tx(|tx| {
+                let mut still = Vec::with_capacity(front.len());
+                for p in &front {
+                    let marked = tx
+                        .execute(
+                            "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1 AND op_id = ?2",
+                            rusqlite::params![p.seq as i64, p.op_id],
+                        )
+                        .map_err(store::sql_error)?;
+                    if marked == 1 {
+                        receipt(tx, &p.op_id, "sent", None)?;
+                        let mut sent = p.clone();
+                        sent.attempts += 1;
+                        still.push(sent);
+                    }
+                }
+                Ok(still)
+            })?;
+            if batch.is_empty() {
+                queue.drain(..front.len());
+                continue;
+            }
+            let bodies: Vec<&Value> = batch.iter().map(|p| &p.body).collect();
+            let path = format!("/v1/spaces/{}/push", self.cfg.space);
+            let r = self.call(
+                "POST",
+                &path,
+                Some(&json!({"client_id": self.client_id, "mutations": bodies})),
+            )?;
+            self.check_auth(&r)?;
+            match r.status {
+                200 => {
+                    let results = r.body["results"].as_array().cloned().unwrap_or_default();
+                    if results.len() != batch.len() {
+                        return Err(ClientError::Protocol(
+                            "push answered a different number of results".into(),
+                        ));
+                    }
+                    let (mut acked, mut rejected) = (0, 0);
+                    let outcomes: Vec<(&Pending, &Value)> = batch
+                        .iter()
+                        .zip(&results)
+                        .map(|(p, res)| {
+                            let outcome = if res["status"] == "duplicate" {
+                                &res["original"]
+                            } else {
+                                res
+                            };
+                            (p, outcome)
+                        })
+                        .collect();
+                    // Refused as clock-skew: settled last, after the clock may step back.
+                    let (skewed, others): (Vec<_>, Vec<_>) = outcomes
+                        .into_iter()
+                        .partition(|(_, o)| Self::problem_code(o) == "clock-skew");
+                    let mut settle = |me: &mut Self, p: &Pending, outcome: &Value| {
+                        if outcome["status"] == "applied" {
+                            acked += 1;
+                        } else {
+                            rejected += 1;
+                        }
+                        // op-id-reused is not an Outcome, but the Mutation is just as stuck.
+                        let reissued = report.reissued;
+                        me.settle(p, outcome, report)?;
+                        let epoch = me.clock.epoch;
+                        if report.reissued > reissued
+                            && reissued_at.insert(p.seq, epoch) == Some(epoch)
+                        {
+                            held.insert(p.seq);
+                        }
+                        Ok::<(), ClientError>(())
+                    };
+                    // The whole response is settled in one commit (one fsync, not one per
+                    // Mutation); a crash before it leaves sent Mutations for the manifest.
+                    self.atomically(|me| {
+                        for (p, outcome) in &others {
+                            settle(me, p, outcome)?;
+                        }
+                        if !skewed.is_empty() {
+                            // After the others: applied ones have left the Outbox, so only
+                            // Mutations of truly unknown fate bound the step back.
+                            me.step_back(r.clock.as_deref(), &skewed)?;
+                        }
+                        for (p, outcome) in &skewed {
+                            settle(me, p, outcome)?;
+                        }
+                        Ok(())
+                    })?;
+                    self.emit(Event::Pushed {
+                        acknowledged: acked,
+                        rejected,
+                    });
+                    queue.drain(..front.len());
+                }
+                // The same front goes again, in halves.
+                413 if size > 1 => size = (size / 2).max(1),
+                400 if Self::problem_of(&r) == "invalid-request" => {
+                    // Dead-letter the Mutations the pointers name ([CLIENT-5]); the rest go again.
+                    let mut named = false;
+                    for e in r.body["errors"].as_array().into_iter().flatten() {
+                        let idx = e["pointer"]
+                            .as_str()
+                            .and_then(|p| p.strip_prefix("/mutations/"))
+                            .and_then(|p| p.split('/').next())
+                            .and_then(|i| i.parse::<usize>().ok());
+                        if let Some(p) = idx.and_then(|i| batch.get(i)) {
+                            named = true;
+                            self.dead_letter(p, &r.body, report)?;
+                        }
+                    }
+                    if !named {
+                        return Err(ClientError::Protocol(format!("push refused: {}", r.body)));
+                    }
+                    queue.clear(); // the rest go again, from a fresh read
+                }
+                _ if batch.len() == 1 => {
+                    let p = batch[0].clone();
+                    self.dead_letter(&p, &r.body, report)?;
+                    queue.drain(..front.len());
+                }
+                _ => {
+                    return Err(ClientError::Protocol(format!(
+                        "push answered {}: {}",
+                        r.status, r.body
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Runs `f` with every store transaction it makes joined into one durable commit; if `f`
+    /// fails, none of them happened.
+    fn atomically<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        self.store.begin()?;
+        let out = f(self);
+        let done = self.store.finish(out.is_ok());
+        let value = out?;
+        done?;
+        Ok(value)
+    }
+
+    /// After `clock-skew`, sets the clock back to the greatest of the Server's clock, this
+    /// Client's applied Mutations and its Mutations of unknown fate, other than `skewed`
+    /// (`[HLC-12]`): a clock that once ran ahead then stamps Mutations the Server accepts.
+    fn step_back(
+        &mut self,
+        server_clock: Option<&str>,
+        skewed: &[(&Pending, &Value)],
+    ) -> Result<(), ClientError> {
+        let Some(server) = server_clock.and_then(|c| c.parse::<Hlc>().ok()) else {
+            return Ok(());
+        };
+        let ours = |h: &Hlc| Hlc::new(h.physical_ms(), h.logical(), &self.client_id).ok();
+        let mut to = ours(&server);
+        let refused: std::collections::HashSet<&str> =
+            skewed.iter().map(|(p, _)| p.op_id.as_str()).collect();
+        let applied = self
+            .store
+            .meta("hlc_applied_max")?
+            .and_then(|h| h.parse::<Hlc>().ok());
+        let unknown: Vec<Hlc> = self
+            .store
+            .sent(&self.cfg.space)?
+            .iter()
+            .filter(|p| !refused.contains(p.op_id.as_str()))
+            .filter_map(|p| p.body["hlc"].as_str().and_then(|h| h.parse().ok()))
+            .collect();
+        for h in applied.iter().chain(&unknown) {
+            to = to.max(ours(h));
+        }
+        let Some(to) = to else { return Ok(()) };
+        let clock = &mut self.clock;
+        self.store.tx(|tx| clock.step_back_in(tx, &to))?; // counted as clock_step_backs
+        Ok(())
+    }
+
+    fn problem_code(outcome: &Value) -> &str {
+        outcome["problem"]["type"]
+            .as_str()
+            .unwrap_or("")
+            .rsplit(':')
+            .next()
+            .unwrap_or("")
+    }
+
+    /// Applies a known Outcome to an Outbox entry.
+    pub(crate) fn settle(
+        &mut self,
+        p: &Pending,
+        outcome: &Value,
+        report: &mut SyncReport,
+    ) -> Result<(), ClientError> {
+        if outcome["status"] == "applied" {
+            report.acknowledged += 1;
+            let op = p.op_id.clone();
+            let hlc = p.body["hlc"].as_str().and_then(|h| h.parse::<Hlc>().ok());
+            return self.store.tx(|tx| {
+                if let Some(h) = &hlc {
+                    // The latest applied Stamp bounds a step back ([HLC-12]).
+                    let max =
+                        Store::meta_in(tx, "hlc_applied_max")?.and_then(|m| m.parse::<Hlc>().ok());
+                    if max.is_none_or(|m| m < *h) {
+                        Store::set_meta(tx, "hlc_applied_max", &h.to_string())?;
+                    }
+                }
+                tx.execute("DELETE FROM outbox WHERE op_id = ?1", [&op])
+                    .map_err(store::sql_error)?;
+                receipt(tx, &op, "acknowledged", None)?;
+                Store::count(tx, "acknowledged", 1)
+            });
+        }
+        let code = Self::problem_code(outcome).to_owned();
+        // clock-skew: re-issue after merging the Server clock ([HLC-9]); mutation-too-old: only
+        // if this was the first send ([CLIENT-9], [CLIENT-10]).
+        let reissue = code == "clock-skew" || (code == "mutation-too-old" && p.attempts <= 1);
+        if reissue {
+            report.reissued += 1;
+            let new_op = format!("{}-{}-{}", self.client_id, p.seq, random_hex(4));
+            let (old, seq) = (p.op_id.clone(), p.seq as i64);
+            let mut clock = self.clock.clone();
+            self.store.tx(|tx| {
+                let mut body = p.body.clone();
+                body["op_id"] = json!(new_op);
+                body["hlc"] = json!(clock.stamp_in(tx)?.to_string());
+                // Same seq: the re-issued Mutation keeps its place among its Record's Mutations.
+                tx.execute(
+                    "UPDATE outbox SET op_id = ?1, body = ?2, attempts = 0 WHERE seq = ?3",
+                    rusqlite::params![new_op, body.to_string(), seq],
+                )
+                .map_err(store::sql_error)?;
+                receipt(
+                    tx,
+                    &old,
+                    "rejected",
+                    Some(&format!("{code}; re-issued as {new_op}")),
+                )?;
+                receipt(tx, &new_op, "pending", None)?;
+                Store::count(tx, "reissued", 1)
+            })?;
+            self.clock = clock;
+            return Ok(());
+        }
+        let problem = outcome.get("problem").cloned().unwrap_or(outcome.clone());
+        self.dead_letter(p, &problem, report)
+    }
+
+    fn dead_letter(
+        &mut self,
+        p: &Pending,
+        problem: &Value,
+        report: &mut SyncReport,
+    ) -> Result<(), ClientError> {
+        report.rejected += 1;
+        let (op, space, body, pr) = (
+            p.op_id.clone(),
+            self.cfg.space.clone(),
+            p.body.to_string(),
+            problem.to_string(),
+        );
+        let code = problem["type"].as_str().unwrap_or("").to_owned();
+        self.store.tx(|tx| {
+            tx.execute("DELETE FROM outbox WHERE op_id = ?1", [&op])
+                .map_err(store::sql_error)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO dead (op_id, space, body, problem) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![op, space, body, pr],
+            )
+            .map_err(store::sql_error)?;
+            receipt(tx, &op, "rejected", Some(&code))?;
+            Store::count(tx, "rejected", 1)
+        })
+    }
+
+    /// Moves a dead letter back into the Outbox as a new Mutation of the same Effect.
+    pub(crate) fn reissue_dead(&mut self, op_id: &str) -> Result<String, ClientError> {
+        let (_, body, _) = self
+            .store
+            .dead(&self.cfg.space)?
+            .into_iter()
+            .find(|(o, _, _)| o == op_id)
+            .ok_or_else(|| {
+                ClientError::Invalid(format!("{op_id} is not in the dead-letter list"))
+            })?;
+        let new = self.write(
+            body["collection"].as_str().unwrap_or(""),
+            body["record_id"].as_str().unwrap_or(""),
+            body["effect"].clone(),
+            0,
+        )?;
+        let op = op_id.to_owned();
+        self.store.tx(|tx| {
+            tx.execute("DELETE FROM dead WHERE op_id = ?1", [&op])
+                .map(|_| ())
+                .map_err(store::sql_error)
+        })?;
+        Ok(new)
+    }
+}

@@ -1,0 +1,76 @@
+//! Collection Schemas on the Client (spec chapter 10): registering a version, and learning the
+//! latest version of every Collection this Client holds, so that writes carry `schema_version`
+//! (`[EVO-1]`) and views merge by the declared Field Policies (chapter 03, `[MERGE-3]`).
+
+use serde_json::Value;
+
+use crate::store::Store;
+use crate::{Client, ClientError};
+
+impl Client {
+    /// Learns the latest Collection Schema of every Collection in the Mirror or the Outbox, so
+    /// that views merge by the right Policies and writes carry the version (`[EVO-1]`).
+    pub(crate) fn refresh_schemas(&mut self) -> Result<(), ClientError> {
+        let space = self.cfg.space.clone();
+        let mut collections: Vec<String> = self
+            .store
+            .mirror_keys(&space)?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        collections.extend(self.store.outbox_collections(&space)?);
+        collections.sort();
+        collections.dedup();
+        for c in collections {
+            let r = self.call(
+                "GET",
+                &format!("/v1/spaces/{space}/collections/{c}/schemas"),
+                None,
+            )?;
+            self.check_auth(&r)?;
+            if let Some(latest) = r.body["versions"]
+                .as_array()
+                .and_then(|v| v.last())
+                .cloned()
+            {
+                let (doc_key, version_key) = (
+                    format!("schemadoc:{space}:{c}"),
+                    format!("schema:{space}:{c}"),
+                );
+                let version = latest["version"].as_u64().unwrap_or(0).to_string();
+                self.store.tx(|tx| {
+                    Store::set_meta(tx, &doc_key, &latest.to_string())?;
+                    Store::set_meta(tx, &version_key, &version)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a Collection Schema version and stores it as this Client's latest.
+    pub(crate) fn put_schema(&mut self, doc: &Value) -> Result<u16, ClientError> {
+        let (c, v) = (
+            doc["collection"].as_str().unwrap_or(""),
+            doc["version"].as_u64().unwrap_or(0),
+        );
+        let path = format!("/v1/spaces/{}/collections/{c}/schemas/{v}", self.cfg.space);
+        let r = self.call("PUT", &path, Some(doc))?;
+        self.check_auth(&r)?;
+        if r.status != 201 && r.status != 200 {
+            return Err(ClientError::Invalid(format!(
+                "the server refused the schema: {}",
+                r.body["detail"].as_str().unwrap_or("")
+            )));
+        }
+        let (key, doc_key, text) = (
+            format!("schema:{}:{c}", self.cfg.space),
+            format!("schemadoc:{}:{c}", self.cfg.space),
+            doc.to_string(),
+        );
+        self.store.tx(|tx| {
+            Store::set_meta(tx, &key, &v.to_string())?;
+            Store::set_meta(tx, &doc_key, &text)
+        })?;
+        Ok(r.status)
+    }
+}

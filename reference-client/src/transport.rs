@@ -1,0 +1,168 @@
+//! The transport: the only module that knows HTTP (`ureq`). It sends requests with the bearer
+//! Token (chapter 09) and the version header, reads the headers the protocol needs
+//! (`Retry-After`, and `Driftless-Clock`, merged into the clock: `[HLC-5]`), retries transient
+//! failures on the schedule of chapter 08 (`[RETRY-1]`..`[RETRY-3]`, `[RETRY-5]`, `[RETRY-7]`),
+//! turns a refused Token into [`ClientError::Auth`], and fetches the discovery document
+//! (chapter 01) once per handle.
+
+use std::time::Duration;
+
+use driftless_protocol::hlc::Hlc;
+use serde_json::Value;
+
+use crate::clock::now_ms;
+use crate::retry::is_transient;
+use crate::store::Store;
+use crate::{Client, ClientError};
+
+/// The HTTP client a [`Client`] keeps for its requests.
+pub(crate) type Agent = ureq::Agent;
+
+/// An HTTP client that hands every status back as a response (the protocol reads them all) and
+/// gives up on a request after `timeout`.
+pub(crate) fn agent(timeout: Duration) -> Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
+/// A response: status, headers we need, JSON body.
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<u64>,
+    pub(crate) clock: Option<String>,
+    pub(crate) body: Value,
+}
+
+impl Client {
+    fn request(&mut self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, String> {
+        let url = format!("{}{path}", self.cfg.server.trim_end_matches('/'));
+        let auth = format!("Bearer {}", self.cfg.token);
+        let result = match (method, body) {
+            ("GET", _) => self
+                .agent
+                .get(&url)
+                .header("authorization", &auth)
+                .header("driftless-version", "1.0")
+                .call(),
+            ("PUT", Some(b)) => self
+                .agent
+                .put(&url)
+                .header("authorization", &auth)
+                .header("driftless-version", "1.0")
+                .send_json(b),
+            (_, Some(b)) => self
+                .agent
+                .post(&url)
+                .header("authorization", &auth)
+                .header("driftless-version", "1.0")
+                .send_json(b),
+            (_, None) => self
+                .agent
+                .post(&url)
+                .header("authorization", &auth)
+                .header("driftless-version", "1.0")
+                .send_empty(),
+        };
+        let mut resp = result.map_err(|e| e.to_string())?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (retry_after, clock) = (
+            header("retry-after").and_then(|v| v.trim().parse().ok()),
+            header("driftless-clock"),
+        );
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        let bytes = text.len() as i64;
+        let _ = self
+            .store
+            .tx(|tx| Store::count(tx, "bytes_received", bytes));
+        Ok(Reply {
+            status,
+            retry_after,
+            clock,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        })
+    }
+
+    /// A request with the retry schedule: transient failures wait and retry (`[RETRY-1..3]`),
+    /// the schedule is persisted (`[RETRY-5]`) and reset on success (`[RETRY-7]`).
+    pub(crate) fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, ClientError> {
+        let resumed = self.resume_schedule()?;
+        let policy = self.retry_policy();
+        for attempt in 0..=policy.attempts_per_sync {
+            let outcome = self.request(method, path, body);
+            let (reason, retry_after) = match outcome {
+                Ok(r) => {
+                    if let Some(c) = r.clock.as_deref().and_then(|c| c.parse::<Hlc>().ok()) {
+                        self.clock.clock.merge(&c, now_ms()); // [HLC-5]
+                    }
+                    if !is_transient(r.status) {
+                        if resumed + attempt > 0 {
+                            self.reset_schedule()?;
+                        }
+                        return Ok(r);
+                    }
+                    (
+                        format!("{} {}", r.status, r.body["type"].as_str().unwrap_or("")),
+                        r.retry_after,
+                    )
+                }
+                Err(e) => (e, None),
+            };
+            if attempt == policy.attempts_per_sync {
+                return Err(ClientError::Unavailable(reason));
+            }
+            self.wait_before_retry(&policy, resumed + attempt, retry_after, reason)?;
+        }
+        Err(ClientError::Unavailable("retries exhausted".into()))
+    }
+
+    pub(crate) fn problem_of(reply: &Reply) -> String {
+        reply.body["type"]
+            .as_str()
+            .unwrap_or("")
+            .rsplit(':')
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    pub(crate) fn discover(&mut self) -> Result<(), ClientError> {
+        if self.discovery.is_some() {
+            return Ok(());
+        }
+        let r = self.call("GET", "/.well-known/driftless", None)?;
+        if r.status != 200 {
+            return Err(ClientError::Protocol(format!(
+                "discovery answered {}",
+                r.status
+            )));
+        }
+        self.discovery = Some(r.body);
+        Ok(())
+    }
+
+    pub(crate) fn check_auth(&self, r: &Reply) -> Result<(), ClientError> {
+        if r.status == 401 || r.status == 403 {
+            return Err(ClientError::Auth(
+                r.body["detail"].as_str().unwrap_or("").to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
