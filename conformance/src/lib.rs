@@ -10,11 +10,9 @@
 pub mod cases;
 pub mod client;
 pub mod evolution;
-mod more_cases;
 pub mod proxy;
-mod scenarios;
 
-pub use more_cases::NOT_CHECKABLE;
+pub use cases::NOT_CHECKABLE;
 pub mod report;
 
 use std::time::{Duration, Instant};

@@ -1,0 +1,118 @@
+//! Cases of spec chapter 11, Limits, retention and compaction
+//! (`spec/11-limits-and-retention.md`): JSON depth, body size, rate limits, and writes older than
+//! retention.
+//!
+//! Requirement IDs its cases check: `[IDEM-7]`, `[LIM-2]`, `[LIM-4]`, `[LIM-5]`, `[RET-2]`.
+
+use serde_json::json;
+
+use super::support::{case, put, space, C};
+use crate::client::{check, fail, mutation, now_ms, Ctx};
+use crate::Level::{Must, Should};
+use crate::{Case, CaseResult, Verdict};
+
+/// The cases of this chapter, in suite order.
+pub fn cases() -> Vec<Case> {
+    vec![
+        case(
+            "limits.deep-nesting",
+            &["LIM-4"],
+            Must,
+            "a body nested deeper than json_depth_max is invalid-json",
+            deep_nesting,
+        ),
+        case(
+            "limits.oversized-body",
+            &["LIM-2"],
+            Must,
+            "a body over body_bytes_max is payload-too-large",
+            oversized_body,
+        ),
+        case(
+            "retention.too-old",
+            &["RET-2", "IDEM-7"],
+            Must,
+            "a mutation older than retention is mutation-too-old",
+            too_old,
+        ),
+        case(
+            "limits.rate-limited",
+            &["LIM-5"],
+            Should,
+            "a burst from one user is eventually rate-limited",
+            rate_limited,
+        ),
+    ]
+}
+
+fn deep_nesting(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let depth = ctx.limit("json_depth_max") as usize + 2;
+    let body = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let r = ctx.push_text(&space, &token, body)?;
+    ctx.expect_problem(&r, 400, "invalid-json")
+}
+
+fn oversized_body(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let max = ctx.limit("body_bytes_max") as usize;
+    if max > 16 * 1024 * 1024 {
+        return Err(Verdict::Skip(format!(
+            "body_bytes_max {max} is too large to exceed cheaply"
+        )));
+    }
+    let filler = "x".repeat(max + 1);
+    let m = put(ctx, "big", json!({ "filler": filler }));
+    let body = json!({"client_id": C, "mutations": [m]})
+        .to_string()
+        .into_bytes();
+    let r = ctx.post_oversized(&format!("/v1/spaces/{space}/push"), &token, body)?;
+    ctx.expect_problem(&r, 413, "payload-too-large")?;
+    let (records, _) = ctx.pull_all(&space, &token, 10)?;
+    check(records.is_empty(), || {
+        "part of an oversized request was applied".into()
+    })
+}
+
+fn too_old(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let retention = ctx.discovery()["retention"]["op_ids_s"]
+        .as_u64()
+        .unwrap_or(0)
+        .min(
+            ctx.discovery()["retention"]["history_s"]
+                .as_u64()
+                .unwrap_or(0),
+        );
+    let at = now_ms().saturating_sub((retention + 86_400) * 1000);
+    let op = ctx.op();
+    let m = mutation(
+        &op,
+        1,
+        "things",
+        "r1",
+        &Ctx::hlc_at(at, 0, C),
+        json!({"kind": "put", "value": {}}),
+    );
+    let r = ctx.push_ok(&space, &token, C, &[m])?;
+    check(
+        r[0]["problem"]["type"] == "urn:driftless:problem:mutation-too-old",
+        || format!("answered {}", r[0]),
+    )
+}
+
+fn rate_limited(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "read")?;
+    for _ in 0..1000 {
+        if ctx
+            .get(&format!("/v1/spaces/{space}/checksums"), Some(&token))?
+            .status
+            == 429
+        {
+            return Ok(());
+        }
+    }
+    Err(fail(
+        "1000 back-to-back requests from one user were never rate-limited",
+    ))
+}

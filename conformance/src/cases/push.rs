@@ -1,0 +1,400 @@
+//! Cases of spec chapter 04, Push, idempotency and the manifest
+//! (`spec/04-push-and-idempotency.md`): ordered results, a request refused whole against one
+//! mutation rejected alone, replays and reused Op IDs, the manifest, and an acknowledgement lost by
+//! the fault-injecting proxy.
+//!
+//! Requirement IDs its cases check: `[DISC-3]`, `[HTTP-1]`, `[IDEM-2]`, `[IDEM-3]`, `[IDEM-4]`,
+//! `[IDEM-5]`, `[MAN-1]`, `[MAN-2]`, `[MAN-3]`, `[MAN-4]`, `[MERGE-1]`, `[ORD-1]`, `[ORD-2]`,
+//! `[PUSH-1]`, `[PUSH-3]`, `[PUSH-4]`, `[PUSH-5]`, `[PUSH-6]`, `[PUSH-7]`, `[PUSH-9]`, `[PUSH-11]`.
+
+use serde_json::{json, Value};
+
+use super::support::{case, fresh, push_via, put, space, C};
+use crate::client::{check, mutation, now_ms, Ctx};
+use crate::proxy::{FaultRates, Proxy};
+use crate::Level::Must;
+use crate::{Case, CaseResult, Verdict};
+
+/// The cases of this chapter, in suite order.
+pub fn cases() -> Vec<Case> {
+    vec![
+        case(
+            "limits.batch-too-large",
+            &["PUSH-7", "PUSH-9", "DISC-3"],
+            Must,
+            "a push over mutations_per_push_max is refused whole",
+            batch_too_large,
+        ),
+        case(
+            "push.applies-and-answers-in-order",
+            &["PUSH-1", "ORD-1", "HTTP-1", "ORD-2"],
+            Must,
+            "a push answers one result per mutation, in order",
+            push_in_order,
+        ),
+        case(
+            "push.missing-op-id",
+            &["PUSH-6", "PUSH-9"],
+            Must,
+            "a mutation without a valid op_id fails the request with a pointer",
+            push_missing_op_id,
+        ),
+        case(
+            "push.invalid-mutation-alone",
+            &["PUSH-4", "PUSH-5", "PUSH-3"],
+            Must,
+            "one invalid mutation is rejected alone and its rejection is stored",
+            invalid_mutation_alone,
+        ),
+        case(
+            "push.number-beyond-double",
+            &["PUSH-11", "PUSH-4"],
+            Must,
+            "a mutation holding 1e400 is invalid-mutation and the rest of the batch applies",
+            number_beyond_double,
+        ),
+        case(
+            "idempotency.replay-returns-stored-outcome",
+            &["IDEM-2", "IDEM-3"],
+            Must,
+            "a replay is a duplicate carrying the stored outcome and changes nothing",
+            replay_returns_stored_outcome,
+        ),
+        case(
+            "idempotency.op-id-reused",
+            &["IDEM-4", "IDEM-5"],
+            Must,
+            "the same op ID with another body is op-id-reused and the original stays",
+            op_id_reused,
+        ),
+        case(
+            "idempotency.increment-replay",
+            &["IDEM-3", "MERGE-1"],
+            Must,
+            "a replayed increment is not applied again",
+            increment_replay,
+        ),
+        case(
+            "manifest.fates",
+            &["MAN-1", "MAN-2", "MAN-3"],
+            Must,
+            "the manifest reports applied, rejected and unknown in order, as first sent",
+            manifest_fates,
+        ),
+        case(
+            "manifest.too-many",
+            &["MAN-4"],
+            Must,
+            "a manifest over op_ids_per_manifest_max is batch-too-large",
+            manifest_too_many,
+        ),
+        case(
+            "idempotency.lost-ack-then-retry",
+            &["IDEM-2", "IDEM-3", "MAN-2"],
+            Must,
+            "a push whose response is lost was applied once; the manifest and a retry say so",
+            lost_ack_then_retry,
+        ),
+    ]
+}
+
+fn batch_too_large(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let n = ctx.limit("mutations_per_push_max") as usize + 1;
+    let ms: Vec<Value> = (0..n)
+        .map(|i| put(ctx, &format!("r{i}"), json!({})))
+        .collect();
+    let r = ctx.push(&space, &token, C, &ms)?;
+    ctx.expect_problem(&r, 413, "batch-too-large")?;
+    let (records, _) = ctx.pull_all(&space, &token, 100)?;
+    check(records.is_empty(), || {
+        format!("{} records of a refused batch were applied", records.len())
+    })?;
+    // Exactly at the announced limit, the same batch is accepted ([DISC-3]).
+    let results = ctx.push_ok(&space, &token, C, &ms[..n - 1])?;
+    check(results.iter().all(|r| r["status"] == "applied"), || {
+        "a batch at the announced limit was not applied".into()
+    })
+}
+
+fn push_in_order(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let ms: Vec<Value> = (0..5)
+        .map(|i| put(ctx, &format!("r{i}"), json!({"i": i})))
+        .collect();
+    let results = ctx.push_ok(&space, &token, C, &ms)?;
+    for (m, r) in ms.iter().zip(&results) {
+        check(r["op_id"] == m["op_id"] && r["status"] == "applied", || {
+            format!("result {r} does not answer {}", m["op_id"])
+        })?;
+    }
+    Ok(())
+}
+
+fn push_missing_op_id(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let good = put(ctx, "ok", json!({}));
+    let r = ctx.send(
+        "POST",
+        &format!("/v1/spaces/{space}/push"),
+        Some(&token),
+        &json!({"client_id": C, "mutations": [good, {"seq": 2}]}),
+    )?;
+    ctx.expect_problem(&r, 400, "invalid-request")?;
+    let pointers: Vec<&str> = r.body["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["pointer"].as_str())
+        .collect();
+    check(pointers.contains(&"/mutations/1/op_id"), || {
+        format!("errors lack /mutations/1/op_id: {pointers:?}")
+    })?;
+    let (records, _) = ctx.pull_all(&space, &token, 100)?;
+    check(records.is_empty(), || {
+        "a mutation of a refused request was applied".into()
+    })
+}
+
+fn invalid_mutation_alone(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let bad = fresh(ctx, "things", "r1", json!({"kind": "no-such-kind"}));
+    let good = put(ctx, "r2", json!({}));
+    let results = ctx.push_ok(&space, &token, C, &[bad.clone(), good])?;
+    check(
+        results[0]["status"] == "rejected"
+            && results[0]["problem"]["type"] == "urn:driftless:problem:invalid-mutation",
+        || format!("bad mutation answered {}", results[0]),
+    )?;
+    check(results[1]["status"] == "applied", || {
+        format!("good mutation answered {}", results[1])
+    })?;
+    let replay = ctx.push_ok(&space, &token, C, &[bad])?;
+    check(
+        replay[0]["status"] == "duplicate" && replay[0]["original"] == results[0],
+        || format!("a replayed rejection answered {}", replay[0]),
+    )
+}
+
+fn number_beyond_double(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let huge = put(ctx, "r1", json!({"n": 7})).to_string();
+    let huge = huge.replace("\"n\":7", "\"n\":1e400");
+    check(huge.contains("1e400"), || format!("could not build {huge}"))?;
+    let good = put(ctx, "r2", json!({}));
+    let body = format!("{{\"client_id\":\"{C}\",\"mutations\":[{huge},{good}]}}");
+    let r = ctx.push_text(&space, &token, body)?;
+    ctx.expect(&r, 200, "push")?;
+    let results = &r.body["results"];
+    check(
+        results[0]["problem"]["type"] == "urn:driftless:problem:invalid-mutation",
+        || format!("the mutation holding 1e400 answered {}", results[0]),
+    )?;
+    check(results[1]["status"] == "applied", || {
+        format!("the good mutation beside it answered {}", results[1])
+    })
+}
+
+fn replay_returns_stored_outcome(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let m = put(ctx, "r1", json!({"n": 1}));
+    let first = ctx.push_ok(&space, &token, C, std::slice::from_ref(&m))?;
+    let (_, before) = ctx.pull_all(&space, &token, 100)?;
+    let again = ctx.push_ok(&space, &token, C, &[m])?;
+    check(again[0]["status"] == "duplicate", || {
+        format!("a replay answered {}", again[0])
+    })?;
+    check(again[0]["original"] == first[0], || {
+        format!(
+            "original {} differs from the first answer {}",
+            again[0]["original"], first[0]
+        )
+    })?;
+    let (_, after) = ctx.pull_all(&space, &token, 100)?;
+    check(after["through"] == before["through"], || {
+        "a duplicate changed the space's change sequence".into()
+    })
+}
+
+fn op_id_reused(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let m = put(ctx, "r1", json!({"n": 1}));
+    ctx.push_ok(&space, &token, C, std::slice::from_ref(&m))?;
+    // Equal means equal canonical JSON ([IDEM-5]), not equal bytes: the same body with its
+    // members in reverse order, other whitespace and `1.0` for `1` is a duplicate.
+    let respelled = respell(&m).replace("\"n\" : 1 }", "\"n\" : 1.0 }");
+    check(respelled.contains("1.0"), || {
+        format!("the respelled body lost its number: {respelled}")
+    })?;
+    let body = format!("{{ \"mutations\" : [ {respelled} ] , \"client_id\" : \"{C}\" }}");
+    let r = ctx.push_text(&space, &token, body)?;
+    ctx.expect(&r, 200, "push")?;
+    check(r.body["results"][0]["status"] == "duplicate", || {
+        format!(
+            "the same mutation in other bytes ({respelled}) answered {}",
+            r.body["results"][0]
+        )
+    })?;
+    let mut other = m.clone();
+    other["effect"]["value"]["n"] = json!(2);
+    let r = ctx.push_ok(&space, &token, C, &[other])?;
+    check(
+        r[0]["status"] == "rejected"
+            && r[0]["problem"]["type"] == "urn:driftless:problem:op-id-reused",
+        || format!("answered {}", r[0]),
+    )?;
+    check(r[0]["problem"]["status"] == 422, || {
+        "op-id-reused status is not 422".into()
+    })?;
+    let rec = ctx.record(&space, &token, "things", "r1")?;
+    check(rec.body["value"] == json!({"n": 1}), || {
+        format!("the record became {}", rec.body["value"])
+    })
+}
+
+/// `v` as JSON text with every object's members in reverse order and spaces around every
+/// separator: other bytes, the same canonical JSON.
+fn respell(v: &Value) -> String {
+    match v {
+        Value::Object(map) => {
+            let members: Vec<String> = map
+                .iter()
+                .rev()
+                .map(|(k, x)| format!("{} : {}", Value::from(k.as_str()), respell(x)))
+                .collect();
+            format!("{{ {} }}", members.join(" , "))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(respell).collect();
+            format!("[ {} ]", items.join(" , "))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn increment_replay(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let inc = fresh(
+        ctx,
+        "things",
+        "c",
+        json!({"kind": "increment", "field": "n", "by": 7}),
+    );
+    for _ in 0..3 {
+        ctx.push_ok(&space, &token, C, std::slice::from_ref(&inc))?;
+    }
+    let rec = ctx.record(&space, &token, "things", "c")?;
+    check(rec.body["value"]["n"] == 7, || {
+        format!(
+            "after three deliveries of one increment by 7 the value is {}",
+            rec.body["value"]["n"]
+        )
+    })
+}
+
+fn manifest_fates(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let applied = put(ctx, "r1", json!({}));
+    let op = ctx.op();
+    let skewed = mutation(
+        &op,
+        2,
+        "things",
+        "r1",
+        &Ctx::hlc_at(now_ms() + 3_600_000, 0, C),
+        json!({"kind": "delete"}),
+    );
+    let results = ctx.push_ok(&space, &token, C, &[applied.clone(), skewed.clone()])?;
+    let unknown = ctx.op();
+    let r = ctx.send(
+        "POST",
+        &format!("/v1/spaces/{space}/manifest"),
+        Some(&token),
+        &json!({"op_ids": [unknown, applied["op_id"], skewed["op_id"]]}),
+    )?;
+    ctx.expect(&r, 200, "manifest")?;
+    ctx.validate("manifest-response", &r.body)?;
+    let e = &r.body["entries"];
+    check(
+        e[0] == json!({"status": "unknown", "op_id": unknown}),
+        || format!("unknown op answered {}", e[0]),
+    )?;
+    check(e[1] == results[0], || {
+        format!("applied op answered {} but push said {}", e[1], results[0])
+    })?;
+    check(e[2] == results[1], || {
+        format!("rejected op answered {} but push said {}", e[2], results[1])
+    })
+}
+
+fn manifest_too_many(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let n = ctx.limit("op_ids_per_manifest_max") as usize + 1;
+    let ids: Vec<String> = (0..n).map(|_| ctx.op()).collect();
+    let r = ctx.send(
+        "POST",
+        &format!("/v1/spaces/{space}/manifest"),
+        Some(&token),
+        &json!({"op_ids": ids}),
+    )?;
+    ctx.expect_problem(&r, 413, "batch-too-large")
+}
+
+fn lost_ack_then_retry(ctx: &mut Ctx) -> CaseResult {
+    if !ctx.base().starts_with("http://") {
+        return Err(Verdict::Skip(
+            "the fault-injecting proxy needs an http:// server".into(),
+        ));
+    }
+    let (space, token) = space(ctx, "write")?;
+    let drop_all = FaultRates {
+        drop_response: 100,
+        duplicate: 0,
+        delay: 0,
+        delay_ms_max: 0,
+    };
+    let proxy = Proxy::start(ctx.base(), 1, drop_all).map_err(Verdict::Error)?;
+    let inc = fresh(
+        ctx,
+        "things",
+        "c",
+        json!({"kind": "increment", "field": "n", "by": 3}),
+    );
+    let lost = push_via(
+        ctx,
+        proxy.base(),
+        &space,
+        &token,
+        C,
+        std::slice::from_ref(&inc),
+    );
+    check(
+        lost.is_err() || lost.as_ref().is_ok_and(|r| r.status == 0),
+        || "the proxy should have dropped the response".into(),
+    )?;
+    let m = ctx.send(
+        "POST",
+        &format!("/v1/spaces/{space}/manifest"),
+        Some(&token),
+        &json!({"op_ids": [inc["op_id"]]}),
+    )?;
+    ctx.expect(&m, 200, "manifest")?;
+    check(m.body["entries"][0]["status"] == "applied", || {
+        format!(
+            "the manifest says {} for a push the server answered",
+            m.body["entries"][0]
+        )
+    })?;
+    let retry = ctx.push_ok(&space, &token, C, &[inc])?;
+    check(
+        retry[0]["status"] == "duplicate" && retry[0]["original"] == m.body["entries"][0],
+        || format!("the retry answered {}", retry[0]),
+    )?;
+    let rec = ctx.record(&space, &token, "things", "c")?;
+    check(rec.body["value"]["n"] == 3, || {
+        format!(
+            "after a lost ack and a retry the counter is {}",
+            rec.body["value"]["n"]
+        )
+    })
+}
