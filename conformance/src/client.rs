@@ -358,24 +358,53 @@ impl Ctx {
         }
         let _ = stream.shutdown(std::net::Shutdown::Both);
         let _ = upload.join();
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        Ok(Resp {
-            status,
-            headers,
-            body: serde_json::from_str(body).unwrap_or(Value::Null),
-            text: body.to_owned(),
-        })
+        Ok(parse_raw_response(&raw))
+    }
+
+    /// Sends `request` as raw bytes on a new connection (written from another thread, write
+    /// errors ignored, like [`Ctx::post_oversized`]) and reads until the Server closes or a
+    /// whole response has arrived. `None` when the Server closed without answering. Plain
+    /// `http://` only.
+    pub fn raw_exchange(&self, request: Vec<u8>) -> Result<Option<Resp>, Verdict> {
+        use std::io::{Read, Write};
+        let Some(authority) = self.base.strip_prefix("http://") else {
+            return Err(Verdict::Skip(
+                "raw requests are checked over plain http only".into(),
+            ));
+        };
+        let mut stream =
+            std::net::TcpStream::connect(authority).map_err(|e| Verdict::Error(e.to_string()))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| Verdict::Error(e.to_string()))?;
+        let mut writer = stream
+            .try_clone()
+            .map_err(|e| Verdict::Error(e.to_string()))?;
+        let upload = std::thread::spawn(move || {
+            let _ = writer.write_all(&request);
+        });
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                if length.is_some_and(|n| raw.len() >= end + 4 + n) {
+                    break;
+                }
+            }
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+                Err(_) => break,
+            }
+        }
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        let _ = upload.join();
+        Ok((!raw.is_empty()).then(|| parse_raw_response(&raw)))
     }
 
     /// GET.
@@ -678,5 +707,27 @@ mod tests {
             response_schema("GET", "/metrics", &resp(200, "text/plain")),
             None
         );
+    }
+}
+
+/// A response read from a raw socket: status line, headers, body (up to the end of `raw`).
+fn parse_raw_response(raw: &[u8]) -> Resp {
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
+        text: body.to_owned(),
     }
 }

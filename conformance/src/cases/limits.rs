@@ -2,7 +2,8 @@
 //! (`spec/11-limits-and-retention.md`): JSON depth, body size, rate limits, and writes older than
 //! retention.
 //!
-//! Requirement IDs its cases check: `[IDEM-7]`, `[LIM-2]`, `[LIM-4]`, `[LIM-5]`, `[RET-2]`.
+//! Requirement IDs its cases check: `[IDEM-7]`, `[LIM-2]`, `[LIM-4]`, `[LIM-5]`, `[LIM-13]`,
+//! `[RET-2]`.
 
 use serde_json::json;
 
@@ -27,6 +28,13 @@ pub fn cases() -> Vec<Case> {
             Must,
             "a body over body_bytes_max is payload-too-large",
             oversized_body,
+        ),
+        case(
+            "limits.refused-head-is-a-problem",
+            &["LIM-13", "ERR-1"],
+            Must,
+            "a malformed or oversized request head is answered with a Problem, not a bare status",
+            refused_head,
         ),
         case(
             "retention.too-old",
@@ -115,4 +123,42 @@ fn rate_limited(ctx: &mut Ctx) -> CaseResult {
     Err(fail(
         "1000 back-to-back requests from one user were never rate-limited",
     ))
+}
+
+/// A request head the Server refuses must still get a Problem (`[LIM-13]`): HTTP libraries
+/// answer these themselves, often with an empty body, before any handler runs.
+fn refused_head(ctx: &mut Ctx) -> CaseResult {
+    let host = ctx.base().trim_start_matches("http://").to_owned();
+    let malformed = format!(
+        "GET /.well-known/driftless HTTP/1.1\r\nHost: {host}\r\nthis line is no header\r\n\r\n"
+    );
+    let oversized = format!(
+        "GET /.well-known/driftless HTTP/1.1\r\nHost: {host}\r\nX-Padding: {}\r\n\r\n",
+        "a".repeat(256 * 1024)
+    );
+    let mut refused = 0;
+    for (what, request) in [("a malformed header line", malformed), ("a 256 KiB header", oversized)] {
+        let Some(r) = ctx.raw_exchange(request.into_bytes())? else {
+            return Err(fail(format!(
+                "{what}: the connection was closed without an answer"
+            )));
+        };
+        if r.status < 400 {
+            continue; // accepted: nothing was refused
+        }
+        refused += 1;
+        let code = match r.status {
+            414 => "uri-too-long",
+            431 => "headers-too-large",
+            _ => "invalid-request",
+        };
+        ctx.expect_problem(&r, r.status, code)
+            .map_err(|v| match v {
+                Verdict::Fail(m) => fail(format!("{what}: {m}")),
+                other => other,
+            })?;
+    }
+    check(refused > 0, || {
+        "the Server accepted a header line without a colon; RFC 9112 requires a 400".into()
+    })
 }
