@@ -9,7 +9,6 @@
 
 pub mod cases;
 pub mod client;
-pub mod evolution;
 mod more_cases;
 pub mod proxy;
 mod scenarios;

@@ -1,4 +1,11 @@
-//! The schema-evolution checker behind `driftless schema check` (spec chapter 10, Compatibility).
+//! The schema-evolution checker behind `driftless schema check OLD NEW` (spec chapter 10,
+//! Compatibility).
+//!
+//! It decides whether changing a schema from version OLD to version NEW breaks Clients in the
+//! field, for teams that run `driftless schema check OLD NEW` in CI before registering NEW with a
+//! Server (`[EVO-13]`, so that they register only compatible versions, `[EVO-11]`). The answer is
+//! a list of [`Finding`]s and a verdict ([`compatible`]): no error means the change is compatible
+//! in the mode asked for.
 //!
 //! `backward` asks whether every instance valid under OLD is valid under NEW; `forward` the
 //! reverse; `full` both. The engine walks the two schemas side by side ([`compare`]), following
@@ -6,7 +13,17 @@
 //! narrower side rejects something the wider side accepts, with a stable rule ID, both JSON
 //! pointers, an explanation and, where it can build one, a counterexample that the `jsonschema`
 //! crate has confirmed: accepted by one schema, rejected by the other. Where it cannot decide it
-//! says so (rule `undecidable`, a warning) rather than guessing.
+//! says so (rule `undecidable`, a warning) rather than guessing. For Collection Schema documents
+//! the backward check first applies NEW's migration, the forward check ignores Fields old Clients
+//! preserve without knowing them (`[EVO-10]`), and a Policy change is never compatible
+//! (`[EVO-12]`). [`generate`] backs `driftless schema migrate-check`; [`output`] renders a check.
+//!
+//! The checker reads two files and answers: it depends on `jsonschema` (without the default
+//! features that fetch remote `$ref`s over HTTP) and on the protocol crate's types, never on an
+//! HTTP stack or the conformance suite.
+//!
+//! This file is over 600 lines: it is the checker proper (loading, the document rules and the
+//! one recursive structural comparison) and reads top to bottom as one walk.
 
 mod example;
 pub mod generate;
