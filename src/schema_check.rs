@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use driftless_conformance::evolution::{self, output, Loaded, Mode};
+use driftless_schema_check::{self as checker, output, Loaded, Mode};
 
 /// Compatibility modes.
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -54,7 +54,7 @@ pub struct MigrateArgs {
 fn read(path: &Path) -> Result<Loaded, String> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
-    evolution::load(&name, &text).map_err(|e| e.to_string())
+    checker::load(&name, &text).map_err(|e| e.to_string())
 }
 
 /// Files of a folder in natural order (`v2` before `v10`).
@@ -114,9 +114,9 @@ pub fn check(args: CheckArgs) -> Result<u8, String> {
         (None, Some(old), Some(new)) => vec![(read(old)?, read(new)?)],
         _ => return Err("give OLD and NEW, or --history DIR".into()),
     };
-    let results: Vec<(String, String, Vec<evolution::Finding>)> = pairs
+    let results: Vec<(String, String, Vec<checker::Finding>)> = pairs
         .iter()
-        .map(|(o, n)| (o.name.clone(), n.name.clone(), evolution::check(o, n, mode)))
+        .map(|(o, n)| (o.name.clone(), n.name.clone(), checker::check(o, n, mode)))
         .collect();
     let checks: Vec<output::Checked<'_>> = results
         .iter()
@@ -137,13 +137,11 @@ pub fn check(args: CheckArgs) -> Result<u8, String> {
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
         None => print!("{text}"),
     }
-    Ok(
-        if results.iter().all(|(_, _, f)| evolution::compatible(f)) {
-            0
-        } else {
-            1
-        },
-    )
+    Ok(if results.iter().all(|(_, _, f)| checker::compatible(f)) {
+        0
+    } else {
+        1
+    })
 }
 
 /// Runs `schema migrate-check`.
@@ -157,7 +155,7 @@ pub fn migrate_check(args: MigrateArgs) -> Result<u8, String> {
         docs.push(doc);
     }
     docs.sort_by_key(|d| d.version);
-    let failures = evolution::generate::migrate_check(&docs, args.cases.max(1))?;
+    let failures = checker::generate::migrate_check(&docs, args.cases.max(1))?;
     for f in &failures {
         println!(
             "migration {} -> {} FAILS: instance {} becomes {}, which version {} rejects",

@@ -9,7 +9,6 @@
 
 pub mod cases;
 pub mod client;
-pub mod evolution;
 pub mod proxy;
 
 pub use cases::NOT_CHECKABLE;

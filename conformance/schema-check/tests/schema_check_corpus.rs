@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use driftless_conformance::evolution::{self, Direction, Mode};
+use driftless_schema_check::{self as checker, Direction, Mode};
 use serde_json::Value;
 
 fn corpus() -> Vec<PathBuf> {
@@ -19,8 +19,8 @@ fn corpus() -> Vec<PathBuf> {
     dirs
 }
 
-fn load(dir: &Path, file: &str) -> evolution::Loaded {
-    evolution::load(file, &std::fs::read_to_string(dir.join(file)).unwrap()).unwrap()
+fn load(dir: &Path, file: &str) -> checker::Loaded {
+    checker::load(file, &std::fs::read_to_string(dir.join(file)).unwrap()).unwrap()
 }
 
 #[test]
@@ -37,7 +37,7 @@ fn every_fixture_gets_its_expected_verdict_and_rules() {
                 .unwrap();
         let (old, new) = (load(&dir, "old.json"), load(&dir, "new.json"));
         for (mode, key) in [(Mode::Backward, "backward"), (Mode::Forward, "forward")] {
-            let findings = evolution::check(&old, &new, mode);
+            let findings = checker::check(&old, &new, mode);
             let mut rules: Vec<&str> = findings.iter().map(|f| f.rule).collect();
             rules.sort_unstable();
             let want: Vec<&str> = expected[key]["rules"]
@@ -46,7 +46,7 @@ fn every_fixture_gets_its_expected_verdict_and_rules() {
                 .iter()
                 .map(|r| r.as_str().unwrap())
                 .collect();
-            let compatible = evolution::compatible(&findings);
+            let compatible = checker::compatible(&findings);
             if rules != want || Value::Bool(compatible) != expected[key]["compatible"] {
                 failures.push(format!(
                     "{} {key}: got {rules:?} (compatible {compatible}), expected {want:?}",
@@ -66,7 +66,7 @@ fn every_counterexample_is_accepted_by_one_side_and_rejected_by_the_other() {
         if old.document.is_some() {
             continue; // documents compare migrated and opened variants; plain schemas suffice here
         }
-        for f in evolution::check(&old, &new, Mode::Full) {
+        for f in checker::check(&old, &new, Mode::Full) {
             let Some(ce) = &f.counterexample else {
                 continue;
             };
@@ -95,9 +95,9 @@ fn most_errors_come_with_a_counterexample() {
     let (mut errors, mut with) = (0, 0);
     for dir in corpus() {
         let (old, new) = (load(&dir, "old.json"), load(&dir, "new.json"));
-        for f in evolution::check(&old, &new, Mode::Full)
+        for f in checker::check(&old, &new, Mode::Full)
             .into_iter()
-            .filter(|f| f.severity == evolution::Severity::Error)
+            .filter(|f| f.severity == checker::Severity::Error)
         {
             errors += 1;
             with += usize::from(f.counterexample.is_some());
@@ -115,7 +115,7 @@ fn every_rule_appears_in_both_directions() {
     for dir in corpus() {
         let (old, new) = (load(&dir, "old.json"), load(&dir, "new.json"));
         seen.extend(
-            evolution::check(&old, &new, Mode::Full)
+            checker::check(&old, &new, Mode::Full)
                 .iter()
                 .map(|f| f.rule),
         );
@@ -164,22 +164,18 @@ fn every_rule_appears_in_both_directions() {
     }
 }
 
-fn snapshot_inputs() -> (
-    evolution::Loaded,
-    evolution::Loaded,
-    Vec<evolution::Finding>,
-) {
+fn snapshot_inputs() -> (checker::Loaded, checker::Loaded, Vec<checker::Finding>) {
     let dir =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema-check/composite-release");
     let (old, new) = (load(&dir, "old.json"), load(&dir, "new.json"));
-    let findings = evolution::check(&old, &new, Mode::Full);
+    let findings = checker::check(&old, &new, Mode::Full);
     (old, new, findings)
 }
 
 /// The composite fixture rendered in `format`.
-fn rendered(render: fn(&[evolution::output::Checked<'_>]) -> String) -> (String, usize) {
+fn rendered(render: fn(&[checker::output::Checked<'_>]) -> String) -> (String, usize) {
     let (_, _, findings) = snapshot_inputs();
-    let checked = [evolution::output::Checked {
+    let checked = [checker::output::Checked {
         old: "old.json",
         new: "new.json",
         mode: "full",
@@ -190,17 +186,17 @@ fn rendered(render: fn(&[evolution::output::Checked<'_>]) -> String) -> (String,
 
 #[test]
 fn text_output() {
-    insta::assert_snapshot!(rendered(evolution::output::text).0);
+    insta::assert_snapshot!(rendered(checker::output::text).0);
 }
 
 #[test]
 fn json_output() {
-    insta::assert_snapshot!(rendered(evolution::output::json).0);
+    insta::assert_snapshot!(rendered(checker::output::json).0);
 }
 
 #[test]
 fn sarif_output() {
-    let (sarif, findings) = rendered(evolution::output::sarif);
+    let (sarif, findings) = rendered(checker::output::sarif);
     let v: Value = serde_json::from_str(&sarif).unwrap();
     assert_eq!(v["version"], "2.1.0");
     assert_eq!(v["runs"][0]["results"].as_array().unwrap().len(), findings);

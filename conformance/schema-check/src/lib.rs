@@ -1,0 +1,243 @@
+//! The schema-evolution checker behind `driftless schema check OLD NEW` (spec chapter 10,
+//! Compatibility).
+//!
+//! It decides whether changing a schema from version OLD to version NEW breaks Clients in the
+//! field, for teams that run `driftless schema check OLD NEW` in CI before registering NEW with a
+//! Server (`[EVO-13]`, so that they register only compatible versions, `[EVO-11]`). The answer is
+//! a list of [`Finding`]s and a verdict ([`compatible`]): no error means the change is compatible
+//! in the mode asked for.
+//!
+//! `backward` asks whether every instance valid under OLD is valid under NEW; `forward` the
+//! reverse; `full` both. The engine walks the two schemas side by side ([`compare`]), following
+//! local `$ref`s, `allOf`/`anyOf`/`oneOf`, objects and arrays, and reports every place where the
+//! narrower side rejects something the wider side accepts, with a stable rule ID, both JSON
+//! pointers, an explanation and, where it can build one, a counterexample that the `jsonschema`
+//! crate has confirmed: accepted by one schema, rejected by the other. Where it cannot decide it
+//! says so (rule `undecidable`, a warning) rather than guessing. For Collection Schema documents
+//! the backward check first applies NEW's migration, the forward check ignores Fields old Clients
+//! preserve without knowing them (`[EVO-10]`), and a Policy change is never compatible
+//! (`[EVO-12]`). [`generate`] backs `driftless schema migrate-check`; [`output`] renders a check.
+//!
+//! The checker reads two files and answers: it depends on `jsonschema` (without the default
+//! features that fetch remote `$ref`s over HTTP) and on the protocol crate's types, never on an
+//! HTTP stack or the conformance suite.
+//!
+//! This file loads the two files and runs the check; the structural comparison is in
+//! `compare.rs`, the rules for Collection Schema documents in `document.rs`.
+
+mod compare;
+mod document;
+mod example;
+pub mod generate;
+pub mod output;
+
+use std::collections::BTreeSet;
+
+use driftless_protocol::collection_schema::CollectionSchema;
+use serde::Serialize;
+use serde_json::Value;
+
+pub use compare::compare;
+use compare::SUSPECTED;
+// The counterexamples and the generator read schemas the way the comparison does.
+pub(crate) use compare::{required_names, resolve_ref};
+use document::{migrate_schema, open_root, sync_rules};
+
+/// Which compatibility to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every OLD instance is valid under NEW.
+    Backward,
+    /// Every NEW instance is valid under OLD.
+    Forward,
+    /// Both.
+    Full,
+}
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The change breaks compatibility.
+    Error,
+    /// The checker cannot decide; a human should look.
+    Warning,
+}
+
+/// The direction a finding was found in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// OLD instances rejected by NEW.
+    Backward,
+    /// NEW instances rejected by OLD.
+    Forward,
+}
+
+/// One incompatibility, or one place the checker could not decide.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// A stable rule ID, e.g. `required-property-added`.
+    pub rule: &'static str,
+    /// Error or warning.
+    pub severity: Severity,
+    /// Backward or forward.
+    pub direction: Direction,
+    /// JSON pointer into the OLD file.
+    pub old_pointer: String,
+    /// JSON pointer into the NEW file.
+    pub new_pointer: String,
+    /// Where in an instance the difference shows.
+    pub instance_path: String,
+    /// One line.
+    pub message: String,
+    /// An instance accepted by the wider schema and rejected by the narrower one, confirmed
+    /// with the `jsonschema` crate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counterexample: Option<Value>,
+    /// `old` or `new`: which schema accepts the counterexample.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_by: Option<&'static str>,
+}
+
+/// A loaded schema file: a plain JSON Schema or a Collection Schema document.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The file name, for messages.
+    pub name: String,
+    /// The JSON Schema (for documents: the `schema` member).
+    pub schema: Value,
+    /// The pointer prefix of the schema in the file (`/schema` for documents).
+    pub prefix: String,
+    /// The document, when the file is one.
+    pub document: Option<CollectionSchema>,
+}
+
+/// Why a file cannot be checked (exit code 2): one line naming the file and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(pub String);
+
+/// Loads and validates one file: JSON, a valid draft 2020-12 schema, every `$ref` resolvable.
+pub fn load(name: &str, text: &str) -> Result<Loaded, LoadError> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| LoadError(format!("{name}: not JSON: {e}")))?;
+    let is_document = value.get("collection").is_some()
+        && value.get("version").is_some()
+        && value.get("schema").is_some();
+    let (schema, prefix, document) = if is_document {
+        let doc: CollectionSchema = serde_json::from_value(value.clone()).map_err(|e| {
+            LoadError(format!(
+                "{name}: not a valid collection-schema document: {e}"
+            ))
+        })?;
+        (
+            Value::Object(doc.schema.clone()),
+            "/schema".to_owned(),
+            Some(doc),
+        )
+    } else {
+        (value, String::new(), None)
+    };
+    if let Err(e) = jsonschema::meta::validate(&schema) {
+        return Err(LoadError(format!(
+            "{name}: not a valid JSON Schema (draft 2020-12): {e}"
+        )));
+    }
+    if let Err(e) = jsonschema::validator_for(&schema) {
+        return Err(LoadError(format!(
+            "{name}: cannot be compiled (unresolvable $ref?): {e}"
+        )));
+    }
+    Ok(Loaded {
+        name: name.to_owned(),
+        schema,
+        prefix,
+        document,
+    })
+}
+
+/// Compares OLD and NEW in `mode`.
+pub fn check(old: &Loaded, new: &Loaded, mode: Mode) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    if matches!(mode, Mode::Backward | Mode::Full) {
+        // Backward: OLD instances, migrated when NEW declares a migration, must be valid under NEW.
+        let wide = match &new.document {
+            Some(doc) => migrate_schema(&old.schema, doc),
+            None => old.schema.clone(),
+        };
+        findings.extend(compare(
+            &wide,
+            &old.prefix,
+            &new.schema,
+            &new.prefix,
+            Direction::Backward,
+        ));
+    }
+    if matches!(mode, Mode::Forward | Mode::Full) {
+        // Forward: NEW instances must be valid under OLD; with documents, Clients preserve
+        // top-level Fields they do not know, so OLD's root is read as open.
+        let narrow = match &old.document {
+            Some(_) => open_root(&old.schema),
+            None => old.schema.clone(),
+        };
+        let wide = new.schema.clone();
+        let mut forward = compare(&wide, &new.prefix, &narrow, &old.prefix, Direction::Forward);
+        if old.document.is_some() {
+            // Fields OLD does not declare are preserved, not validated, by old Clients.
+            let declared: BTreeSet<String> = old
+                .schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default();
+            forward.retain(|f| {
+                let top = f.instance_path.split('/').nth(1).unwrap_or("");
+                top.is_empty() || declared.contains(top)
+            });
+        }
+        findings.extend(forward);
+    }
+    if let (Some(o), Some(n)) = (&old.document, &new.document) {
+        // A Policy change is never compatible (spec chapter 10); the others concern what old
+        // Clients write, so they belong to the backward direction.
+        let backward = matches!(mode, Mode::Backward | Mode::Full);
+        findings.extend(
+            sync_rules(o, n)
+                .into_iter()
+                .filter(|f| backward || f.rule == "merge-policy-changed"),
+        );
+    }
+    // Counterexamples are confirmed against the schemas as compared.
+    let migrated = new
+        .document
+        .as_ref()
+        .map(|d| migrate_schema(&old.schema, d))
+        .unwrap_or_else(|| old.schema.clone());
+    let opened = old
+        .document
+        .as_ref()
+        .map(|_| open_root(&old.schema))
+        .unwrap_or_else(|| old.schema.clone());
+    for f in &mut findings {
+        let (wide, narrow, accepted_by) = match f.direction {
+            Direction::Backward => (&migrated, &new.schema, "old"),
+            Direction::Forward => (&new.schema, &opened, "new"),
+        };
+        f.counterexample =
+            example::counterexample(wide, narrow, f).filter(|_| f.severity == Severity::Error);
+        f.accepted_by = f.counterexample.as_ref().map(|_| accepted_by);
+        if SUSPECTED.contains(&f.rule) && f.counterexample.is_none() {
+            // Suspected, not shown: say so instead of guessing either way.
+            f.rule = "undecidable";
+            f.severity = Severity::Warning;
+            f.message = format!("{}; no instance shows a difference; not decided", f.message);
+        }
+    }
+    findings
+}
+
+/// Whether findings allow the change: no error.
+pub fn compatible(findings: &[Finding]) -> bool {
+    findings.iter().all(|f| f.severity == Severity::Warning)
+}
