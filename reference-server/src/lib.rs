@@ -21,6 +21,7 @@ pub mod conn;
 pub mod faults;
 pub mod http;
 pub mod metrics;
+pub mod rate_limit;
 pub mod service;
 pub mod storage;
 
