@@ -648,6 +648,28 @@ pub fn mutation(
     json!({"op_id": op_id, "seq": seq, "collection": collection, "record_id": id, "hlc": hlc, "effect": effect})
 }
 
+/// A response read from a raw socket: status line, headers, body (up to the end of `raw`).
+fn parse_raw_response(raw: &[u8]) -> Resp {
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
+        text: body.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -707,27 +729,5 @@ mod tests {
             response_schema("GET", "/metrics", &resp(200, "text/plain")),
             None
         );
-    }
-}
-
-/// A response read from a raw socket: status line, headers, body (up to the end of `raw`).
-fn parse_raw_response(raw: &[u8]) -> Resp {
-    let text = String::from_utf8_lossy(raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Resp {
-        status,
-        headers,
-        body: serde_json::from_str(body).unwrap_or(Value::Null),
-        text: body.to_owned(),
     }
 }
