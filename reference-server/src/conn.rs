@@ -476,6 +476,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Tracked<S> {
         Poll::Ready(Ok(()))
     }
 
+    /// Whether this write is (or continues) a replaced automatic response; a write starting
+    /// with `first` begins one when [`Tracked::is_automatic_response`] says so.
+    fn replaces(&mut self, first: Option<&[u8]>) -> bool {
+        if self.replacing.is_some() {
+            return true;
+        }
+        match first.and_then(|b| self.is_automatic_response(b)) {
+            Some(status) => {
+                self.state.set_linger();
+                self.replacing = Some(((self.render)(status), 0));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether hyper is starting a response that no handler produced: its automatic answer to
     /// a request head it could not parse. Our handlers' bodies are JSON, so a write that starts
     /// like a status line while no response is due can only be that.
@@ -521,21 +537,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Tracked<
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if this.replacing.is_none() {
-            match this.is_automatic_response(buf) {
-                Some(status) => {
-                    this.state.set_linger();
-                    this.replacing = Some(((this.render)(status), 0));
-                }
-                None => return Pin::new(this.io()).poll_write(cx, buf),
-            }
+        if !this.replaces(Some(buf)) {
+            return Pin::new(this.io()).poll_write(cx, buf);
         }
         // hyper's own bytes are swallowed; ours go out in their place.
-        match this.poll_replacement(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.len())),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
+        this.poll_replacement(cx).map_ok(|()| buf.len())
     }
 
     fn poll_write_vectored(
@@ -544,22 +550,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Tracked<
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        let first = bufs.iter().find(|b| !b.is_empty());
-        if this.replacing.is_none() {
-            let automatic = first.and_then(|b| this.is_automatic_response(b));
-            match automatic {
-                Some(status) => {
-                    this.state.set_linger();
-                    this.replacing = Some(((this.render)(status), 0));
-                }
-                None => return Pin::new(this.io()).poll_write_vectored(cx, bufs),
-            }
+        let first = bufs.iter().find(|b| !b.is_empty()).map(|b| &b[..]);
+        if !this.replaces(first) {
+            return Pin::new(this.io()).poll_write_vectored(cx, bufs);
         }
-        match this.poll_replacement(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum())),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
+        this.poll_replacement(cx)
+            .map_ok(|()| bufs.iter().map(|b| b.len()).sum())
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -154,12 +154,7 @@ fn a_new_connection_is_answered_503_when_every_connection_is_busy() {
     });
     let token = s.token("ada", "demo", Scope::Read);
     // One long-poll holds the only place.
-    let mut held = connect(&s);
-    write!(
-        held,
-        "GET /v1/spaces/demo/pull?wait_ms=30000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
-    )
-    .unwrap();
+    let _held = hold_long_poll(&s, &token);
     wait_until(|| {
         s.app.long_polls.available_permits() == s.app.registry.config().long_polls_max - 1
     });
@@ -168,6 +163,17 @@ fn a_new_connection_is_answered_503_when_every_connection_is_busy() {
     assert_eq!(status, 503);
     assert!(head.contains("retry-after: 1"), "{head}");
     assert_problem(&head, &body, 503, "unavailable");
+}
+
+/// Sends a long-poll pull on its own connection; the server holds it (nothing changes).
+fn hold_long_poll(s: &TestServer, token: &str) -> TcpStream {
+    let mut held = connect(s);
+    write!(
+        held,
+        "GET /v1/spaces/demo/pull?wait_ms=30000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    held
 }
 
 /// Polls in-process state the server exposes (a signal, not a clock), yielding between looks.
@@ -186,12 +192,7 @@ fn a_long_poll_beyond_the_bound_is_answered_503_at_once() {
         ..Default::default()
     });
     let token = s.token("ada", "demo", Scope::Read);
-    let mut held = connect(&s);
-    write!(
-        held,
-        "GET /v1/spaces/demo/pull?wait_ms=30000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
-    )
-    .unwrap();
+    let _held = hold_long_poll(&s, &token);
     wait_until(|| s.app.long_polls.available_permits() == 0);
     let second = s
         .client()
