@@ -106,6 +106,85 @@ fn write_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Whether a JSON number literal (RFC 8259 grammar) has the same decimal value as the canonical
+/// form (chapter 06: the shortest text that round-trips) of the IEEE 754 double nearest to it
+/// (`[PUSH-12]`): then every replica, in any language, stores and serves that very value. `7`,
+/// `0.1`, `1e20`, `-0` and `9007199254740992` are exact; `18446744073709551617`,
+/// `18446744073709551616` (written back as `18446744073709552000`), `9007199254740993`,
+/// `1.00000000000000000001`, `1e-400` and `1e400` are not. Compares decimal values, so `1e2`
+/// and `100` are the same number.
+pub fn number_literal_is_exact(literal: &str) -> bool {
+    let Ok(x) = literal.parse::<f64>() else {
+        return false;
+    };
+    x.is_finite() && decimal_value(literal) == decimal_value(&format!("{x:e}"))
+}
+
+/// The first number literal in the JSON text `json` whose value a double cannot hold exactly
+/// ([`number_literal_is_exact`]), if any. Scans the text without parsing it; strings are skipped.
+pub fn first_inexact_number(json: &str) -> Option<&str> {
+    let bytes = json.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let literal = &json[start..i];
+                if !number_literal_is_exact(literal) {
+                    return Some(literal);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// A decimal number as (negative, significant digits without leading or trailing zeros,
+/// exponent) with value `0.DIGITS × 10^exponent`; zero is `(false, "", 0)` whatever its sign.
+fn decimal_value(literal: &str) -> (bool, String, i64) {
+    let (negative, rest) = match literal.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, literal),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(at) => (&rest[..at], &rest[at + 1..]),
+        None => (rest, "0"),
+    };
+    // An exponent too long for i64 only matters for a non-zero mantissa, which then cannot be a
+    // finite nonzero double anyway; saturate.
+    let exponent: i64 =
+        exponent
+            .trim_start_matches('+')
+            .parse()
+            .unwrap_or(if exponent.starts_with('-') {
+                i64::MIN / 2
+            } else {
+                i64::MAX / 2
+            });
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all: String = format!("{int}{frac}");
+    let leading = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_matches('0').to_owned();
+    if digits.is_empty() {
+        return (false, String::new(), 0);
+    }
+    let point = int.len() as i64 - leading as i64;
+    (negative, digits, point.saturating_add(exponent))
+}
+
 /// The largest integer an IEEE 754 double and every integer below it hold exactly.
 const SAFE_INTEGER: u64 = 9_007_199_254_740_991;
 
@@ -165,6 +244,49 @@ pub fn format_f64(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_number_literals_are_those_a_double_holds() {
+        for exact in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "0.1",
+            "0.30000000000000004",
+            "1e20",
+            "1E+20",
+            "100e-2",
+            "9007199254740991",
+            "9007199254740992",
+            "1.5",
+            "5e-324",
+            "1.7976931348623157e308",
+        ] {
+            assert!(number_literal_is_exact(exact), "{exact} is exact");
+        }
+        for inexact in [
+            "9007199254740993",
+            "18446744073709551617",
+            "1.00000000000000000001",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "0.1000000000000000055511151231257827",
+            "123456789012345678901234567890",
+            // 2^64 is a double, but canonical JSON writes that double as 18446744073709552000.
+            "18446744073709551616",
+        ] {
+            assert!(!number_literal_is_exact(inexact), "{inexact} is not exact");
+        }
+    }
+
+    #[test]
+    fn the_first_inexact_number_is_found_outside_strings() {
+        let text = r#"{"a":"9007199254740993","b":[1,2.5,{"c\"":9007199254740993}],"d":1e400}"#;
+        assert_eq!(first_inexact_number(text), Some("9007199254740993"));
+        assert_eq!(first_inexact_number(r#"{"s":"1e400","n":-0.5}"#), None);
+    }
 
     /// Number vectors from RFC 8785 appendix B (IEEE 754 bit patterns and their forms).
     #[test]

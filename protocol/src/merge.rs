@@ -212,15 +212,22 @@ impl FieldState {
 /// `base + sum` as the spec defines it: exact for integers, one IEEE 754 addition otherwise.
 fn add_to(base: Option<&Value>, sum: i128) -> Value {
     const SAFE: i128 = SAFE_INTEGER_MAX as i128;
+    // Chapter 03: a base is an integer when it has no fractional part and is at most 2^53 in
+    // magnitude; any other number takes the double branch, however it was spelled.
+    const INTEGER_BASE_MAX: i128 = SAFE + 1;
     let integral = |n: &serde_json::Number| -> Option<i128> {
-        if let Some(i) = n.as_i64() {
-            return Some(i128::from(i));
-        }
-        if let Some(u) = n.as_u64() {
-            return Some(i128::from(u));
-        }
-        let f = n.as_f64()?;
-        (f.fract() == 0.0 && f.abs() <= SAFE as f64).then_some(f as i128)
+        let exact = if let Some(i) = n.as_i64() {
+            i128::from(i)
+        } else if let Some(u) = n.as_u64() {
+            i128::from(u)
+        } else {
+            let f = n.as_f64()?;
+            if f.fract() != 0.0 || f.abs() > INTEGER_BASE_MAX as f64 {
+                return None;
+            }
+            f as i128
+        };
+        (exact.abs() <= INTEGER_BASE_MAX).then_some(exact)
     };
     let from_f64 = |f: f64| {
         serde_json::Number::from_f64(f.clamp(f64::MIN, f64::MAX))
@@ -552,6 +559,21 @@ mod tests {
         assert_eq!(
             add_to(Some(&json!(SAFE_INTEGER_MAX)), 1),
             json!(9_007_199_254_740_992.0)
+        );
+    }
+
+    /// Chapter 03: a base above 2^53 is not an integer base, however it was stored; the sum is
+    /// `double(base) + double(Σ by)`: 9007199254740993 + 1 is 9007199254740992 (the double of
+    /// the base is 2^53, and 2^53 + 1 rounds to even), not the exact 9007199254740994.
+    #[test]
+    fn a_base_above_2_pow_53_adds_as_a_double() {
+        assert_eq!(
+            add_to(Some(&json!(9_007_199_254_740_993u64)), 1),
+            json!(9_007_199_254_740_992.0)
+        );
+        assert_eq!(
+            add_to(Some(&json!(9_007_199_254_740_992u64)), -1),
+            json!(9_007_199_254_740_991u64)
         );
     }
 

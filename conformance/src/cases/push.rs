@@ -54,6 +54,13 @@ pub fn cases() -> Vec<Case> {
             number_beyond_double,
         ),
         case(
+            "push.inexact-number",
+            &["PUSH-12", "PUSH-4"],
+            Must,
+            "a number a double cannot hold exactly is invalid-mutation alone; exact ones keep their value",
+            inexact_number,
+        ),
+        case(
             "idempotency.replay-returns-stored-outcome",
             &["IDEM-2", "IDEM-3"],
             Must,
@@ -193,6 +200,70 @@ fn number_beyond_double(ctx: &mut Ctx) -> CaseResult {
     check(results[1]["status"] == "applied", || {
         format!("the good mutation beside it answered {}", results[1])
     })
+}
+
+/// `[PUSH-12]`: the literal is written into the push text (a JSON library would round it first).
+fn inexact_number(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let with = |ctx: &mut Ctx, id: &str, literal: &str| -> Result<String, Verdict> {
+        let text = put(ctx, id, json!({"n": 7})).to_string();
+        let text = text.replace("\"n\":7", &format!("\"n\":{literal}"));
+        check(text.contains(literal), || format!("could not build {text}"))?;
+        Ok(text)
+    };
+    let inexact = [
+        "9007199254740993",
+        "18446744073709551616",
+        "1.00000000000000000001",
+    ];
+    let exact = [
+        ("1e20", 1e20),
+        ("0.1", 0.1),
+        ("9007199254740992", 9_007_199_254_740_992.0),
+    ];
+    let mut texts = Vec::new();
+    for (i, literal) in inexact.iter().enumerate() {
+        texts.push(with(ctx, &format!("bad{i}"), literal)?);
+    }
+    for (i, (literal, _)) in exact.iter().enumerate() {
+        texts.push(with(ctx, &format!("good{i}"), literal)?);
+    }
+    let body = format!(
+        "{{\"client_id\":\"{C}\",\"mutations\":[{}]}}",
+        texts.join(",")
+    );
+    let r = ctx.push_text(&space, &token, body)?;
+    ctx.expect(&r, 200, "push")?;
+    let results = &r.body["results"];
+    for (i, literal) in inexact.iter().enumerate() {
+        check(
+            results[i]["problem"]["type"] == "urn:driftless:problem:invalid-mutation",
+            || format!("the mutation holding {literal} answered {}", results[i]),
+        )?;
+    }
+    for (i, (literal, value)) in exact.iter().enumerate() {
+        let at = inexact.len() + i;
+        if results[at]["status"] != "applied" {
+            return Err(Verdict::Error(format!(
+                "precondition: the mutation holding {literal} was not applied: {}",
+                results[at]
+            )));
+        }
+        let got = ctx.record(&space, &token, "things", &format!("good{i}"))?;
+        ctx.expect(&got, 200, "the record of an applied mutation")?;
+        let n = got.body["value"]["n"].as_f64();
+        check(n == Some(*value), || {
+            format!(
+                "{literal} was stored as {} ([PUSH-12]: never another value)",
+                got.body["value"]["n"]
+            )
+        })?;
+    }
+    for i in 0..inexact.len() {
+        let r = ctx.record(&space, &token, "things", &format!("bad{i}"))?;
+        ctx.expect(&r, 404, "a rejected mutation creates no record")?;
+    }
+    Ok(())
 }
 
 fn replay_returns_stored_outcome(ctx: &mut Ctx) -> CaseResult {

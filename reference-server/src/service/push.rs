@@ -1,6 +1,6 @@
 //! Push, spec chapter 04: `POST /v1/spaces/{space}/push` takes a batch of Mutations from one
 //! Client and answers one result per Mutation, each durable before the answer (`[PUSH-1]` to
-//! `[PUSH-11]`).
+//! `[PUSH-12]`).
 //!
 //! The steps, in order: the envelope is checked (`[PUSH-6]`, `[PUSH-7]`); each Mutation's Op ID
 //! is looked up first, so a replay gets its stored Outcome (`[IDEM-1]` to `[IDEM-8]`); a new
@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 #[cfg(feature = "fault-injection")]
 use std::time::Duration;
 
-use driftless_protocol::canonical::to_canonical_string;
+use driftless_protocol::canonical::{first_inexact_number, to_canonical_string};
 use driftless_protocol::checksum::{self, to_hex};
 use driftless_protocol::collection_schema::SchemaHistory;
 use driftless_protocol::ids::{ClientId, OpId};
@@ -39,6 +39,11 @@ use super::{
 };
 use crate::faults::fault;
 use crate::storage::{SpaceRead, SpaceWrite, Storage, StorageError, StoredOp, StoredRecord};
+
+/// The detail of a Mutation refused under `[PUSH-12]` (it names no value: `[SEC-1]`).
+const INEXACT_NUMBER: &str = "the mutation holds a number that an IEEE 754 double cannot hold \
+     exactly (beyond its range, or more digits than it keeps); send such values as strings \
+     ([PUSH-12])";
 
 /// A push body as read by [`Service::parse_push`]: exactly the two members, each Mutation kept
 /// as the text it was sent as.
@@ -405,7 +410,14 @@ impl<S: Storage> Service<S> {
                 });
             }
         }
-        let tree = tree.unwrap_or_else(|| parse(text));
+        // A number that a double cannot hold exactly would be stored as another value: the
+        // Mutation is refused alone (`[PUSH-11]`, `[PUSH-12]`), like any other invalid one.
+        let tree = if first_inexact_number(text).is_some() {
+            Err(INEXACT_NUMBER.to_owned())
+        } else {
+            tree.unwrap_or_else(|| parse(text))
+                .map_err(|e| format!("the mutation holds JSON this server cannot represent: {e}"))
+        };
         let body_digest = match &tree {
             Ok(v) => canonical(v),
             Err(_) => text_digest.clone(),
@@ -414,10 +426,7 @@ impl<S: Storage> Service<S> {
             Err(e) => (
                 Outcome::Rejected(Rejected {
                     op_id: op_id.clone(),
-                    problem: Problem::new(
-                        ProblemType::InvalidMutation,
-                        format!("the mutation holds JSON this server cannot represent: {e}"),
-                    ),
+                    problem: Problem::new(ProblemType::InvalidMutation, e.clone()),
                 }),
                 None,
             ),
