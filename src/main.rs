@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod bench;
+mod bench_load;
 mod client_cmd;
 mod conformance;
 mod embedded;
@@ -76,6 +77,9 @@ enum BenchCommand {
         #[arg(long, default_value_t = 100_000)]
         records: usize,
     },
+    /// N pushers and M pullers beside a raw-hyper ceiling, or idle/slowloris connections
+    /// beside a normal Client.
+    Load(bench_load::Args),
 }
 
 #[derive(clap::Args)]
@@ -479,6 +483,11 @@ fn main() -> ExitCode {
         Command::Bench {
             command: BenchCommand::Sync { records },
         } => bench::sync(records.max(1))
+            .map(|r| print!("{r}"))
+            .map_err(CliError::Bench),
+        Command::Bench {
+            command: BenchCommand::Load(args),
+        } => bench_load::run(args)
             .map(|r| print!("{r}"))
             .map_err(CliError::Bench),
         Command::Bench {
