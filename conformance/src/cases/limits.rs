@@ -137,7 +137,10 @@ fn refused_head(ctx: &mut Ctx) -> CaseResult {
         "a".repeat(256 * 1024)
     );
     let mut refused = 0;
-    for (what, request) in [("a malformed header line", malformed), ("a 256 KiB header", oversized)] {
+    for (what, request) in [
+        ("a malformed header line", malformed),
+        ("a 256 KiB header", oversized),
+    ] {
         let Some(r) = ctx.raw_exchange(request.into_bytes())? else {
             return Err(fail(format!(
                 "{what}: the connection was closed without an answer"
