@@ -710,68 +710,6 @@ pub fn mutation(
     json!({"op_id": op_id, "seq": seq, "collection": collection, "record_id": id, "hlc": hlc, "effect": effect})
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn resp(status: u16, ct: &str) -> Resp {
-        Resp {
-            status,
-            headers: [("content-type".to_owned(), ct.to_owned())].into(),
-            body: Value::Null,
-            text: String::new(),
-        }
-    }
-
-    #[test]
-    fn every_endpoint_maps_to_its_response_schema() {
-        let ok = resp(200, "application/json");
-        for (method, path, name) in [
-            ("GET", "/.well-known/driftless", "discovery"),
-            ("POST", "/v1/spaces/s/push", "push-response"),
-            ("POST", "/v1/spaces/s/manifest", "manifest-response"),
-            ("GET", "/v1/spaces/s/pull?cursor=x", "pull-response"),
-            ("GET", "/v1/spaces/s/records/c/i", "record"),
-            (
-                "GET",
-                "/v1/spaces/s/records/c/i/history",
-                "history-response",
-            ),
-            ("GET", "/v1/spaces/s/checksums", "checksums-response"),
-            ("GET", "/v1/spaces/s/buckets/3", "bucket-response"),
-            (
-                "GET",
-                "/v1/spaces/s/collections/c/schemas",
-                "collection-schema-list",
-            ),
-            (
-                "PUT",
-                "/v1/spaces/s/collections/c/schemas/1",
-                "collection-schema",
-            ),
-            ("POST", "/v1/spaces/s/compact", "compaction-response"),
-        ] {
-            assert_eq!(
-                response_schema(method, path, &ok),
-                Some(name),
-                "{method} {path}"
-            );
-        }
-        assert_eq!(
-            response_schema(
-                "GET",
-                "/v1/spaces/s/pull",
-                &resp(400, "application/problem+json")
-            ),
-            Some("problem")
-        );
-        assert_eq!(
-            response_schema("GET", "/metrics", &resp(200, "text/plain")),
-            None
-        );
-    }
-}
-
 /// A request fully written by [`Ctx::raw_send`] whose answer is not read yet.
 pub struct Sent {
     stream: std::net::TcpStream,
@@ -831,5 +769,67 @@ fn parse_raw_response(raw: &[u8]) -> Resp {
         headers,
         body: serde_json::from_str(body).unwrap_or(Value::Null),
         text: body.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, ct: &str) -> Resp {
+        Resp {
+            status,
+            headers: [("content-type".to_owned(), ct.to_owned())].into(),
+            body: Value::Null,
+            text: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_endpoint_maps_to_its_response_schema() {
+        let ok = resp(200, "application/json");
+        for (method, path, name) in [
+            ("GET", "/.well-known/driftless", "discovery"),
+            ("POST", "/v1/spaces/s/push", "push-response"),
+            ("POST", "/v1/spaces/s/manifest", "manifest-response"),
+            ("GET", "/v1/spaces/s/pull?cursor=x", "pull-response"),
+            ("GET", "/v1/spaces/s/records/c/i", "record"),
+            (
+                "GET",
+                "/v1/spaces/s/records/c/i/history",
+                "history-response",
+            ),
+            ("GET", "/v1/spaces/s/checksums", "checksums-response"),
+            ("GET", "/v1/spaces/s/buckets/3", "bucket-response"),
+            (
+                "GET",
+                "/v1/spaces/s/collections/c/schemas",
+                "collection-schema-list",
+            ),
+            (
+                "PUT",
+                "/v1/spaces/s/collections/c/schemas/1",
+                "collection-schema",
+            ),
+            ("POST", "/v1/spaces/s/compact", "compaction-response"),
+        ] {
+            assert_eq!(
+                response_schema(method, path, &ok),
+                Some(name),
+                "{method} {path}"
+            );
+        }
+        assert_eq!(
+            response_schema(
+                "GET",
+                "/v1/spaces/s/pull",
+                &resp(400, "application/problem+json")
+            ),
+            Some("problem")
+        );
+        assert_eq!(
+            response_schema("GET", "/metrics", &resp(200, "text/plain")),
+            None
+        );
     }
 }
