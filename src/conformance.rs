@@ -50,7 +50,49 @@ pub struct Args {
     /// fault is caught. Needs a build with the fault-injection feature.
     #[arg(long, conflicts_with_all = ["server", "list"])]
     self_check: bool,
+    /// With --self-check: run each case of the per-case table alone (`--run CASE`), against the
+    /// clean reference server (it must pass) and against each fault modelling a Server it must
+    /// not pass (it must fail or be errored), and print the case × fault table.
+    #[arg(long, requires = "self_check")]
+    per_case: bool,
 }
+
+/// The per-case self-check's table: each fault that models a useless Server, and the cases that
+/// must not pass against it when run alone, because their requirement or the setup they rely on
+/// is what the fault breaks. A case that passed against such a Server would credit a requirement
+/// ID that was never exercised.
+pub const PER_CASE: &[(&str, &[&str])] = &[
+    (
+        "reject-everything",
+        &[
+            "merge.lww-order-independent",
+            "merge.delete-vs-newer-update",
+            "integrity.checksums-match-model",
+            "integrity.bucket-repair",
+            "pull.consistent-under-writes",
+            "idempotency.replay-returns-stored-outcome",
+            "manifest.fates",
+            "schema.removed-field-is-noop",
+            "pull.resync-after-compaction",
+            "pull.long-poll",
+        ],
+    ),
+    (
+        "first-writer-wins",
+        &[
+            "merge.lww-order-independent",
+            "merge.delete-vs-newer-update",
+            "pull.consistent-under-writes",
+        ],
+    ),
+    ("blank-values", &["integrity.checksums-match-model"]),
+    ("never-hold-pull", &["pull.long-poll"]),
+    ("no-supported-versions", &["version.unsupported-major"]),
+    (
+        "checksums-unavailable",
+        &["pull.resync-after-compaction", "id.spaces-are-implicit"],
+    ),
+];
 
 /// Tokens minted with the embedded server's own key.
 struct EmbeddedTokens(driftless_server::auth::TokenKey);
@@ -69,6 +111,9 @@ impl TokenSource for EmbeddedTokens {
 
 /// Runs the command; returns the exit code, or a one-line setup error (exit code 2).
 pub fn main(args: Args) -> Result<u8, String> {
+    if args.self_check && args.per_case {
+        return self_check_per_case(&args);
+    }
     if args.self_check {
         return self_check(&args);
     }
@@ -224,10 +269,10 @@ fn spawn_reference(
     Ok(Child { child, base })
 }
 
-/// The self-check: the suite must pass the clean reference server and fail every faulty one.
-fn self_check(args: &Args) -> Result<u8, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let listed = std::process::Command::new(&exe)
+/// The deliberate faults of this build, each with the requirement IDs it breaks, from
+/// `serve --list-faults`; an error when the build lacks the fault-injection feature.
+fn list_faults(exe: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+    let listed = std::process::Command::new(exe)
         .args(["serve", "--list-faults"])
         .output()
         .map_err(|e| e.to_string())?;
@@ -244,27 +289,144 @@ fn self_check(args: &Args) -> Result<u8, String> {
     if faults.is_empty() {
         return Err("serve --list-faults listed no fault".into());
     }
+    Ok(faults)
+}
+
+/// The selected cases against a reference server child started with `fault` (none: clean)
+/// on a fresh data folder.
+fn run_reference(
+    exe: &std::path::Path,
+    args: &Args,
+    fault: Option<&str>,
+    run: Vec<String>,
+    skip: Vec<String>,
+) -> Result<driftless_conformance::Report, String> {
+    let data = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let server = spawn_reference(exe, data.path(), fault)?;
+    let token_cmd = format!(
+        "'{}' token --data '{}' --user {{user}} --space {{space}} --scope {{scope}} --ttl {{ttl}}",
+        exe.display(),
+        data.path().display()
+    );
+    let options = Options {
+        server: server.base.clone(),
+        tokens: Box::new(driftless_conformance::client::CommandTokens::new(
+            &token_cmd,
+        )),
+        timeout: Duration::from_millis(args.timeout_ms.max(1)),
+        seed: args.seed.unwrap_or(1),
+        run,
+        skip,
+    };
+    driftless_conformance::run(options, &mut |_, _, _| {})
+}
+
+/// The per-case self-check: each case of [`PER_CASE`] alone must pass the clean reference
+/// server and must not pass any fault listed for it.
+fn self_check_per_case(args: &Args) -> Result<u8, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let faults = list_faults(&exe)?;
+    let all = driftless_conformance::cases::all();
+    for (fault, cases) in PER_CASE {
+        if !faults.iter().any(|(n, _)| n == fault) {
+            return Err(format!(
+                "the per-case table names fault {fault:?}, which this build lacks"
+            ));
+        }
+        if let Some(c) = cases.iter().find(|c| !all.iter().any(|a| a.id == **c)) {
+            return Err(format!(
+                "the per-case table names case {c:?}, which the suite lacks"
+            ));
+        }
+    }
+    let mut cases: Vec<&str> = PER_CASE
+        .iter()
+        .flat_map(|(_, c)| c.iter().copied())
+        .collect();
+    cases.sort_unstable();
+    cases.dedup();
+    // Alone means alone: one case per run, the others not selected.
+    let outcome = |fault: Option<&str>, case: &str| -> Result<(String, String), String> {
+        let report = run_reference(&exe, args, fault, vec![case.to_owned()], Vec::new())?;
+        let c = report
+            .cases
+            .iter()
+            .find(|c| c.id == case)
+            .ok_or_else(|| format!("the run of {case} reported no such case"))?;
+        let detail = c.detail.clone();
+        Ok((c.outcome.to_string(), detail))
+    };
+    let mut ok = true;
+    let mut out = String::from("per-case self-check: each case run alone (--run CASE) against the clean reference server and against each fault that models a server it must not pass\n");
+    out.push_str(&format!(
+        "{:<44} {:<22} {:<8} {:<11} {}\n",
+        "case", "server", "outcome", "verdict", "why"
+    ));
+    for case in &cases {
+        let (clean, detail) = outcome(None, case)?;
+        let good = clean == "pass";
+        ok &= good;
+        out.push_str(&format!(
+            "{:<44} {:<22} {:<8} {:<11} {}\n",
+            case,
+            "(clean)",
+            clean,
+            if good { "passes" } else { "CLEAN FAILS" },
+            one_line(&detail)
+        ));
+        for (fault, _) in PER_CASE.iter().filter(|(_, cs)| cs.contains(case)) {
+            let (got, detail) = outcome(Some(fault), case)?;
+            let caught = got == "fail" || got == "errored";
+            ok &= caught;
+            out.push_str(&format!(
+                "{:<44} {:<22} {:<8} {:<11} {}\n",
+                case,
+                fault,
+                got,
+                if caught { "caught" } else { "NOT CAUGHT" },
+                one_line(&detail)
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "seed {}; {} cases; {} faults; {}\n",
+        args.seed.unwrap_or(1),
+        cases.len(),
+        PER_CASE.len(),
+        if ok {
+            "every case alone catches every fault listed for it"
+        } else {
+            "PER-CASE SELF-CHECK FAILED"
+        }
+    ));
+    write(&args.output, &out)?;
+    Ok(if ok { 0 } else { 1 })
+}
+
+/// The first line of `text`, cut to 100 characters.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(100)
+        .collect()
+}
+
+/// The self-check: the suite must pass the clean reference server and fail every faulty one.
+fn self_check(args: &Args) -> Result<u8, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let faults = list_faults(&exe)?;
     let seed = args.seed.unwrap_or(1);
     let mut runs: Vec<(Option<String>, String, driftless_conformance::Report)> = Vec::new();
     for fault in std::iter::once(None).chain(faults.iter().map(|(n, _)| Some(n.clone()))) {
-        let data = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let server = spawn_reference(&exe, data.path(), fault.as_deref())?;
-        let token_cmd = format!(
-            "'{}' token --data '{}' --user {{user}} --space {{space}} --scope {{scope}} --ttl {{ttl}}",
-            exe.display(),
-            data.path().display()
-        );
-        let options = Options {
-            server: server.base.clone(),
-            tokens: Box::new(driftless_conformance::client::CommandTokens::new(
-                &token_cmd,
-            )),
-            timeout: Duration::from_millis(args.timeout_ms.max(1)),
-            seed,
-            run: args.run.clone(),
-            skip: args.skip.clone(),
-        };
-        let report = driftless_conformance::run(options, &mut |_, _, _| {})?;
+        let report = run_reference(
+            &exe,
+            args,
+            fault.as_deref(),
+            args.run.clone(),
+            args.skip.clone(),
+        )?;
         let ids = faults
             .iter()
             .find(|(n, _)| Some(n) == fault.as_ref())

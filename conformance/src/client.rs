@@ -98,6 +98,17 @@ pub fn check(cond: bool, msg: impl FnOnce() -> String) -> CaseResult {
     }
 }
 
+/// `Ok` when `cond`, else the errored verdict of a case whose precondition did not hold: the
+/// Server did not do what the case's setup relies on, so the case's own requirement was never
+/// exercised and must not be credited. `msg` names the precondition.
+pub fn precondition(cond: bool, msg: impl FnOnce() -> String) -> CaseResult {
+    if cond {
+        Ok(())
+    } else {
+        Err(Verdict::Error(format!("precondition failed: {}", msg())))
+    }
+}
+
 /// The context of a run.
 pub struct Ctx {
     agent: ureq::Agent,
@@ -366,7 +377,7 @@ impl Ctx {
     /// whole response has arrived. `None` when the Server closed without answering. Plain
     /// `http://` only.
     pub fn raw_exchange(&self, request: Vec<u8>) -> Result<Option<Resp>, Verdict> {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let Some(authority) = self.base.strip_prefix("http://") else {
             return Err(Verdict::Skip(
                 "raw requests are checked over plain http only".into(),
@@ -383,28 +394,37 @@ impl Ctx {
         let upload = std::thread::spawn(move || {
             let _ = writer.write_all(&request);
         });
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 8192];
-        loop {
-            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-                let length = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse::<usize>().ok());
-                if length.is_some_and(|n| raw.len() >= end + 4 + n) {
-                    break;
-                }
-            }
-            match stream.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => raw.extend_from_slice(&buf[..n]),
-                Err(_) => break,
-            }
-        }
+        let raw = read_one_response(&mut stream);
         let _ = stream.shutdown(std::net::Shutdown::Both);
         let _ = upload.join();
         Ok((!raw.is_empty()).then(|| parse_raw_response(&raw)))
+    }
+
+    /// Sends `request` as raw bytes on a new connection and returns once every byte is written,
+    /// without reading the answer: the request is then fully at the Server (a long-poll that a
+    /// later push must wake). Read the answer with [`Sent::response`]. Plain `http://` only.
+    pub fn raw_send(&self, request: &[u8]) -> Result<Sent, Verdict> {
+        use std::io::Write;
+        let Some(authority) = self.base.strip_prefix("http://") else {
+            return Err(Verdict::Skip(
+                "raw requests are checked over plain http only".into(),
+            ));
+        };
+        let mut stream =
+            std::net::TcpStream::connect(authority).map_err(|e| Verdict::Error(e.to_string()))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(|e| Verdict::Error(e.to_string()))?;
+        stream
+            .write_all(request)
+            .and_then(|()| stream.flush())
+            .map_err(|e| Verdict::Error(format!("sending a raw request: {e}")))?;
+        Ok(Sent { stream })
+    }
+
+    /// The authority (`host:port`) of a plain `http://` base URL.
+    pub fn authority(&self) -> Option<&str> {
+        self.base.strip_prefix("http://")
     }
 
     /// GET.
@@ -495,6 +515,48 @@ impl Ctx {
                 results.len()
             )
         })?;
+        Ok(results)
+    }
+
+    /// A push the case's setup relies on: it must succeed as a whole ([`Ctx::push_ok`]) and every
+    /// result must be `applied`, else the case is errored naming the first Mutation that was not.
+    pub fn push_applied(
+        &self,
+        space: &str,
+        token: &str,
+        client: &str,
+        mutations: &[Value],
+    ) -> Result<Vec<Value>, Verdict> {
+        self.push_expect(
+            space,
+            token,
+            client,
+            mutations,
+            &vec!["applied"; mutations.len()],
+        )
+    }
+
+    /// A push the case's setup relies on, with a given mix of results: result `i` must have the
+    /// status `statuses[i]` (`applied`, `rejected` or `duplicate`), else the case is errored
+    /// naming the Mutation and what it answered.
+    pub fn push_expect(
+        &self,
+        space: &str,
+        token: &str,
+        client: &str,
+        mutations: &[Value],
+        statuses: &[&str],
+    ) -> Result<Vec<Value>, Verdict> {
+        assert_eq!(statuses.len(), mutations.len(), "one status per mutation");
+        let results = self.push_ok(space, token, client, mutations)?;
+        for (i, (r, want)) in results.iter().zip(statuses).enumerate() {
+            precondition(r["status"] == *want, || {
+                format!(
+                    "setup mutation {i} ({}) answered {r}; the case needs it {want}",
+                    mutations[i]["op_id"]
+                )
+            })?;
+        }
         Ok(results)
     }
 
@@ -646,6 +708,46 @@ pub fn mutation(
     effect: Value,
 ) -> Value {
     json!({"op_id": op_id, "seq": seq, "collection": collection, "record_id": id, "hlc": hlc, "effect": effect})
+}
+
+/// A request fully written by [`Ctx::raw_send`] whose answer is not read yet.
+pub struct Sent {
+    stream: std::net::TcpStream,
+}
+
+impl Sent {
+    /// Reads the answer: `None` when the Server closed without answering.
+    pub fn response(mut self) -> Option<Resp> {
+        let raw = read_one_response(&mut self.stream);
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        (!raw.is_empty()).then(|| parse_raw_response(&raw))
+    }
+}
+
+/// Reads from `stream` until the Server closes, the read times out, or one whole response with
+/// a `Content-Length` has arrived.
+fn read_one_response(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if length.is_some_and(|n| raw.len() >= end + 4 + n) {
+                break;
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    raw
 }
 
 /// A response read from a raw socket: status line, headers, body (up to the end of `raw`).

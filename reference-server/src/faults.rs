@@ -70,6 +70,20 @@ mod enabled {
         NoCursorExpiry,
         /// Mutations stamped far in the future are accepted.
         SkewUnchecked,
+        /// Every Mutation is rejected, valid or not: a Server that never changes a Space.
+        RejectEverything,
+        /// A Mutation to a Record that already exists is rejected: the first write of each
+        /// Record wins, whatever the stamps say.
+        FirstWriterWins,
+        /// Every Record's value is blanked to `{}`; its digest is computed from the blank value,
+        /// so a model built from what the Server returns agrees with it.
+        BlankValues,
+        /// A pull with `wait_ms` is answered at once, never held.
+        NeverHoldPull,
+        /// `unsupported-version` Problems list no supported version.
+        NoSupportedVersions,
+        /// The checksums endpoint answers `500 internal`.
+        ChecksumsUnavailable,
     }
 
     /// Every fault: name, the requirements it breaks, and the fault.
@@ -124,6 +138,24 @@ mod enabled {
         ("dedup-by-bytes", "IDEM-5", Fault::DedupByBytes),
         ("no-cursor-expiry", "PULL-14 RET-7", Fault::NoCursorExpiry),
         ("clock-skew-unchecked", "HLC-8", Fault::SkewUnchecked),
+        (
+            "reject-everything",
+            "MERGE-2 PUSH-3",
+            Fault::RejectEverything,
+        ),
+        (
+            "first-writer-wins",
+            "MERGE-1 MERGE-2",
+            Fault::FirstWriterWins,
+        ),
+        ("blank-values", "MERGE-2", Fault::BlankValues),
+        ("never-hold-pull", "PULL-8", Fault::NeverHoldPull),
+        ("no-supported-versions", "VER-3", Fault::NoSupportedVersions),
+        (
+            "checksums-unavailable",
+            "INT-7",
+            Fault::ChecksumsUnavailable,
+        ),
     ];
 
     impl Faults {

@@ -536,6 +536,9 @@ impl<S: Storage> App<S> {
                 format!("protocol version {text} is not supported"),
             );
             p.supported_versions = Some(PROTOCOL_VERSIONS.iter().map(|s| s.to_string()).collect());
+            if fault!(self.service.faults(), NoSupportedVersions) {
+                p.supported_versions = Some(Vec::new());
+            }
             return Err(p);
         }
         Ok(())

@@ -325,3 +325,88 @@ fn clock_skew_unchecked_accepts_the_future() {
     let r = s.client().push("demo", &t, C, vec![m]).json();
     assert_eq!(r["results"][0]["status"], "applied");
 }
+
+#[test]
+fn reject_everything_rejects_a_valid_write() {
+    let s = faulty("reject-everything");
+    let t = s.token("ada", "demo", Scope::Write);
+    let r = s
+        .client()
+        .push("demo", &t, C, vec![put(1, "t1", json!({"a": 1}))]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["results"][0]["status"], "rejected", "{}", r.text);
+    let (records, through) = s.client().pull_all("demo", &t, 10);
+    assert_eq!((records.len(), through), (0, 0));
+}
+
+#[test]
+fn first_writer_wins_rejects_a_newer_write_to_an_existing_record() {
+    let s = faulty("first-writer-wins");
+    let t = s.token("ada", "demo", Scope::Write);
+    let at = now_ms() - 1000;
+    let older = mutation(
+        &op(1),
+        1,
+        "tasks",
+        "t1",
+        &hlc_at(at, 1, C),
+        json!({"kind": "put", "value": {"v": "old"}}),
+    );
+    let newer = mutation(
+        &op(2),
+        2,
+        "tasks",
+        "t1",
+        &hlc_at(at, 5, C),
+        json!({"kind": "put", "value": {"v": "new"}}),
+    );
+    let r = s.client().push("demo", &t, C, vec![older, newer]).json();
+    assert_eq!(r["results"][0]["status"], "applied", "{r}");
+    assert_eq!(r["results"][1]["status"], "rejected", "{r}");
+    let rec = s
+        .client()
+        .get("/v1/spaces/demo/records/tasks/t1", Some(&t))
+        .json();
+    assert_eq!(rec["value"], json!({"v": "old"}));
+}
+
+#[test]
+fn blank_values_serves_an_empty_value_with_its_digest() {
+    let s = faulty("blank-values");
+    let t = s.token("ada", "demo", Scope::Write);
+    let r = s
+        .client()
+        .push("demo", &t, C, vec![put(1, "t1", json!({"a": 1}))])
+        .json();
+    assert_eq!(r["results"][0]["status"], "applied", "{r}");
+    let rec = s
+        .client()
+        .get("/v1/spaces/demo/records/tasks/t1", Some(&t))
+        .json();
+    assert_eq!(rec["value"], json!({}));
+    let blank = driftless_protocol::checksum::record_digest("tasks", "t1", &Default::default());
+    assert_eq!(rec["digest"], driftless_protocol::checksum::to_hex(&blank));
+}
+
+#[test]
+fn no_supported_versions_lists_none() {
+    let s = faulty("no-supported-versions");
+    let r = s.client().raw(
+        "GET",
+        "/v1/spaces/demo/pull",
+        Some(&s.token("ada", "demo", Scope::Read)),
+        &[("driftless-version", "99.0")],
+        None,
+    );
+    assert_eq!(r.problem(), "unsupported-version");
+    assert_eq!(r.json()["supported_versions"], json!([]));
+}
+
+#[test]
+fn checksums_unavailable_answers_internal() {
+    let s = faulty("checksums-unavailable");
+    let t = s.token("ada", "demo", Scope::Read);
+    let r = s.client().get("/v1/spaces/demo/checksums", Some(&t));
+    assert_eq!(r.status, 500, "{}", r.text);
+    assert_eq!(r.problem(), "internal");
+}

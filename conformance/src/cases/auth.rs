@@ -90,7 +90,7 @@ fn tampered_token(ctx: &mut Ctx) -> CaseResult {
 fn no_grant_leaks_nothing(ctx: &mut Ctx) -> CaseResult {
     let (full, owner) = space(ctx, "write")?;
     let m = put(ctx, "secret", json!({"s": 1}));
-    ctx.push_ok(&full, &owner, C, &[m])?;
+    ctx.push_applied(&full, &owner, C, &[m])?;
     let empty = ctx.space();
     let (mine, stranger) = space(ctx, "admin")?;
     let _ = mine;

@@ -95,7 +95,26 @@ fn spaces_are_implicit(ctx: &mut Ctx) -> CaseResult {
         format!("a never-written space pulled as {last}")
     })?;
     let sums = ctx.get(&format!("/v1/spaces/{space}/checksums"), Some(&token))?;
-    ctx.expect(&sums, 200, "checksums of a never-written space")
+    ctx.expect(&sums, 200, "checksums of a never-written space")?;
+    // The spec's checksums of a Space without Records: 64 empty buckets and their digest.
+    let empty = driftless_protocol::checksum::SpaceChecksums::default();
+    let expected = driftless_protocol::checksum::to_hex(&empty.space_digest());
+    check(sums.body["space_digest"] == expected.as_str(), || {
+        format!(
+            "a never-written space has space_digest {}, not the empty space's {expected}",
+            sums.body["space_digest"]
+        )
+    })?;
+    let buckets = sums.body["buckets"].as_array().cloned().unwrap_or_default();
+    let empty_buckets = empty.buckets();
+    check(
+        buckets.len() == 64
+            && buckets.iter().zip(&empty_buckets).all(|(b, e)| {
+                b["records"] == 0
+                    && b["digest"] == driftless_protocol::checksum::to_hex(&e.digest).as_str()
+            }),
+        || format!("a never-written space has buckets {}", sums.body["buckets"]),
+    )
 }
 
 fn malformed_hlc(ctx: &mut Ctx) -> CaseResult {

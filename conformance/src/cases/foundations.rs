@@ -147,9 +147,17 @@ fn unsupported_major(ctx: &mut Ctx) -> CaseResult {
         None,
     )?;
     ctx.expect_problem(&r, 400, "unsupported-version")?;
-    check(r.body["supported_versions"].is_array(), || {
-        "unsupported-version lacks supported_versions".into()
-    })
+    check(
+        r.body["supported_versions"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|x| x == "1.0")),
+        || {
+            format!(
+                "unsupported-version lists supported_versions {} without 1.0",
+                r.body["supported_versions"]
+            )
+        },
+    )
 }
 
 fn version_header(ctx: &mut Ctx) -> CaseResult {

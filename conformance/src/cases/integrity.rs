@@ -4,12 +4,12 @@
 //! Requirement IDs its cases check: `[INT-1]`, `[INT-2]`, `[INT-4]`, `[INT-5]`, `[INT-6]`,
 //! `[INT-7]`, `[INT-8]`, `[INT-10]`, `[INT-11]`, `[INT-12]`, `[INT-14]`, `[PULL-18]`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::support::{case, put, space, C};
-use crate::client::{check, Ctx};
+use crate::client::{check, fail, Ctx};
 use crate::Level::Must;
 use crate::{Case, CaseResult};
 
@@ -35,44 +35,63 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
+/// The canonical JSON of `v`, so values compare as the spec compares them (`1.0` equals `1`).
+fn canonical(v: &Value) -> String {
+    driftless_protocol::canonical::to_canonical_string(v)
+}
+
 fn checksums_match_model(ctx: &mut Ctx) -> CaseResult {
+    use driftless_protocol::checksum::{record_digest, to_hex, SpaceChecksums};
     let (space, token) = space(ctx, "write")?;
-    let ms: Vec<Value> = (0..30)
+    let pushed: BTreeMap<String, Map<String, Value>> = (0..30)
         .map(|i| {
-            put(
-                ctx,
-                &format!("r{i}"),
-                json!({"i": i, "f": 0.5, "whole": 1.0, "big": 1e21, "s": "é\n"}),
+            let value = json!({"i": i, "f": 0.5, "whole": 1.0, "big": 1e21, "s": "é\n"});
+            (
+                format!("r{i}"),
+                value.as_object().cloned().unwrap_or_default(),
             )
         })
         .collect();
-    ctx.push_ok(&space, &token, C, &ms)?;
+    let ms: Vec<Value> = pushed
+        .iter()
+        .map(|(id, value)| put(ctx, id, Value::Object(value.clone())))
+        .collect();
+    ctx.push_applied(&space, &token, C, &ms)?;
     let (records, last) = ctx.pull_all(&space, &token, 100)?;
-    let mut model = driftless_protocol::checksum::SpaceChecksums::default();
-    for rec in records.values().filter(|r| r["deleted"] == false) {
-        let (c, id) = (
-            rec["collection"].as_str().unwrap_or(""),
-            rec["id"].as_str().unwrap_or(""),
-        );
-        let value = rec["value"].as_object().cloned().unwrap_or_default();
-        let digest = driftless_protocol::checksum::to_hex(
-            &driftless_protocol::checksum::record_digest(c, id, &value),
-        );
+    // The model is built from what the case pushed, never from what the Server returned.
+    let mut model = SpaceChecksums::default();
+    for (id, value) in &pushed {
+        let key = format!("things/{id}");
+        let digest = to_hex(&record_digest("things", id, value));
+        let rec = records
+            .get(&key)
+            .ok_or_else(|| fail(format!("{key} was applied but the pull lacks it ([INT-6])")))?;
+        check(
+            rec["deleted"] == false && canonical(&rec["value"]) == canonical(&json!(value)),
+            || format!("{key} pulled as {rec}, pushed as {}", json!(value)),
+        )?;
         check(rec["digest"] == digest.as_str(), || {
             format!(
-                "{c}/{id} digest {} differs from the spec's {digest}",
+                "{key} digest {} differs from the spec's {digest}",
                 rec["digest"]
             )
         })?;
-        model.add(c, id, &value);
+        model.add("things", id, value);
     }
+    check(records.len() == pushed.len(), || {
+        format!(
+            "the pull holds {} records; {} were pushed",
+            records.len(),
+            pushed.len()
+        )
+    })?;
     let r = ctx.get(&format!("/v1/spaces/{space}/checksums"), Some(&token))?;
     ctx.expect(&r, 200, "checksums")?;
     ctx.validate("checksums-response", &r.body)?;
     check(r.body["through"] == last["through"], || {
         "checksums and pull disagree on through".into()
     })?;
-    let expected = driftless_protocol::checksum::to_hex(&model.space_digest());
+    let expected = to_hex(&model.space_digest());
     check(r.body["space_digest"] == expected.as_str(), || {
         format!(
             "space_digest {} differs from the model's {expected}",
@@ -82,20 +101,41 @@ fn checksums_match_model(ctx: &mut Ctx) -> CaseResult {
 }
 
 fn bucket_repair(ctx: &mut Ctx) -> CaseResult {
+    use driftless_protocol::checksum::{bucket_of, record_digest, to_hex};
     let (space, token) = space(ctx, "write")?;
-    let ms: Vec<Value> = (0..80)
-        .map(|i| put(ctx, &format!("r{i}"), json!({"i": i})))
+    let pushed: BTreeMap<String, Value> = (0..80)
+        .map(|i| (format!("r{i}"), json!({"i": i})))
         .collect();
-    ctx.push_ok(&space, &token, C, &ms)?;
+    let ms: Vec<Value> = pushed
+        .iter()
+        .map(|(id, value)| put(ctx, id, value.clone()))
+        .collect();
+    ctx.push_applied(&space, &token, C, &ms)?;
+    // The bucket holding the most of the pushed IDs, and exactly those IDs, from what was sent.
+    let mut by_bucket: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    for id in pushed.keys() {
+        by_bucket
+            .entry(u64::from(bucket_of("things", id)))
+            .or_default()
+            .insert(id.clone());
+    }
+    let (bucket, expected) = by_bucket
+        .iter()
+        .max_by_key(|(_, ids)| ids.len())
+        .map(|(b, ids)| (*b, ids.clone()))
+        .unwrap_or_default();
     let sums = ctx.get(&format!("/v1/spaces/{space}/checksums"), Some(&token))?;
-    let (records, _) = ctx.pull_all(&space, &token, 100)?;
-    let bucket = (0..64u64)
-        .max_by_key(|b| {
-            sums.body["buckets"][*b as usize]["records"]
-                .as_u64()
-                .unwrap_or(0)
-        })
-        .unwrap_or(0);
+    ctx.expect(&sums, 200, "checksums")?;
+    check(
+        sums.body["buckets"][bucket as usize]["records"] == expected.len(),
+        || {
+            format!(
+                "checksums count {} records in bucket {bucket}; {} were pushed there",
+                sums.body["buckets"][bucket as usize]["records"],
+                expected.len()
+            )
+        },
+    )?;
     let mut got = Vec::new();
     let mut query = "?limit=1".to_owned();
     for _ in 0..1000 {
@@ -106,19 +146,16 @@ fn bucket_repair(ctx: &mut Ctx) -> CaseResult {
         ctx.expect(&r, 200, "bucket")?;
         ctx.validate("bucket-response", &r.body)?;
         for rec in r.body["records"].as_array().into_iter().flatten() {
-            let id = rec["id"].as_str().unwrap_or("");
-            let key = format!("things/{id}");
+            let id = rec["id"].as_str().unwrap_or("").to_owned();
+            let sent = pushed.get(&id).and_then(Value::as_object);
             check(
-                records
-                    .get(&key)
-                    .is_some_and(|p| p["value"] == rec["value"] && p["digest"] == rec["digest"]),
-                || format!("bucket record {key} differs from the pulled one"),
+                sent.is_some_and(|v| {
+                    canonical(&rec["value"]) == canonical(&json!(v))
+                        && rec["digest"] == to_hex(&record_digest("things", &id, v)).as_str()
+                }),
+                || format!("bucket record things/{id} is {rec}, not what was pushed"),
             )?;
-            check(
-                u64::from(driftless_protocol::checksum::bucket_of("things", id)) == bucket,
-                || format!("{key} is not in bucket {bucket}"),
-            )?;
-            got.push(key);
+            got.push(id);
         }
         if r.body["has_more"] != true {
             break;
@@ -131,20 +168,15 @@ fn bucket_repair(ctx: &mut Ctx) -> CaseResult {
             r.body["next_after"].as_str().unwrap_or("")
         );
     }
-    let expected = sums.body["buckets"][bucket as usize]["records"]
-        .as_u64()
-        .unwrap_or(0);
-    let unique: BTreeSet<&String> = got.iter().collect();
-    check(
-        got.len() as u64 == expected && unique.len() == got.len(),
-        || {
-            format!(
-                "bucket {bucket} paged {} records ({} unique); checksums say {expected}",
-                got.len(),
-                unique.len()
-            )
-        },
-    )?;
+    let unique: BTreeSet<String> = got.iter().cloned().collect();
+    check(unique == expected && unique.len() == got.len(), || {
+        format!(
+            "bucket {bucket} paged {:?} ({} pages); the pushed IDs in it are {:?}",
+            got,
+            got.len(),
+            expected
+        )
+    })?;
     let r = ctx.get(&format!("/v1/spaces/{space}/buckets/64"), Some(&token))?;
     ctx.expect_problem(&r, 400, "invalid-request")
 }

@@ -153,14 +153,35 @@ fn lww_order_independent(ctx: &mut Ctx) -> CaseResult {
             json!({"kind": "put", "value": {"v": v}}),
         )
     };
-    let newer = mk(ctx, 7, "cf-client-b", "newer");
-    let older = mk(ctx, 3, C, "older");
-    ctx.push_ok(&space, &token, "cf-client-b", &[newer])?;
-    ctx.push_ok(&space, &token, C, &[older])?;
-    let rec = ctx.record(&space, &token, "things", "r1")?;
-    check(rec.body["value"]["v"] == "newer", || {
-        format!("the older write won: {}", rec.body["value"])
-    })
+    // Each arrival order in a Space of its own: both writes must be applied, and the newer
+    // stamp must win either way.
+    for newer_first in [true, false] {
+        let (space, token) = if newer_first {
+            (space.clone(), token.clone())
+        } else {
+            super::support::space(ctx, "write")?
+        };
+        let newer = mk(ctx, 7, "cf-client-b", "newer");
+        let older = mk(ctx, 3, C, "older");
+        if newer_first {
+            ctx.push_applied(&space, &token, "cf-client-b", &[newer])?;
+            ctx.push_applied(&space, &token, C, &[older])?;
+        } else {
+            ctx.push_applied(&space, &token, C, &[older])?;
+            ctx.push_applied(&space, &token, "cf-client-b", &[newer])?;
+        }
+        let rec = ctx.record(&space, &token, "things", "r1")?;
+        ctx.expect(&rec, 200, "the record both writes were applied to")?;
+        check(rec.body["value"] == json!({"v": "newer"}), || {
+            let order = if newer_first {
+                "newer first"
+            } else {
+                "older first"
+            };
+            format!("arriving {order}, the record is {}", rec.body["value"])
+        })?;
+    }
+    Ok(())
 }
 
 fn delete_vs_update(ctx: &mut Ctx) -> CaseResult {
@@ -173,11 +194,23 @@ fn delete_vs_update(ctx: &mut Ctx) -> CaseResult {
     let del = m(4, json!({"kind": "delete"}));
     let older = m(2, json!({"kind": "patch", "set": {"done": true}}));
     let newer = m(9, json!({"kind": "patch", "set": {"title": "Again"}}));
-    ctx.push_ok(&space, &token, C, &[newer, del, older])?;
+    ctx.push_applied(&space, &token, C, &[newer, del.clone(), older.clone()])?;
     let rec = ctx.record(&space, &token, "things", "r1")?;
     check(
         rec.body["deleted"] == false && rec.body["value"] == json!({"title": "Again"}),
         || format!("record is {}", rec.body),
+    )?;
+    // Without the newer update, the delete hides the older patch: a tombstone.
+    let (space, token) = super::support::space(ctx, "write")?;
+    let (mut older, mut del) = (older, del);
+    older["op_id"] = json!(ctx.op());
+    del["op_id"] = json!(ctx.op());
+    ctx.push_applied(&space, &token, C, &[older, del])?;
+    let rec = ctx.record(&space, &token, "things", "r1")?;
+    ctx.expect(&rec, 200, "reading the tombstone")?;
+    check(
+        rec.body["deleted"] == true && rec.body.get("value").is_none_or(Value::is_null),
+        || format!("an older patch after a delete left {}", rec.body),
     )
 }
 
@@ -199,8 +232,8 @@ fn increment_after_put(ctx: &mut Ctx) -> CaseResult {
         "cf-client-b",
         json!({"kind": "increment", "field": "count", "by": 4}),
     );
-    ctx.push_ok(&space, &token, "cf-client-b", &[after, before])?;
-    ctx.push_ok(&space, &token, C, &[put])?;
+    ctx.push_applied(&space, &token, "cf-client-b", &[after, before])?;
+    ctx.push_applied(&space, &token, C, &[put])?;
     let rec = ctx.record(&space, &token, "things", "s")?;
     check(rec.body["value"]["count"] == 14, || {
         format!("count is {} (expected 10 + 4)", rec.body["value"]["count"])
@@ -341,8 +374,8 @@ fn unschematized_lww(ctx: &mut Ctx) -> CaseResult {
         &Ctx::hlc_at(at, 1, "cf-client-b"),
         json!({"kind": "patch", "set": {"title": "Final"}}),
     );
-    ctx.push_ok(&space, &token, "cf-client-b", &[b])?;
-    ctx.push_ok(&space, &token, C, &[a])?;
+    ctx.push_applied(&space, &token, "cf-client-b", &[b])?;
+    ctx.push_applied(&space, &token, C, &[a])?;
     let rec = ctx.record(&space, &token, "free", "r1")?;
     let expected = json!({"title": "Final", "pinned": true, "nested": {"deep": [1, {"x": null}]}});
     check(rec.body["value"] == expected, || {
@@ -378,9 +411,9 @@ fn counter_adds_up(ctx: &mut Ctx) -> CaseResult {
         0,
         json!({"kind": "increment", "field": "likes", "by": -1}),
     );
-    ctx.push_ok(&space, &token, C, &[a2])?;
-    ctx.push_ok(&space, &token, "cf-client-b", &[b1])?;
-    ctx.push_ok(&space, &token, C, &[a1])?;
+    ctx.push_applied(&space, &token, C, &[a2])?;
+    ctx.push_applied(&space, &token, "cf-client-b", &[b1])?;
+    ctx.push_applied(&space, &token, C, &[a1])?;
     let rec = ctx.record(&space, &token, "notes", "n1")?;
     check(rec.body["value"]["likes"] == 6, || {
         format!("likes is {}", rec.body["value"]["likes"])
@@ -431,9 +464,9 @@ fn set_semantics(ctx: &mut Ctx) -> CaseResult {
         5,
         json!({"kind": "set_remove", "field": "tags", "elements": ["x"]}),
     );
-    ctx.push_ok(&space, &token, C, &[readd, gone])?;
-    ctx.push_ok(&space, &token, "cf-client-b", &[remove, gone_rm])?;
-    ctx.push_ok(&space, &token, C, &[add])?;
+    ctx.push_applied(&space, &token, C, &[readd, gone])?;
+    ctx.push_applied(&space, &token, "cf-client-b", &[remove, gone_rm])?;
+    ctx.push_applied(&space, &token, C, &[add])?;
     let rec = ctx.record(&space, &token, "notes", "n1")?;
     check(
         rec.body["value"]["tags"] == json!(["home", "urgent"]),
@@ -468,8 +501,8 @@ fn keep_both_then_resolve(ctx: &mut Ctx) -> CaseResult {
         1,
         json!({"kind": "patch", "set": {"body": "Oat milk"}}),
     );
-    ctx.push_ok(&space, &token, "cf-client-b", &[b])?;
-    ctx.push_ok(&space, &token, C, &[a])?;
+    ctx.push_applied(&space, &token, "cf-client-b", &[b])?;
+    ctx.push_applied(&space, &token, C, &[a])?;
     let rec = ctx.record(&space, &token, "notes", "n1")?;
     ctx.validate("record", &rec.body)?;
     check(
@@ -485,7 +518,7 @@ fn keep_both_then_resolve(ctx: &mut Ctx) -> CaseResult {
         0,
         json!({"kind": "resolve", "field": "body", "value": "Oat milk, 2 litres"}),
     );
-    ctx.push_ok(&space, &token, C, &[resolve])?;
+    ctx.push_applied(&space, &token, C, &[resolve])?;
     let rec = ctx.record(&space, &token, "notes", "n1")?;
     check(
         rec.body["value"]["body"] == "Oat milk, 2 litres"

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::support::{case, fresh, put, space, C};
-use crate::client::{check, fail, mutation, now_ms, Ctx};
+use crate::client::{check, fail, mutation, now_ms, precondition, Ctx};
 use crate::Level::Must;
 use crate::{Case, CaseResult, Verdict};
 
@@ -108,7 +108,7 @@ fn pull_pages(ctx: &mut Ctx) -> CaseResult {
     let ms: Vec<Value> = (0..7)
         .map(|i| put(ctx, &format!("r{i}"), json!({"i": i})))
         .collect();
-    ctx.push_ok(&space, &token, C, &ms)?;
+    ctx.push_applied(&space, &token, C, &ms)?;
     let r = ctx.get(&format!("/v1/spaces/{space}/pull?limit=3"), Some(&token))?;
     ctx.validate("pull-response", &r.body)?;
     let recs = r.body["records"].as_array().cloned().unwrap_or_default();
@@ -141,7 +141,7 @@ fn pull_pages(ctx: &mut Ctx) -> CaseResult {
 fn pull_own_writes(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "write")?;
     let m = put(ctx, "mine", json!({"x": 1}));
-    let results = ctx.push_ok(&space, &token, C, &[m])?;
+    let results = ctx.push_applied(&space, &token, C, &[m])?;
     let seq = results[0]["change_seq"].as_u64().unwrap_or(u64::MAX);
     let (records, last) = ctx.pull_all(&space, &token, 100)?;
     check(last["through"].as_u64().is_some_and(|t| t >= seq), || {
@@ -165,11 +165,18 @@ fn pull_invalid_cursor(ctx: &mut Ctx) -> CaseResult {
         Some(&token),
     )?;
     ctx.expect_problem(&r, 400, "invalid-cursor")?;
-    let (other, other_token) = (ctx.space(), String::new());
-    let _ = other_token;
+    let other = ctx.space();
     let t2 = ctx.token(&ctx.user(), &other, "read")?;
     let foreign = ctx.get(&format!("/v1/spaces/{other}/pull"), Some(&t2))?;
+    ctx.expect(
+        &foreign,
+        200,
+        "the pull of another space that gives a foreign cursor",
+    )?;
     let cursor = foreign.body["cursor"].as_str().unwrap_or("").to_owned();
+    precondition(!cursor.is_empty(), || {
+        format!("the other space's pull gave no cursor: {}", foreign.text)
+    })?;
     let r = ctx.get(
         &format!("/v1/spaces/{space}/pull?cursor={cursor}"),
         Some(&token),
@@ -205,15 +212,15 @@ fn resync_after_compaction(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "admin")?;
     let a = put(ctx, "a", json!({}));
     let b = put(ctx, "b", json!({}));
-    ctx.push_ok(&space, &token, C, &[a, b.clone()])?;
-    let old = ctx
-        .get(&format!("/v1/spaces/{space}/pull"), Some(&token))?
-        .body["cursor"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
+    ctx.push_applied(&space, &token, C, &[a, b.clone()])?;
+    let first = ctx.get(&format!("/v1/spaces/{space}/pull"), Some(&token))?;
+    ctx.expect(&first, 200, "the pull that gives the old cursor")?;
+    let old = first.body["cursor"].as_str().unwrap_or("").to_owned();
+    precondition(!old.is_empty(), || {
+        format!("the first pull gave no cursor: {}", first.text)
+    })?;
     let (op, hlc) = (ctx.op(), ctx.hlc(C));
-    let deleted = ctx.push_ok(
+    let deleted = ctx.push_applied(
         &space,
         &token,
         C,
@@ -228,6 +235,7 @@ fn resync_after_compaction(ctx: &mut Ctx) -> CaseResult {
     )?;
     let delete_seq = deleted[0]["change_seq"].as_u64().unwrap_or(u64::MAX);
     let sums_before = ctx.get(&format!("/v1/spaces/{space}/checksums"), Some(&token))?;
+    ctx.expect(&sums_before, 200, "checksums before compaction")?;
     let r = ctx.request(
         "POST",
         &format!("/v1/spaces/{space}/compact"),
@@ -246,6 +254,7 @@ fn resync_after_compaction(ctx: &mut Ctx) -> CaseResult {
         },
     )?;
     let sums_after = ctx.get(&format!("/v1/spaces/{space}/checksums"), Some(&token))?;
+    ctx.expect(&sums_after, 200, "checksums after compaction")?;
     check(
         sums_after.body["space_digest"] == sums_before.body["space_digest"],
         || "compaction changed the existing records' checksums ([RET-6])".into(),
@@ -307,7 +316,7 @@ fn record_not_found(ctx: &mut Ctx) -> CaseResult {
 fn audit_history(ctx: &mut Ctx) -> CaseResult {
     let (space, admin) = space(ctx, "admin")?;
     let good = put(ctx, "r1", json!({"secret": "AUDIT-VALUE-MARKER"}));
-    ctx.push_ok(&space, &admin, C, std::slice::from_ref(&good))?;
+    ctx.push_applied(&space, &admin, C, std::slice::from_ref(&good))?;
     ctx.push_ok(&space, &admin, C, std::slice::from_ref(&good))?;
     let bad = fresh(
         ctx,
@@ -349,7 +358,7 @@ fn tombstone(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "write")?;
     let m = put(ctx, "r1", json!({"a": 1}));
     let (op, hlc) = (ctx.op(), ctx.hlc(C));
-    ctx.push_ok(
+    ctx.push_applied(
         &space,
         &token,
         C,
@@ -377,42 +386,52 @@ fn tombstone(ctx: &mut Ctx) -> CaseResult {
 fn long_poll(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "write")?;
     let first = ctx.get(&format!("/v1/spaces/{space}/pull"), Some(&token))?;
+    ctx.expect(&first, 200, "the pull that gives the long-poll its cursor")?;
     let cursor = first.body["cursor"].as_str().unwrap_or("").to_owned();
+    precondition(!cursor.is_empty(), || {
+        format!("the first pull gave no cursor: {}", first.text)
+    })?;
     let wait = ctx.limit("pull_wait_ms_max").min(20_000);
+    precondition(wait > 0, || {
+        "discovery announces no pull_wait_ms_max above 0".into()
+    })?;
+    // Order by a signal, not by time: the held pull is written in full before the push is
+    // sent, so the change arrives after the request; a Server that holds it answers with the
+    // change, one that answers at once answers with an empty page.
+    let authority = ctx.authority().unwrap_or("").to_owned();
+    let held = ctx.raw_send(
+        format!(
+            "GET /v1/spaces/{space}/pull?wait_ms={wait}&cursor={cursor} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\nDriftless-Version: 1.0\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )?;
+    // One round trip on another connection, so the held request has been at the Server for
+    // at least that long before the change is made.
+    ctx.get("/.well-known/driftless", None)?;
     let m = put(ctx, "live", json!({"live": true}));
-    let started = std::time::Instant::now();
-    let ctx_ref: &Ctx = ctx;
-    let (waited, pushed) = std::thread::scope(|s| {
-        let waiter = s.spawn(|| {
-            ctx_ref.get(
-                &format!("/v1/spaces/{space}/pull?wait_ms={wait}&cursor={cursor}"),
-                Some(&token),
-            )
-        });
-        let pushed = ctx_ref.push_ok(&space, &token, C, &[m]);
-        (waiter.join(), pushed)
-    });
-    pushed?;
-    let page = waited.map_err(|_| Verdict::Error("the long-poll thread panicked".into()))??;
+    ctx.push_applied(&space, &token, C, &[m])?;
+    let page = held
+        .response()
+        .ok_or_else(|| fail("the server closed the held pull without answering"))?;
     ctx.expect(&page, 200, "long-poll")?;
-    let elapsed = started.elapsed().as_millis() as u64;
+    ctx.validate("pull-response", &page.body)?;
     let has_live = page.body["records"]
         .as_array()
         .into_iter()
         .flatten()
-        .any(|r| r["id"] == "live");
+        .any(|r| r["id"] == "live" && r["value"] == json!({"live": true}));
     check(has_live, || {
-        format!("a pull held for up to {wait} ms returned after {elapsed} ms without the change pushed meanwhile")
-    })?;
-    check(elapsed < wait, || {
-        format!("the change arrived but the pull returned only after {elapsed} ms")
+        format!(
+            "a pull held for up to {wait} ms answered without the change pushed meanwhile: {}",
+            page.text
+        )
     })
 }
 
 fn empty_page_position(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "write")?;
     let m = put(ctx, "r1", json!({}));
-    ctx.push_ok(&space, &token, C, &[m])?;
+    ctx.push_applied(&space, &token, C, &[m])?;
     let first = ctx.get(&format!("/v1/spaces/{space}/pull"), Some(&token))?;
     let cursor = first.body["cursor"].as_str().unwrap_or("").to_owned();
     let again = ctx.get(
@@ -431,10 +450,12 @@ fn pull_consistent_under_writes(ctx: &mut Ctx) -> CaseResult {
     let ms: Vec<Value> = (0..12)
         .map(|i| put(ctx, &format!("r{i:02}"), json!({"v": 0})))
         .collect();
-    ctx.push_ok(&space, &token, C, &ms)?;
+    ctx.push_applied(&space, &token, C, &ms)?;
     let mut mirror = BTreeMap::new();
     let mut query = "?limit=4".to_owned();
+    let mut last_round = 0;
     for round in 1..1000 {
+        last_round = round;
         let r = ctx.get(&format!("/v1/spaces/{space}/pull{query}"), Some(&token))?;
         ctx.expect(&r, 200, "pull")?;
         for rec in r.body["records"].as_array().into_iter().flatten() {
@@ -449,7 +470,7 @@ fn pull_consistent_under_writes(ctx: &mut Ctx) -> CaseResult {
             put(ctx, "r11", json!({"v": round})),
             put(ctx, &format!("new{round}"), json!({})),
         ];
-        ctx.push_ok(&space, &token, C, &edits)?;
+        ctx.push_applied(&space, &token, C, &edits)?;
         let cursor = r.body["cursor"].as_str().unwrap_or("").to_owned();
         if r.body["has_more"] != true {
             let rest = ctx.get(
@@ -476,6 +497,22 @@ fn pull_consistent_under_writes(ctx: &mut Ctx) -> CaseResult {
             )
         })
         .collect();
+    // The values the case wrote last, not whatever the Server holds.
+    for id in ["r00", "r11"] {
+        check(fresh.get(id) == Some(&json!({"v": last_round})), || {
+            format!(
+                "{id} is {:?} after its last applied write of v = {last_round}",
+                fresh.get(id)
+            )
+        })?;
+    }
+    check(fresh.len() == 12 + last_round, || {
+        format!(
+            "the space holds {} records; the case wrote {}",
+            fresh.len(),
+            12 + last_round
+        )
+    })?;
     check(mirror == fresh, || {
         format!(
             "the paged mirror ({} records) differs from the space ({} records)",

@@ -269,8 +269,10 @@ fn inexact_number(ctx: &mut Ctx) -> CaseResult {
 fn replay_returns_stored_outcome(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "write")?;
     let m = put(ctx, "r1", json!({"n": 1}));
-    let first = ctx.push_ok(&space, &token, C, std::slice::from_ref(&m))?;
+    let first = ctx.push_applied(&space, &token, C, std::slice::from_ref(&m))?;
     let (_, before) = ctx.pull_all(&space, &token, 100)?;
+    let record_before = ctx.record(&space, &token, "things", "r1")?;
+    ctx.expect(&record_before, 200, "the record the first push applied")?;
     let again = ctx.push_ok(&space, &token, C, &[m])?;
     check(again[0]["status"] == "duplicate", || {
         format!("a replay answered {}", again[0])
@@ -284,13 +286,24 @@ fn replay_returns_stored_outcome(ctx: &mut Ctx) -> CaseResult {
     let (_, after) = ctx.pull_all(&space, &token, 100)?;
     check(after["through"] == before["through"], || {
         "a duplicate changed the space's change sequence".into()
-    })
+    })?;
+    let record_after = ctx.record(&space, &token, "things", "r1")?;
+    check(
+        record_after.body["value"] == json!({"n": 1})
+            && record_after.body["change_seq"] == record_before.body["change_seq"],
+        || {
+            format!(
+                "the record was {} before the replay and {} after it",
+                record_before.text, record_after.text
+            )
+        },
+    )
 }
 
 fn op_id_reused(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "write")?;
     let m = put(ctx, "r1", json!({"n": 1}));
-    ctx.push_ok(&space, &token, C, std::slice::from_ref(&m))?;
+    ctx.push_applied(&space, &token, C, std::slice::from_ref(&m))?;
     // Equal means equal canonical JSON ([IDEM-5]), not equal bytes: the same body with its
     // members in reverse order, other whitespace and `1.0` for `1` is a duplicate.
     let respelled = respell(&m).replace("\"n\" : 1 }", "\"n\" : 1.0 }");
@@ -351,7 +364,8 @@ fn increment_replay(ctx: &mut Ctx) -> CaseResult {
         "c",
         json!({"kind": "increment", "field": "n", "by": 7}),
     );
-    for _ in 0..3 {
+    ctx.push_applied(&space, &token, C, std::slice::from_ref(&inc))?;
+    for _ in 0..2 {
         ctx.push_ok(&space, &token, C, std::slice::from_ref(&inc))?;
     }
     let rec = ctx.record(&space, &token, "things", "c")?;
@@ -375,7 +389,13 @@ fn manifest_fates(ctx: &mut Ctx) -> CaseResult {
         &Ctx::hlc_at(now_ms() + 3_600_000, 0, C),
         json!({"kind": "delete"}),
     );
-    let results = ctx.push_ok(&space, &token, C, &[applied.clone(), skewed.clone()])?;
+    let results = ctx.push_expect(
+        &space,
+        &token,
+        C,
+        &[applied.clone(), skewed.clone()],
+        &["applied", "rejected"],
+    )?;
     let unknown = ctx.op();
     let r = ctx.send(
         "POST",

@@ -151,7 +151,7 @@ fn schema_upcast(ctx: &mut Ctx) -> CaseResult {
         1,
         json!({"kind": "put", "value": {"name": "Buy milk", "color": "red", "extra": "kept"}}),
     );
-    ctx.push_ok(&space, &token, C, &[m])?;
+    ctx.push_applied(&space, &token, C, &[m])?;
     let before = ctx.record(&space, &token, "tasks", "t1")?;
     check(before.body["value"]["extra"] == "kept", || {
         format!("an undeclared field was dropped: {}", before.body["value"])
@@ -184,7 +184,7 @@ fn schema_upcast(ctx: &mut Ctx) -> CaseResult {
     if let Some(o) = unversioned.as_object_mut() {
         o.remove("schema_version");
     }
-    ctx.push_ok(&space, &token, C, &[old_patch, unversioned])?;
+    ctx.push_applied(&space, &token, C, &[old_patch, unversioned])?;
     let (records, _) = ctx.pull_all(&space, &token, 100)?;
     check(
         records
@@ -204,7 +204,7 @@ fn schema_violations(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "admin")?;
     register(ctx, &space, &token, &v1_tasks())?;
     let seed = task(ctx, "t1", 1, json!({"kind": "put", "value": {"name": "x"}}));
-    ctx.push_ok(&space, &token, C, &[seed])?;
+    ctx.push_applied(&space, &token, C, &[seed])?;
     let bad = [
         json!({"kind": "put", "value": {"color": "red"}}),
         json!({"kind": "patch", "set": {"name": 42}}),
@@ -242,8 +242,18 @@ fn schema_removed_field(ctx: &mut Ctx) -> CaseResult {
         2,
         json!({"kind": "put", "value": {"title": "x"}}),
     );
-    ctx.push_ok(&space, &token, C, &[seed])?;
+    ctx.push_applied(&space, &token, C, &[seed])?;
     let before = ctx.record(&space, &token, "tasks", "t1")?;
+    ctx.expect(&before, 200, "the seeded record")?;
+    check(
+        before.body["value"]["title"] == "x" && before.body["value"].get("color").is_none(),
+        || {
+            format!(
+                "the seed put {{\"title\": \"x\"}} reads as {}",
+                before.body["value"]
+            )
+        },
+    )?;
     let m = task(
         ctx,
         "t1",
@@ -255,6 +265,7 @@ fn schema_removed_field(ctx: &mut Ctx) -> CaseResult {
         format!("a write to a removed field answered {}", r[0])
     })?;
     let after = ctx.record(&space, &token, "tasks", "t1")?;
+    ctx.expect(&after, 200, "the record after the write to a removed field")?;
     check(after.body["value"] == before.body["value"], || {
         format!("the record changed to {}", after.body["value"])
     })

@@ -8,11 +8,19 @@ use driftless_protocol::checksum::{self, to_hex, SpaceChecksums};
 use driftless_protocol::messages::{BucketChecksum, BucketResponse, ChecksumsResponse};
 
 use super::{internal, invalid_request, parse_range, to_wire, Answer, Service};
+use crate::faults::fault;
 use crate::storage::Storage;
+use driftless_protocol::problem::{Problem, ProblemType};
 
 impl<S: Storage> Service<S> {
     /// `GET /v1/spaces/{space}/checksums`.
     pub async fn checksums(self: &Arc<Self>, space: &str) -> Answer<ChecksumsResponse> {
+        if fault!(self.faults, ChecksumsUnavailable) {
+            return Err(Problem::new(
+                ProblemType::Internal,
+                "checksums are unavailable",
+            ));
+        }
         let space = space.to_owned();
         let (meta, digests) = self
             .blocking(move |me| {

@@ -300,7 +300,10 @@ pub fn view_of(
     faults: &Faults,
 ) -> RecordView {
     let defaults = history.defaults();
-    let m = state.materialize(|f| history.policy(f), &defaults);
+    let mut m = state.materialize(|f| history.policy(f), &defaults);
+    if fault!(faults, BlankValues) {
+        m.value = Default::default();
+    }
     let bucket = bucket_of(collection, id);
     if !m.exists {
         return RecordView {

@@ -76,7 +76,8 @@ impl<S: Storage> Service<S> {
                 records.pop();
             }
             let waited_out = tokio::time::Instant::now() >= deadline;
-            if !records.is_empty() || has_more || wait_ms == 0 || waited_out {
+            let never_hold = fault!(self.faults, NeverHoldPull);
+            if !records.is_empty() || has_more || wait_ms == 0 || waited_out || never_hold {
                 self.metrics
                     .observe_pull_lag(meta.latest_seq.saturating_sub(position));
                 return Ok(PullResponse {

@@ -528,6 +528,22 @@ impl<S: Storage> Service<S> {
         now_ms: u64,
     ) -> Result<Result<Option<Effect>, Problem>, StorageError> {
         let reject = |t: ProblemType, detail: String| Ok(Err(Problem::new(t, detail)));
+        if fault!(self.faults, RejectEverything) {
+            return reject(
+                ProblemType::InvalidMutation,
+                "this server rejects every write".into(),
+            );
+        }
+        if fault!(self.faults, FirstWriterWins)
+            && tx
+                .record(m.collection.as_str(), m.record_id.as_str())?
+                .is_some()
+        {
+            return reject(
+                ProblemType::InvalidMutation,
+                "the record was written first".into(),
+            );
+        }
         if m.hlc.node() != client_id.as_str() {
             return reject(
                 ProblemType::InvalidMutation,
