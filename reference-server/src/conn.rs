@@ -206,10 +206,14 @@ pub struct Registry {
     /// Sockets being closed by a lingering close or a refusal; bounded by `lingering_max`.
     lingering: Arc<AtomicUsize>,
     shutting_down: AtomicBool,
+    closed_since_trim: AtomicU64,
     changed: Notify,
     /// What the layer did.
     pub counters: ConnCounters,
 }
+
+/// Closed connections after which the sweeper hands freed memory back to the OS.
+pub const TRIM_AFTER_CLOSED: u64 = 1024;
 
 /// Most sockets in a lingering close or a 503 refusal at once; beyond it they close at once.
 const LINGERING_MAX: usize = 1024;
@@ -232,6 +236,7 @@ impl Registry {
             conns: Mutex::new(HashMap::new()),
             lingering: Arc::new(AtomicUsize::new(0)),
             shutting_down: AtomicBool::new(false),
+            closed_since_trim: AtomicU64::new(0),
             changed: Notify::new(),
             counters: ConnCounters::default(),
         })
@@ -293,7 +298,26 @@ impl Registry {
     /// Forgets a closed connection.
     pub fn remove(&self, id: u64) {
         self.lock().remove(&id);
+        self.closed_since_trim.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_waiters();
+    }
+
+    /// Hands memory freed by closed connections back to the OS once at least
+    /// [`TRIM_AFTER_CLOSED`] connections closed since the last time; returns whether it did.
+    /// Without it glibc keeps the freed buffers of a burst of connections (20,000 idle
+    /// connections left RSS at 11x its at-rest size after they closed).
+    pub fn trim_memory(&self) -> bool {
+        if self.closed_since_trim.load(Ordering::Relaxed) < TRIM_AFTER_CLOSED {
+            return false;
+        }
+        self.closed_since_trim.store(0, Ordering::Relaxed);
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases free memory of the allocator's own arenas; it takes
+        // no pointer and is safe to call at any time from any thread.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        true
     }
 
     /// Closes every idle connection whose timeout has passed; returns how many.

@@ -203,6 +203,7 @@ pub async fn run_tls<S: storage::Storage>(
             loop {
                 tick.tick().await;
                 registry.sweep();
+                registry.trim_memory();
             }
         })
     };
