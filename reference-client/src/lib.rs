@@ -21,6 +21,7 @@
 mod audit;
 pub mod background;
 mod clock;
+mod limits;
 mod manifest;
 mod outbox;
 mod pull;
@@ -114,6 +115,22 @@ pub struct SyncReport {
     pub pulled: usize,
     /// Whether a resync happened.
     pub resynced: bool,
+    /// The Op IDs this sync moved to the dead-letter list, in the order it did.
+    pub dead_lettered: Vec<String>,
+}
+
+/// An entry of the dead-letter list (`[CLIENT-4]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The Op ID of the rejected Mutation.
+    pub op_id: String,
+    /// The Mutation as it was sent (or would have been).
+    pub mutation: Value,
+    /// The Problem the Server answered, or the one the Client found before sending.
+    pub problem: Value,
+    /// When it was dead-lettered, in milliseconds since the Unix epoch (`None` for entries
+    /// older than this field).
+    pub at_ms: Option<u64>,
 }
 
 /// Counts for an application to show (`[CLIENT-13]`).
@@ -262,6 +279,27 @@ impl Client {
     /// The dead-letter list: (Op ID, Mutation, Problem).
     pub fn dead_letters(&self) -> Result<Vec<(String, Value, Value)>, ClientError> {
         self.store.dead(&self.cfg.space)
+    }
+
+    /// The dead-letter list with the time of each entry, oldest first.
+    pub fn dead_letter_list(&self) -> Result<Vec<DeadLetter>, ClientError> {
+        Ok(self
+            .store
+            .dead_at(&self.cfg.space)?
+            .into_iter()
+            .map(|(op_id, mutation, problem, at_ms)| DeadLetter {
+                op_id,
+                mutation,
+                problem,
+                at_ms,
+            })
+            .collect())
+    }
+
+    /// Removes a dead letter without re-issuing it. Errors with [`ClientError::Invalid`] if
+    /// `op_id` is not in the list.
+    pub fn discard_dead(&mut self, op_id: &str) -> Result<(), ClientError> {
+        self.discard_dead_letter(op_id)
     }
 
     /// The receipt of a Mutation: `pending`, `sent`, `acknowledged` or `rejected`, with detail.

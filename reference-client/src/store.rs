@@ -110,6 +110,19 @@ impl Store {
             }
         }
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
+        // Stores made before dead letters carried their time get the column, empty for old rows.
+        let has_at: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('dead') WHERE name = 'at_ms'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(sql_error)?
+            > 0;
+        if !has_at {
+            conn.execute_batch("ALTER TABLE dead ADD COLUMN at_ms INTEGER")
+                .map_err(sql_error)?;
+        }
         Ok(Self {
             conn,
             in_transaction: false,
@@ -408,6 +421,38 @@ impl Store {
                 op,
                 serde_json::from_str(&body).unwrap_or(Value::Null),
                 serde_json::from_str(&problem).unwrap_or(Value::Null),
+            ))
+        })
+        .collect()
+    }
+
+    /// The dead-letter list of a Space with the time each entry was dead-lettered (milliseconds
+    /// since the Unix epoch; `None` for entries made before the time was kept), oldest first.
+    pub fn dead_at(
+        &self,
+        space: &str,
+    ) -> Result<Vec<(String, Value, Value, Option<u64>)>, ClientError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT op_id, body, problem, at_ms FROM dead WHERE space = ?1 ORDER BY at_ms, op_id")
+            .map_err(sql_error)?;
+        let rows = st
+            .query_map([space], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                ))
+            })
+            .map_err(sql_error)?;
+        rows.map(|r| {
+            let (op, body, problem, at) = r.map_err(sql_error)?;
+            Ok((
+                op,
+                serde_json::from_str(&body).unwrap_or(Value::Null),
+                serde_json::from_str(&problem).unwrap_or(Value::Null),
+                at.map(|a| a as u64),
             ))
         })
         .collect()

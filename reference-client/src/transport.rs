@@ -28,6 +28,9 @@ pub(crate) fn agent(timeout: Duration) -> Agent {
         .into()
 }
 
+/// Bodies larger than this many bytes are sent with `Expect: 100-continue`.
+const EXPECT_CONTINUE_BYTES_MIN: usize = 64 * 1024;
+
 /// A response: status, headers we need, JSON body.
 pub(crate) struct Reply {
     pub(crate) status: u16,
@@ -47,18 +50,26 @@ impl Client {
                 .header("authorization", &auth)
                 .header("driftless-version", "1.0")
                 .call(),
-            ("PUT", Some(b)) => self
-                .agent
-                .put(&url)
-                .header("authorization", &auth)
-                .header("driftless-version", "1.0")
-                .send_json(b),
-            (_, Some(b)) => self
-                .agent
-                .post(&url)
-                .header("authorization", &auth)
-                .header("driftless-version", "1.0")
-                .send_json(b),
+            (_, Some(b)) => {
+                let bytes = serde_json::to_vec(b).map_err(|e| e.to_string())?;
+                let req = if method == "PUT" {
+                    self.agent.put(&url)
+                } else {
+                    self.agent.post(&url)
+                };
+                let mut req = req
+                    .header("authorization", &auth)
+                    .header("driftless-version", "1.0")
+                    .header("content-type", "application/json");
+                // A Server may refuse a large body before reading it (413, 401) and close the
+                // connection; the Client, still uploading, would see only a broken pipe and
+                // take a final answer for a transport failure. Asking first lets it read the
+                // answer instead of sending the body ([CLIENT-19]).
+                if bytes.len() > EXPECT_CONTINUE_BYTES_MIN {
+                    req = req.header("expect", "100-continue");
+                }
+                req.send(&bytes[..])
+            }
             (_, None) => self
                 .agent
                 .post(&url)
@@ -153,6 +164,7 @@ impl Client {
                 r.status
             )));
         }
+        self.keep_limits(&r.body)?;
         self.discovery = Some(r.body);
         Ok(())
     }
