@@ -1,5 +1,5 @@
 //! Faults 1 and 2 of issue 11: one write too deep or too large for the Server's announced
-//! limits must not wedge the Outbox nor cause a retry storm (`[CLIENT-16]`..`[CLIENT-19]`).
+//! limits must not wedge the Outbox nor cause a retry storm (`[CLIENT-16]`..`[CLIENT-20]`).
 
 mod common;
 

@@ -1,9 +1,10 @@
 //! The Server's announced limits on the Client (spec chapter 01, "Discovery", `[DISC-3]`, and
 //! chapter 08, "Staying within the limits"): remembered from the last discovery document, so
 //! that a write is checked against them when it is made, offline too (`[CLIENT-16]`), and a push
-//! is cut by encoded size and count (`[CLIENT-17]`). Whatever the Server still refuses as a
+//! is cut by encoded size and count (`[CLIENT-17]`), and a Mutation that fits in no push is
+//! dead-lettered unsent (`[CLIENT-18]`). Whatever the Server still refuses as a
 //! whole request is bisected by the push module until the offending Mutation is alone
-//! (`[CLIENT-18]`).
+//! (`[CLIENT-19]`).
 
 use driftless_protocol::problem::{Problem, ProblemType};
 use serde_json::{json, Value};

@@ -44,7 +44,7 @@ impl Client {
         let limits = self.limits()?;
         let server_max = limits.map_or(100, |l| l.mutations_per_push_max);
         let size_max = self.cfg.batch_max.min(server_max).max(1);
-        // Bisection ([CLIENT-18]): a push refused as a whole halves `size` until the Mutation
+        // Bisection ([CLIENT-19]): a push refused as a whole halves `size` until the Mutation
         // it refuses is alone; every acknowledged push doubles it again, up to `size_max`.
         let mut size = size_max;
         let envelope = crate::limits::Limits::push_envelope_bytes(&self.client_id);
@@ -71,7 +71,7 @@ impl Client {
                 return Ok(());
             };
             // A Mutation that cannot fit in any push within the announced limits is never sent:
-            // it is dead-lettered here, with the Problem the Server would answer ([CLIENT-17]).
+            // it is dead-lettered here, with the Problem the Server would answer ([CLIENT-18]).
             if let Some(problem) = limits.and_then(|l| l.refuse(&self.client_id, &first.body)) {
                 let p = first.clone();
                 let problem = serde_json::to_value(&problem).unwrap_or(Value::Null);
@@ -197,7 +197,7 @@ impl Client {
                 }
                 // Refused as a whole without naming a Mutation: never resent unchanged
                 // ([RETRY-4]). The front goes again in halves until the offending Mutation is
-                // alone, and then only it is dead-lettered ([CLIENT-18]).
+                // alone, and then only it is dead-lettered ([CLIENT-19]).
                 s if Self::refused_whole(s, &Self::problem_of(&r)) => {
                     if batch.len() > 1 {
                         size = batch.len() / 2;

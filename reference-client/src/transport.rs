@@ -64,7 +64,7 @@ impl Client {
                 // A Server may refuse a large body before reading it (413, 401) and close the
                 // connection; the Client, still uploading, would see only a broken pipe and
                 // take a final answer for a transport failure. Asking first lets it read the
-                // answer instead of sending the body ([CLIENT-19]).
+                // answer instead of sending the body ([CLIENT-20]).
                 if bytes.len() > EXPECT_CONTINUE_BYTES_MIN {
                     req = req.header("expect", "100-continue");
                 }
