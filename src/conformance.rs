@@ -24,6 +24,10 @@ pub struct Args {
     /// Command printing a Token on stdout, with placeholders {user} {space} {scope} {ttl}.
     #[arg(long)]
     token_cmd: Option<String>,
+    /// PEM file of the only certificates to trust for an https:// server (a private CA);
+    /// without it, the bundled Mozilla roots.
+    #[arg(long, value_name = "FILE", requires = "server")]
+    ca_cert: Option<PathBuf>,
     /// Run only cases whose ID matches this glob. Repeatable.
     #[arg(long = "run", value_name = "GLOB")]
     run: Vec<String>,
@@ -141,6 +145,12 @@ pub fn main(args: Args) -> Result<u8, String> {
             }
         }
     };
+    let ca_pem = match &args.ca_cert {
+        Some(path) => {
+            Some(std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?)
+        }
+        None => None,
+    };
     let options = Options {
         server,
         tokens,
@@ -148,6 +158,7 @@ pub fn main(args: Args) -> Result<u8, String> {
         seed,
         run: args.run.clone(),
         skip: args.skip.clone(),
+        ca_pem,
     };
     let report = driftless_conformance::run(options, &mut progress)?;
     let color = args.output.is_none()
@@ -263,6 +274,7 @@ fn self_check(args: &Args) -> Result<u8, String> {
             seed,
             run: args.run.clone(),
             skip: args.skip.clone(),
+            ca_pem: None,
         };
         let report = driftless_conformance::run(options, &mut |_, _, _| {})?;
         let ids = faults

@@ -14,7 +14,7 @@ fn token_prints_one_token_that_the_server_accepts() {
         .args(["token", "--data"])
         .arg(dir.path())
         .args([
-            "--user", "ada", "--space", "demo", "--scope", "read", "--ttl", "60",
+            "--user", "ada", "--space", "demo", "--scope", "read", "--ttl", "60", "--init",
         ])
         .output()
         .unwrap();

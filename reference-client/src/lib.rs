@@ -30,6 +30,7 @@ mod retry;
 mod schema;
 pub mod store;
 mod transport;
+pub use crate::transport::pem_certificates;
 mod view;
 
 use std::path::Path;
@@ -52,6 +53,10 @@ pub enum ClientError {
     /// Bad input from the application.
     #[error("{0}")]
     Invalid(String),
+    /// The Server refused a request that needs a change before it can succeed (e.g. a
+    /// Collection Schema).
+    #[error("the server refused it: {0}")]
+    Refused(String),
     /// The Server refused the Token.
     #[error("the server refused the token: {0}")]
     Auth(String),
@@ -155,6 +160,10 @@ pub struct AuditReport {
     pub repaired: Vec<u8>,
     /// Records replaced or removed while repairing.
     pub records_fixed: usize,
+    /// Buckets whose digests were compared.
+    pub buckets_compared: usize,
+    /// The Space position (`through`) both sides were compared at.
+    pub through: u64,
 }
 
 /// A progress callback.
@@ -198,7 +207,7 @@ impl Client {
                 .and_then(|e| e.parse().ok())
                 .unwrap_or(0),
         };
-        let agent = transport::agent(cfg.timeout);
+        let agent = transport::agent(cfg.timeout, None);
         Ok(Self {
             store,
             cfg,
@@ -208,6 +217,15 @@ impl Client {
             discovery: None,
             on_event: None,
         })
+    }
+
+    /// Verifies the Server's certificate against the certificates of `pem` (a PEM file's text,
+    /// e.g. a private CA) instead of the bundled Mozilla roots. Errors with
+    /// [`ClientError::Invalid`] if `pem` holds no certificate.
+    pub fn trust_only_pem(&mut self, pem: &[u8]) -> Result<(), ClientError> {
+        let certs = pem_certificates(pem).map_err(ClientError::Invalid)?;
+        self.agent = transport::agent(self.cfg.timeout, Some(&certs));
+        Ok(())
     }
 
     /// Calls `f` with every progress [`Event`].

@@ -87,8 +87,23 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens or creates the store in `dir`.
+    /// Opens or creates the store in `dir`. A failure names the folder or file it concerns.
     pub fn open(dir: &Path) -> Result<Self, ClientError> {
+        if dir.is_file() {
+            return Err(ClientError::Store(format!(
+                "{} is a file, not a store folder",
+                dir.display()
+            )));
+        }
+        Self::open_in(dir).map_err(|e| match e {
+            ClientError::Store(m) if !m.starts_with("cannot create") => {
+                ClientError::Store(format!("{}: {m}", dir.join(STORE_FILE).display()))
+            }
+            other => other,
+        })
+    }
+
+    fn open_in(dir: &Path) -> Result<Self, ClientError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| ClientError::Store(format!("cannot create {}: {e}", dir.display())))?;
         let conn = Connection::open(dir.join(STORE_FILE)).map_err(sql_error)?;

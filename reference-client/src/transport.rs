@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use driftless_protocol::hlc::Hlc;
 use serde_json::Value;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::clock::now_ms;
 use crate::retry::is_transient;
@@ -19,13 +20,33 @@ use crate::{Client, ClientError};
 pub(crate) type Agent = ureq::Agent;
 
 /// An HTTP client that hands every status back as a response (the protocol reads them all) and
-/// gives up on a request after `timeout`.
-pub(crate) fn agent(timeout: Duration) -> Agent {
+/// gives up on a request after `timeout`. HTTPS goes through rustls; certificates are verified
+/// against `roots` if given, else against the bundled Mozilla roots (`webpki-roots`).
+pub(crate) fn agent(timeout: Duration, roots: Option<&[Certificate<'static>]>) -> Agent {
+    let tls = TlsConfig::builder().root_certs(match roots {
+        Some(certs) => RootCerts::new_with_certs(certs),
+        None => RootCerts::WebPki,
+    });
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(timeout))
+        .tls_config(tls.build())
         .build()
         .into()
+}
+
+/// The certificates of a PEM file's text (other PEM items are ignored); an error if there is none.
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        if let PemItem::Certificate(c) = item.map_err(|e| e.to_string())? {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        return Err("no PEM certificate in it".into());
+    }
+    Ok(certs)
 }
 
 /// Bodies larger than this many bytes are sent with `Expect: 100-continue`.
