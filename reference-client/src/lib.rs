@@ -63,6 +63,10 @@ pub enum ClientError {
     /// The Server could not be reached, or kept failing, within this sync's retry budget.
     #[error("the server is unavailable: {0}")]
     Unavailable(String),
+    /// The connection failed in a way no retry can help: the Server's certificate was not
+    /// trusted, TLS could not be set up, or the URL is malformed.
+    #[error("cannot connect: {0}")]
+    Connection(String),
     /// The Server answered something this Client does not understand.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),

@@ -61,7 +61,14 @@ pub(crate) struct Reply {
 }
 
 impl Client {
-    fn request(&mut self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, String> {
+    /// One attempt. `Err((reason, transient))`: a failure to retry, or one no retry can help
+    /// (a certificate or TLS setup the Client refuses, a malformed URL).
+    fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, (String, bool)> {
         let url = format!("{}{path}", self.cfg.server.trim_end_matches('/'));
         let auth = format!("Bearer {}", self.cfg.token);
         let result = match (method, body) {
@@ -72,7 +79,7 @@ impl Client {
                 .header("driftless-version", "1.0")
                 .call(),
             (_, Some(b)) => {
-                let bytes = serde_json::to_vec(b).map_err(|e| e.to_string())?;
+                let bytes = serde_json::to_vec(b).map_err(|e| (e.to_string(), false))?;
                 let req = if method == "PUT" {
                     self.agent.put(&url)
                 } else {
@@ -98,7 +105,19 @@ impl Client {
                 .header("driftless-version", "1.0")
                 .send_empty(),
         };
-        let mut resp = result.map_err(|e| e.to_string())?;
+        let mut resp = result.map_err(|e| {
+            let permanent = matches!(
+                &e,
+                ureq::Error::Rustls(_)
+                    | ureq::Error::Tls(_)
+                    | ureq::Error::Pem(_)
+                    | ureq::Error::BadUri(_)
+                    | ureq::Error::Http(_)
+                    | ureq::Error::TlsRequired
+                    | ureq::Error::RequireHttpsOnly(_)
+            ) || matches!(&e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData);
+            (e.to_string(), !permanent)
+        })?;
         let header = |name: &str| {
             resp.headers()
                 .get(name)
@@ -113,7 +132,7 @@ impl Client {
         let text = resp
             .body_mut()
             .read_to_string()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (e.to_string(), true))?;
         let bytes = text.len() as i64;
         let _ = self
             .store
@@ -154,7 +173,8 @@ impl Client {
                         r.retry_after,
                     )
                 }
-                Err(e) => (e, None),
+                Err((e, true)) => (e, None),
+                Err((e, false)) => return Err(ClientError::Connection(e)),
             };
             if attempt == policy.attempts_per_sync {
                 return Err(ClientError::Unavailable(reason));
