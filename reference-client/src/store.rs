@@ -44,6 +44,10 @@ pub(crate) fn sql_error(e: rusqlite::Error) -> ClientError {
     ClientError::Store(e.to_string())
 }
 
+/// A dead-letter row: Op ID, Mutation, Problem, and when it was dead-lettered (ms since the
+/// Unix epoch; `None` for rows older than the column).
+pub type DeadRow = (String, Value, Value, Option<u64>);
+
 /// One Outbox entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
@@ -443,10 +447,7 @@ impl Store {
 
     /// The dead-letter list of a Space with the time each entry was dead-lettered (milliseconds
     /// since the Unix epoch; `None` for entries made before the time was kept), oldest first.
-    pub fn dead_at(
-        &self,
-        space: &str,
-    ) -> Result<Vec<(String, Value, Value, Option<u64>)>, ClientError> {
+    pub fn dead_at(&self, space: &str) -> Result<Vec<DeadRow>, ClientError> {
         let mut st = self
             .conn
             .prepare("SELECT op_id, body, problem, at_ms FROM dead WHERE space = ?1 ORDER BY at_ms, op_id")
