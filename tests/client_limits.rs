@@ -162,3 +162,32 @@ fn batches_are_cut_by_encoded_size() {
         assert_eq!(on_server(&server.base, &t, &format!("r{i}")), 200);
     }
 }
+
+#[test]
+fn a_store_from_before_dead_letter_times_opens_with_its_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("c");
+    drop(client(&store, "http://127.0.0.1:9", "t"));
+    // The store as an older client left it: a dead letter and no `at_ms` column.
+    let db = rusqlite::Connection::open(store.join("client.sqlite3")).unwrap();
+    db.execute_batch(
+        "ALTER TABLE dead DROP COLUMN at_ms;
+         INSERT INTO dead (op_id, space, body, problem) VALUES ('op-old', 'demo', '{}', '{}');",
+    )
+    .unwrap();
+    drop(db);
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                client(&store, "http://127.0.0.1:9", "t")
+                    .dead_letter_list()
+                    .unwrap()
+            })
+        })
+        .collect();
+    for h in handles {
+        let dead = h.join().unwrap();
+        assert_eq!((dead[0].op_id.as_str(), dead[0].at_ms), ("op-old", None));
+    }
+}

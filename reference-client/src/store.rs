@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     priority INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS outbox_by_record ON outbox (space, collection, record_id, seq);
 CREATE TABLE IF NOT EXISTS dead (
-    op_id TEXT PRIMARY KEY, space TEXT NOT NULL, body TEXT NOT NULL, problem TEXT NOT NULL) WITHOUT ROWID;
+    op_id TEXT PRIMARY KEY, space TEXT NOT NULL, body TEXT NOT NULL, problem TEXT NOT NULL,
+    at_ms INTEGER) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS receipts (op_id TEXT PRIMARY KEY, status TEXT NOT NULL, detail TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 COMMIT;
@@ -130,18 +131,26 @@ impl Store {
         }
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
         // Stores made before dead letters carried their time get the column, empty for old rows.
-        let has_at: bool = conn
+        // Checked and added under the write lock: handles opening one old store together would
+        // otherwise both add it.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_error)?;
+        let has_at = conn
             .query_row(
                 "SELECT COUNT(*) FROM pragma_table_info('dead') WHERE name = 'at_ms'",
                 [],
                 |r| r.get::<_, i64>(0),
             )
-            .map_err(sql_error)?
-            > 0;
-        if !has_at {
-            conn.execute_batch("ALTER TABLE dead ADD COLUMN at_ms INTEGER")
-                .map_err(sql_error)?;
-        }
+            .map_err(sql_error);
+        let added = match has_at {
+            Ok(0) => conn
+                .execute_batch("ALTER TABLE dead ADD COLUMN at_ms INTEGER")
+                .map_err(sql_error),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let end = if added.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        conn.execute_batch(end).map_err(sql_error)?;
+        added?;
         Ok(Self {
             conn,
             in_transaction: false,
