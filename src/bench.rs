@@ -15,6 +15,49 @@ pub struct Row {
     pub duplicate_ratio: f64,
 }
 
+/// Goals each benchmark is judged against, as ratios to its baseline from the same run.
+/// Push: the server reaches this share of the raw-SQLite ceiling at batch 100.
+const PUSH_RATIO_GOAL: f64 = 0.50;
+/// Push: a re-push of duplicates costs at most this share of the first push.
+const DUPLICATE_RATIO_GOAL: f64 = 0.20;
+/// Initial sync: the client reaches this share of inserting the same Mirror rows directly
+/// (it also pays HTTP, JSON parsing and a merge per Record, which the raw insert does not).
+const SYNC_RATIO_GOAL: f64 = 0.10;
+/// Backlog: a client write reaches this share of the raw durable insert of its row.
+const BACKLOG_WRITE_RATIO_GOAL: f64 = 0.50;
+/// Backlog: the client's sync reaches this share of a bare HTTP push of the same Mutations.
+const BACKLOG_SYNC_RATIO_GOAL: f64 = 0.25;
+
+/// The verdict line: `PASS` when every goal is met, else `FAIL` naming the goals missed.
+fn verdict(checks: &[(String, bool)]) -> String {
+    let missed: Vec<&str> = checks
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(g, _)| g.as_str())
+        .collect();
+    if missed.is_empty() {
+        let met: Vec<&str> = checks.iter().map(|(g, _)| g.as_str()).collect();
+        format!("PASS: {}\n", met.join("; "))
+    } else {
+        format!("FAIL: missed {}\n", missed.join("; "))
+    }
+}
+
+/// Progress for a person watching: one line on stderr, rewritten in place, only on a terminal.
+fn step(msg: &str) {
+    use std::io::{IsTerminal, Write};
+    let mut err = std::io::stderr();
+    if err.is_terminal() {
+        let _ = write!(err, "\r\x1b[2K{msg}");
+        let _ = err.flush();
+    }
+}
+
+/// Clears the progress line before the report is printed.
+fn step_done() {
+    step("");
+}
+
 fn per_s(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }
@@ -129,7 +172,11 @@ fn measure_server(mutations: usize, batch: usize) -> Result<(Duration, Duration)
 pub fn push(mutations: usize, batches: &[usize]) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     for &batch in batches {
+        step(&format!("bench push: {mutations} puts in batches of {batch} over HTTP, then again as duplicates..."));
         let (first, again) = measure_server(mutations, batch)?;
+        step(&format!(
+            "bench push: batch {batch}: the raw-SQLite ceiling..."
+        ));
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let ceiling =
             driftless_server::storage::sqlite::raw_insert_ceiling(dir.path(), mutations, batch)
@@ -141,6 +188,7 @@ pub fn push(mutations: usize, batches: &[usize]) -> Result<Vec<Row>, String> {
             duplicate_ratio: again.as_secs_f64() / first.as_secs_f64().max(1e-9),
         });
     }
+    step_done();
     Ok(rows)
 }
 
@@ -163,7 +211,29 @@ pub fn report(mutations: usize, rows: &[Row]) -> String {
             100.0 * r.duplicate_ratio
         ));
     }
-    out.push_str("goals: server/ceiling >= 50% at batch 100; re-push/first push <= 20%\n");
+    let mut checks: Vec<(String, bool)> = Vec::new();
+    match rows.iter().find(|r| r.batch == 100) {
+        Some(r) => checks.push((
+            format!(
+                "server/ceiling at batch 100 >= {:.0}%",
+                100.0 * PUSH_RATIO_GOAL
+            ),
+            r.server_per_s / r.ceiling_per_s.max(1e-9) >= PUSH_RATIO_GOAL,
+        )),
+        None => checks.push((
+            "a batch of 100 measured (add 100 to --batches)".into(),
+            false,
+        )),
+    }
+    checks.push((
+        format!(
+            "re-push/first push <= {:.0}% at every batch size",
+            100.0 * DUPLICATE_RATIO_GOAL
+        ),
+        rows.iter()
+            .all(|r| r.duplicate_ratio <= DUPLICATE_RATIO_GOAL),
+    ));
+    out.push_str(&verdict(&checks));
     out
 }
 
@@ -174,6 +244,9 @@ pub fn sync(records: usize) -> Result<String, String> {
     let (server, token) = bench_server("bench")?;
     let base = server.base.clone();
     // Fill the server.
+    step(&format!(
+        "bench sync: filling the server with {records} records..."
+    ));
     let agent = agent();
     for body in push_bodies(records, 1000, now_ms()?) {
         post_push(
@@ -184,6 +257,7 @@ pub fn sync(records: usize) -> Result<String, String> {
         )?;
     }
     // The measured part: a fresh client's initial sync.
+    step(&format!("bench sync: initial sync of {records} records..."));
     let mut client = bench_client(&dir.path().join("client"), &base, &token, 500)?;
     let start = Instant::now();
     let report = client.sync().map_err(|e| e.to_string())?;
@@ -192,6 +266,7 @@ pub fn sync(records: usize) -> Result<String, String> {
         return Err(format!("pulled {} of {records} records", report.pulled));
     }
     // The ceiling: the same rows, pulled once more without timing, inserted directly.
+    step("bench sync: the raw-SQLite ceiling...");
     let mut rows = Vec::with_capacity(records);
     let mut cursor = String::new();
     loop {
@@ -216,10 +291,13 @@ pub fn sync(records: usize) -> Result<String, String> {
         driftless_client::store::raw_mirror_ceiling(&dir.path().join("ceiling"), &rows, 1000)
             .map_err(|e| e.to_string())?;
     drop(server);
+    step_done();
     let (client_rate, raw_rate) = (per_s(records, took), per_s(records, ceiling));
+    let ratio = client_rate / raw_rate.max(1e-9);
     Ok(format!(
-        "initial sync benchmark: {records} records into an empty client store over HTTP on loopback; ceiling = the same mirror rows inserted directly (WAL, synchronous=FULL, one transaction per 1000)\n  client sync {client_rate:>10.0} records/s\n  raw SQLite  {raw_rate:>10.0} records/s\n  ratio       {:>9.1}%\n",
-        100.0 * client_rate / raw_rate.max(1e-9)
+        "initial sync benchmark: {records} records into an empty client store over HTTP on loopback; ceiling = the same mirror rows inserted directly (WAL, synchronous=FULL, one transaction per 1000)\n  client sync {client_rate:>10.0} records/s\n  raw SQLite  {raw_rate:>10.0} records/s\n  ratio       {:>9.1}%\n{}",
+        100.0 * ratio,
+        verdict(&[(format!("client/raw >= {:.0}%", 100.0 * SYNC_RATIO_GOAL), ratio >= SYNC_RATIO_GOAL)])
     ))
 }
 
@@ -233,6 +311,7 @@ pub fn backlog(mutations: usize) -> Result<String, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let (server, token) = bench_server("bench")?;
     let mut client = bench_client(&dir.path().join("client"), &server.base, &token, BATCH)?;
+    step(&format!("bench backlog: {mutations} offline writes..."));
     let start = Instant::now();
     for i in 0..mutations {
         client
@@ -240,6 +319,7 @@ pub fn backlog(mutations: usize) -> Result<String, String> {
             .map_err(|e| e.to_string())?;
     }
     let wrote = start.elapsed();
+    step(&format!("bench backlog: syncing {mutations} writes..."));
     let start = Instant::now();
     let report = client.sync().map_err(|e| e.to_string())?;
     let synced = start.elapsed();
@@ -250,6 +330,7 @@ pub fn backlog(mutations: usize) -> Result<String, String> {
         ));
     }
     // Baseline 1: the same Outbox rows, straight into SQLite.
+    step("bench backlog: the baselines...");
     let base_ms = now_ms()?;
     let texts: Vec<String> = (0..mutations)
         .map(|i| bench_mutation(i, base_ms).to_string())
@@ -267,15 +348,20 @@ pub fn backlog(mutations: usize) -> Result<String, String> {
     }
     let raw_push = start.elapsed();
     drop(server);
-    let ratio =
-        |base: Duration, ours: Duration| 100.0 * base.as_secs_f64() / ours.as_secs_f64().max(1e-9);
+    step_done();
+    let ratio = |base: Duration, ours: Duration| base.as_secs_f64() / ours.as_secs_f64().max(1e-9);
+    let (write_ratio, sync_ratio) = (ratio(raw_writes, wrote), ratio(raw_push, synced));
     Ok(format!(
-        "offline backlog benchmark: {mutations} writes through the reference client, then one sync (push in batches of {BATCH}, then pull)\n  client writes  {:>10.0} writes/s   raw SQLite (same rows, one transaction each) {:>10.0}/s   ratio {:>5.1}%\n  client sync    {:>10.0} mutations/s   bare HTTP push of the same mutations {:>10.0}/s   ratio {:>5.1}%\n",
+        "offline backlog benchmark: {mutations} writes through the reference client, then one sync (push in batches of {BATCH}, then pull)\n  client writes  {:>10.0} writes/s   raw SQLite (same rows, one transaction each) {:>10.0}/s   ratio {:>5.1}%\n  client sync    {:>10.0} mutations/s   bare HTTP push of the same mutations {:>10.0}/s   ratio {:>5.1}%\n{}",
         per_s(mutations, wrote),
         per_s(mutations, raw_writes),
-        ratio(raw_writes, wrote),
+        100.0 * write_ratio,
         per_s(mutations, synced),
         per_s(mutations, raw_push),
-        ratio(raw_push, synced),
+        100.0 * sync_ratio,
+        verdict(&[
+            (format!("writes/raw >= {:.0}%", 100.0 * BACKLOG_WRITE_RATIO_GOAL), write_ratio >= BACKLOG_WRITE_RATIO_GOAL),
+            (format!("sync/bare push >= {:.0}%", 100.0 * BACKLOG_SYNC_RATIO_GOAL), sync_ratio >= BACKLOG_SYNC_RATIO_GOAL),
+        ])
     ))
 }

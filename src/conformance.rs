@@ -24,6 +24,10 @@ pub struct Args {
     /// Command printing a Token on stdout, with placeholders {user} {space} {scope} {ttl}.
     #[arg(long)]
     token_cmd: Option<String>,
+    /// PEM file of the only certificates to trust for an https:// server (a private CA);
+    /// without it, the bundled Mozilla roots.
+    #[arg(long, value_name = "FILE", requires = "server")]
+    ca_cert: Option<PathBuf>,
     /// Run only cases whose ID matches this glob. Repeatable.
     #[arg(long = "run", value_name = "GLOB")]
     run: Vec<String>,
@@ -186,6 +190,12 @@ pub fn main(args: Args) -> Result<u8, String> {
             }
         }
     };
+    let ca_pem = match &args.ca_cert {
+        Some(path) => {
+            Some(std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?)
+        }
+        None => None,
+    };
     let options = Options {
         server,
         tokens,
@@ -193,6 +203,7 @@ pub fn main(args: Args) -> Result<u8, String> {
         seed,
         run: args.run.clone(),
         skip: args.skip.clone(),
+        ca_pem,
     };
     let report = driftless_conformance::run(options, &mut progress)?;
     let color = args.output.is_none()
@@ -317,6 +328,7 @@ fn run_reference(
         seed: args.seed.unwrap_or(1),
         run,
         skip,
+        ca_pem: None,
     };
     driftless_conformance::run(options, &mut |_, _, _| {})
 }

@@ -24,7 +24,10 @@ use driftless_protocol::messages::{Scope, TokenClaims};
 #[command(
     name = "driftless",
     version,
-    about = "Driftless: offline-first sync protocol tooling"
+    about = "Driftless: offline-first sync protocol tooling",
+    after_help = "Exit codes: 0 success; 1 operating error (server unreachable, token or schema \
+refused, store or file unreadable, a check that failed); 2 usage error (bad arguments or input). \
+`conformance`: 0 every MUST case passed, 1 a MUST case failed, 2 usage or setup error."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -158,11 +161,21 @@ struct TokenArgs {
     /// The Scope on those Spaces; repeated values grant the highest. Default: write.
     #[arg(long, value_enum)]
     scope: Vec<ScopeArg>,
-    /// Lifetime in seconds. Zero or negative mints an already expired Token, which the
-    /// conformance suite asks for to check expiry.
+    /// Lifetime in seconds, at most 3600 unless --allow-long-ttl ([AUTH-8]). Zero or negative
+    /// mints an already expired Token, which the conformance suite asks for to check expiry.
     #[arg(long, default_value_t = 3600, allow_negative_numbers = true)]
     ttl: i64,
+    /// Allow --ttl above one hour (spec [AUTH-8] wants short-lived Tokens).
+    #[arg(long)]
+    allow_long_ttl: bool,
+    /// Create the signing secret (and DATA) if DATA holds none. Without it, a DATA with no
+    /// secret is refused: a mistyped path would mint Tokens the server refuses.
+    #[arg(long)]
+    init: bool,
 }
+
+/// Longest Token lifetime without --allow-long-ttl, in seconds ([AUTH-8]).
+const TOKEN_TTL_S_MAX: i64 = 3600;
 
 #[derive(Subcommand)]
 enum SchemaCommand {
@@ -217,6 +230,8 @@ enum CliError {
     Tls(#[from] driftless_server::TlsError),
     #[error("benchmark failed: {0}")]
     Bench(String),
+    #[error("{} holds no token-signing secret; check --data (the server's data folder), or add --init to create one", .0.display())]
+    NoSecret(PathBuf),
 }
 
 fn export(out: &Path, check: bool) -> Result<(), CliError> {
@@ -276,7 +291,21 @@ fn token(args: TokenArgs) -> Result<(), CliError> {
     if args.user.is_empty() || args.user.len() > 128 {
         return Err(CliError::Usage("--user must be 1 to 128 characters".into()));
     }
-    // Minting before the server's first start creates the data folder and its secret.
+    if args.ttl > TOKEN_TTL_S_MAX && !args.allow_long_ttl {
+        return Err(CliError::Usage(format!(
+            "--ttl {} is above one hour; Tokens should be short-lived (spec [AUTH-8]); add --allow-long-ttl to mint it anyway",
+            args.ttl
+        )));
+    }
+    if !args.init
+        && !args
+            .data
+            .join(driftless_server::auth::SECRET_FILE)
+            .is_file()
+    {
+        return Err(CliError::NoSecret(args.data.clone()));
+    }
+    // With --init, minting before the server's first start creates the folder and its secret.
     std::fs::create_dir_all(&args.data).map_err(|source| CliError::CreateDir {
         path: args.data.clone(),
         source,
@@ -413,26 +442,13 @@ async fn shutdown_signal() {
     }
 }
 
-/// Parses the command line; a usage error is one line on stderr and exit code 2.
+/// Parses the command line. A usage error is clap's own message (what is wrong, the valid
+/// values, "a similar argument exists", the usage of the subcommand that failed) and exit code 2.
 fn parse() -> Result<Cli, ExitCode> {
-    use clap::error::ErrorKind;
-    match Cli::try_parse() {
-        Ok(cli) => Ok(cli),
-        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-            e.exit()
-        }
-        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = e.print();
-            Err(ExitCode::from(2))
-        }
-        Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid usage");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("driftless: {first} (see driftless --help)");
-            Err(ExitCode::from(2))
-        }
-    }
+    Cli::try_parse().map_err(|e| {
+        let _ = e.print();
+        ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+    })
 }
 
 fn main() -> ExitCode {
@@ -442,9 +458,13 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("DRIFTLESS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Colour only on a terminal, and never with NO_COLOR set (https://no-color.org).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
     let exit = |r: Result<u8, String>| match r {
         Ok(c) => ExitCode::from(c),
@@ -460,7 +480,15 @@ fn main() -> ExitCode {
         Command::Schema {
             command: SchemaCommand::MigrateCheck(args),
         } => return exit(schema_check::migrate_check(args)),
-        Command::Client(args) => return exit(client_cmd::main(args)),
+        Command::Client(args) => {
+            return match client_cmd::main(args) {
+                Ok(c) => ExitCode::from(c),
+                Err(e) => {
+                    eprintln!("driftless: {e}");
+                    ExitCode::from(e.code())
+                }
+            }
+        }
         Command::Conformance(args) => {
             return match conformance::main(args) {
                 Ok(code) => ExitCode::from(code),

@@ -14,7 +14,7 @@ fn token_prints_one_token_that_the_server_accepts() {
         .args(["token", "--data"])
         .arg(dir.path())
         .args([
-            "--user", "ada", "--space", "demo", "--scope", "read", "--ttl", "60",
+            "--user", "ada", "--space", "demo", "--scope", "read", "--ttl", "60", "--init",
         ])
         .output()
         .unwrap();
@@ -45,7 +45,7 @@ fn token_prints_one_token_that_the_server_accepts() {
 }
 
 #[test]
-fn token_with_an_invalid_space_is_one_line_and_exit_code_2() {
+fn token_with_an_invalid_space_is_named_with_the_token_usage_and_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let out = driftless()
         .args(["token", "--data"])
@@ -55,7 +55,8 @@ fn token_with_an_invalid_space_is_one_line_and_exit_code_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.lines().next().unwrap().contains("'-b'"), "{stderr}");
+    assert!(stderr.contains("Usage: driftless token"), "{stderr}");
 }
 
 #[cfg(unix)]

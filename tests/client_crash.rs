@@ -80,7 +80,8 @@ fn sigkill_during_sync_loses_and_doubles_nothing() {
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut seen = 0;
         while let Some(Ok(line)) = lines.next() {
-            if line.starts_with("event: ") {
+            // `--progress` writes one JSON object per event.
+            if line.contains("\"event\":") {
                 seen += 1;
                 if seen == threshold {
                     break;

@@ -87,13 +87,27 @@ fn setup_and_usage_errors_are_one_line_and_exit_2() {
     for args in [
         vec!["--run", "no-such-case*"],
         vec!["--server", dead.as_str(), "--token-cmd", "true"],
-        vec!["--bogus-flag"],
     ] {
         let out = driftless().arg("conformance").args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn an_unknown_flag_gets_clap_s_own_message_and_exit_2() {
+    let out = driftless()
+        .args(["conformance", "--bogus-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.lines().next().unwrap().contains("--bogus-flag"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Usage: driftless conformance"), "{stderr}");
 }
 
 #[test]

@@ -130,9 +130,38 @@ impl Ctx {
         timeout: Duration,
         seed: u64,
     ) -> Result<Self, String> {
+        Self::connect_tls(base, tokens, timeout, seed, None)
+    }
+
+    /// As [`Ctx::connect`]; HTTPS certificates are verified against the certificates of
+    /// `ca_pem` (PEM text) if given, else against the bundled Mozilla roots.
+    pub fn connect_tls(
+        base: &str,
+        tokens: Box<dyn TokenSource>,
+        timeout: Duration,
+        seed: u64,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, String> {
+        use ureq::tls::{PemItem, RootCerts, TlsConfig};
+        let roots = match ca_pem {
+            None => RootCerts::WebPki,
+            Some(pem) => {
+                let mut certs = Vec::new();
+                for item in ureq::tls::parse_pem(pem) {
+                    if let PemItem::Certificate(c) = item.map_err(|e| e.to_string())? {
+                        certs.push(c);
+                    }
+                }
+                if certs.is_empty() {
+                    return Err("--ca-cert holds no PEM certificate".into());
+                }
+                RootCerts::new_with_certs(&certs)
+            }
+        };
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
+            .tls_config(TlsConfig::builder().root_certs(roots).build())
             .build()
             .into();
         let validators = driftless_protocol::export::message_schemas()

@@ -73,6 +73,9 @@ pub struct Options {
     pub run: Vec<String>,
     /// Glob patterns of case IDs to skip.
     pub skip: Vec<String>,
+    /// PEM text of the only certificates to trust for HTTPS (a private CA); `None`: the bundled
+    /// Mozilla roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// Whether a case ID matches a glob (`*` matches any run of characters, `?` one character).
@@ -110,11 +113,12 @@ pub fn run(
                 .into(),
         );
     }
-    let mut ctx = Ctx::connect(
+    let mut ctx = Ctx::connect_tls(
         &options.server,
         options.tokens,
         options.timeout,
         options.seed,
+        options.ca_pem.as_deref(),
     )?;
     let protocol_version = ctx.discovery()["protocol_versions"]
         .as_array()

@@ -27,7 +27,11 @@ impl Client {
                 continue; // the space moved on; pull again and compare at the same position
             }
             let local = self.local_checksums()?;
-            let mut report = AuditReport::default();
+            let mut report = AuditReport {
+                buckets_compared: local.buckets().len(),
+                through: local_through,
+                ..AuditReport::default()
+            };
             for (i, b) in local.buckets().iter().enumerate() {
                 if r.body["buckets"][i]["digest"].as_str() != Some(to_hex(&b.digest).as_str()) {
                     report.records_fixed += self.repair_bucket(i as u8)?;

@@ -21,6 +21,7 @@
 mod audit;
 pub mod background;
 mod clock;
+mod limits;
 mod manifest;
 mod outbox;
 mod pull;
@@ -29,6 +30,7 @@ mod retry;
 mod schema;
 pub mod store;
 mod transport;
+pub use crate::transport::pem_certificates;
 mod view;
 
 use std::path::Path;
@@ -51,12 +53,20 @@ pub enum ClientError {
     /// Bad input from the application.
     #[error("{0}")]
     Invalid(String),
+    /// The Server refused a request that needs a change before it can succeed (e.g. a
+    /// Collection Schema).
+    #[error("the server refused it: {0}")]
+    Refused(String),
     /// The Server refused the Token.
     #[error("the server refused the token: {0}")]
     Auth(String),
     /// The Server could not be reached, or kept failing, within this sync's retry budget.
     #[error("the server is unavailable: {0}")]
     Unavailable(String),
+    /// The connection failed in a way no retry can help: the Server's certificate was not
+    /// trusted, TLS could not be set up, or the URL is malformed.
+    #[error("cannot connect: {0}")]
+    Connection(String),
     /// The Server answered something this Client does not understand.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
@@ -114,6 +124,22 @@ pub struct SyncReport {
     pub pulled: usize,
     /// Whether a resync happened.
     pub resynced: bool,
+    /// The Op IDs this sync moved to the dead-letter list, in the order it did.
+    pub dead_lettered: Vec<String>,
+}
+
+/// An entry of the dead-letter list (`[CLIENT-4]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The Op ID of the rejected Mutation.
+    pub op_id: String,
+    /// The Mutation as it was sent (or would have been).
+    pub mutation: Value,
+    /// The Problem the Server answered, or the one the Client found before sending.
+    pub problem: Value,
+    /// When it was dead-lettered, in milliseconds since the Unix epoch (`None` for entries
+    /// older than this field).
+    pub at_ms: Option<u64>,
 }
 
 /// Counts for an application to show (`[CLIENT-13]`).
@@ -138,6 +164,10 @@ pub struct AuditReport {
     pub repaired: Vec<u8>,
     /// Records replaced or removed while repairing.
     pub records_fixed: usize,
+    /// Buckets whose digests were compared.
+    pub buckets_compared: usize,
+    /// The Space position (`through`) both sides were compared at.
+    pub through: u64,
 }
 
 /// A progress callback.
@@ -181,7 +211,7 @@ impl Client {
                 .and_then(|e| e.parse().ok())
                 .unwrap_or(0),
         };
-        let agent = transport::agent(cfg.timeout);
+        let agent = transport::agent(cfg.timeout, None);
         Ok(Self {
             store,
             cfg,
@@ -191,6 +221,15 @@ impl Client {
             discovery: None,
             on_event: None,
         })
+    }
+
+    /// Verifies the Server's certificate against the certificates of `pem` (a PEM file's text,
+    /// e.g. a private CA) instead of the bundled Mozilla roots. Errors with
+    /// [`ClientError::Invalid`] if `pem` holds no certificate.
+    pub fn trust_only_pem(&mut self, pem: &[u8]) -> Result<(), ClientError> {
+        let certs = pem_certificates(pem).map_err(ClientError::Invalid)?;
+        self.agent = transport::agent(self.cfg.timeout, Some(&certs));
+        Ok(())
     }
 
     /// Calls `f` with every progress [`Event`].
@@ -262,6 +301,27 @@ impl Client {
     /// The dead-letter list: (Op ID, Mutation, Problem).
     pub fn dead_letters(&self) -> Result<Vec<(String, Value, Value)>, ClientError> {
         self.store.dead(&self.cfg.space)
+    }
+
+    /// The dead-letter list with the time of each entry, oldest first.
+    pub fn dead_letter_list(&self) -> Result<Vec<DeadLetter>, ClientError> {
+        Ok(self
+            .store
+            .dead_at(&self.cfg.space)?
+            .into_iter()
+            .map(|(op_id, mutation, problem, at_ms)| DeadLetter {
+                op_id,
+                mutation,
+                problem,
+                at_ms,
+            })
+            .collect())
+    }
+
+    /// Removes a dead letter without re-issuing it. Errors with [`ClientError::Invalid`] if
+    /// `op_id` is not in the list.
+    pub fn discard_dead(&mut self, op_id: &str) -> Result<(), ClientError> {
+        self.discard_dead_letter(op_id)
     }
 
     /// The receipt of a Mutation: `pending`, `sent`, `acknowledged` or `rejected`, with detail.

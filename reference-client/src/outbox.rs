@@ -36,6 +36,14 @@ impl Client {
             .and_then(|v| v.parse::<u64>().ok());
         let space = self.cfg.space.clone();
         let (client_id, mut clock) = (self.client_id.clone(), self.clock.clone());
+        let limits = self.limits()?;
+        let self_check = |body: &Value| match limits.and_then(|l| l.refuse(&client_id, body)) {
+            Some(p) => Err(ClientError::Invalid(format!(
+                "{collection}/{id}: {}",
+                p.detail.unwrap_or_default().trim_end_matches(" (not sent)")
+            ))),
+            None => Ok(()),
+        };
         // Sequence number, Stamp and coalescing are decided under the write lock, from what is
         // stored: another handle on the same store may have written since this one last looked.
         let op_id = self.store.tx(|tx| {
@@ -49,6 +57,9 @@ impl Client {
             if let Some(v) = schema_version {
                 body["schema_version"] = json!(v);
             }
+            // Checked inside the transaction, with the real Op ID and Stamp, so the check sees
+            // the bytes that will be sent; refusing rolls the transaction back ([CLIENT-16]).
+            self_check(&body)?;
             let outbox = Store::record_outbox_in(tx, &space, collection, id)?;
             for op in superseded_by(&outbox, collection, id, &body["effect"]) {
                 tx.execute("DELETE FROM outbox WHERE op_id = ?1 AND attempts = 0", [op]).map_err(store::sql_error)?;

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::clock::random_hex;
 use crate::store::{self, receipt, Pending, Store};
+use crate::transport::Reply;
 use crate::{Client, ClientError, Event, SyncReport};
 
 impl Client {
@@ -40,12 +41,13 @@ impl Client {
     }
 
     pub(crate) fn push_all(&mut self, report: &mut SyncReport) -> Result<(), ClientError> {
-        let server_max = self
-            .discovery
-            .as_ref()
-            .and_then(|d| d["limits"]["mutations_per_push_max"].as_u64())
-            .unwrap_or(100) as usize;
-        let mut size = self.cfg.batch_max.min(server_max).max(1);
+        let limits = self.limits()?;
+        let server_max = limits.map_or(100, |l| l.mutations_per_push_max);
+        let size_max = self.cfg.batch_max.min(server_max).max(1);
+        // Bisection ([CLIENT-19]): a push refused as a whole halves `size` until the Mutation
+        // it refuses is alone; every acknowledged push doubles it again, up to `size_max`.
+        let mut size = size_max;
+        let envelope = crate::limits::Limits::push_envelope_bytes(&self.client_id);
         // The Outbox is read and ordered once per pass, not once per batch (a backlog of n
         // would cost n²/size rows). It is read again when the pass is done (re-issued Mutations
         // go again) and whenever a newer write appeared meanwhile, so that a new high-priority
@@ -65,10 +67,29 @@ impl Client {
                 queue.retain(|p| !held.contains(&p.seq));
                 newest = latest;
             }
-            if queue.is_empty() {
+            let Some(first) = queue.front() else {
                 return Ok(());
+            };
+            // A Mutation that cannot fit in any push within the announced limits is never sent:
+            // it is dead-lettered here, with the Problem the Server would answer ([CLIENT-18]).
+            if let Some(problem) = limits.and_then(|l| l.refuse(&self.client_id, &first.body)) {
+                let p = first.clone();
+                let problem = serde_json::to_value(&problem).unwrap_or(Value::Null);
+                self.dead_letter(&p, &problem, report)?;
+                queue.pop_front();
+                continue;
             }
-            let front: Vec<Pending> = queue.iter().take(size).cloned().collect();
+            // The batch: at most `size` Mutations whose push body stays within the byte limit.
+            let mut front: Vec<Pending> = Vec::new();
+            let mut bytes = envelope;
+            for p in queue.iter().take(size) {
+                let add = p.body.to_string().len() + usize::from(!front.is_empty());
+                if !front.is_empty() && limits.is_some_and(|l| bytes + add > l.body_bytes_max) {
+                    break;
+                }
+                bytes += add;
+                front.push(p.clone());
+            }
             // Mark as sent before sending: a crash after this point leaves a fate to ask about.
             // A Mutation another handle coalesced away since the Outbox was read is not sent.
             let batch: Vec<Pending> = self.store.tx(|tx| {
@@ -165,31 +186,28 @@ impl Client {
                     });
                     queue.drain(..front.len());
                 }
-                // The same front goes again, in halves.
-                413 if size > 1 => size = (size / 2).max(1),
-                400 if Self::problem_of(&r) == "invalid-request" => {
+                400 if Self::problem_of(&r) == "invalid-request"
+                    && Self::named_mutations(&r, batch.len()).next().is_some() =>
+                {
                     // Dead-letter the Mutations the pointers name ([CLIENT-5]); the rest go again.
-                    let mut named = false;
-                    for e in r.body["errors"].as_array().into_iter().flatten() {
-                        let idx = e["pointer"]
-                            .as_str()
-                            .and_then(|p| p.strip_prefix("/mutations/"))
-                            .and_then(|p| p.split('/').next())
-                            .and_then(|i| i.parse::<usize>().ok());
-                        if let Some(p) = idx.and_then(|i| batch.get(i)) {
-                            named = true;
-                            self.dead_letter(p, &r.body, report)?;
-                        }
-                    }
-                    if !named {
-                        return Err(ClientError::Protocol(format!("push refused: {}", r.body)));
+                    for i in Self::named_mutations(&r, batch.len()).collect::<Vec<_>>() {
+                        self.dead_letter(&batch[i], &r.body, report)?;
                     }
                     queue.clear(); // the rest go again, from a fresh read
                 }
-                _ if batch.len() == 1 => {
-                    let p = batch[0].clone();
-                    self.dead_letter(&p, &r.body, report)?;
-                    queue.drain(..front.len());
+                // Refused as a whole without naming a Mutation: never resent unchanged
+                // ([RETRY-4]). The front goes again in halves until the offending Mutation is
+                // alone, and then only it is dead-lettered ([CLIENT-19]).
+                s if Self::refused_whole(s, &Self::problem_of(&r)) => {
+                    if batch.len() > 1 {
+                        size = batch.len() / 2;
+                        queue.clear(); // re-read: the same front goes again, in halves
+                    } else {
+                        let p = batch[0].clone();
+                        self.dead_letter(&p, &r.body, report)?;
+                        queue.drain(..front.len());
+                    }
+                    continue;
                 }
                 _ => {
                     return Err(ClientError::Protocol(format!(
@@ -198,7 +216,34 @@ impl Client {
                     )))
                 }
             }
+            size = (size * 2).min(size_max);
         }
+    }
+
+    /// Whether a push answer refuses the request as a whole for something a Mutation in it may
+    /// carry (its size, its depth, its JSON), so that bisecting the batch finds it.
+    fn refused_whole(status: u16, problem: &str) -> bool {
+        match status {
+            413 => true,
+            400 => matches!(problem, "invalid-json" | "invalid-request" | ""),
+            _ => false,
+        }
+    }
+
+    /// The indexes of batch Mutations an `invalid-request` answer names in its `errors`.
+    fn named_mutations(r: &Reply, len: usize) -> impl Iterator<Item = usize> + '_ {
+        r.body["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                e["pointer"]
+                    .as_str()
+                    .and_then(|p| p.strip_prefix("/mutations/"))
+                    .and_then(|p| p.split('/').next())
+                    .and_then(|i| i.parse::<usize>().ok())
+            })
+            .filter(move |i| *i < len)
     }
 
     /// Runs `f` with every store transaction it makes joined into one durable commit; if `f`
@@ -327,6 +372,8 @@ impl Client {
         report: &mut SyncReport,
     ) -> Result<(), ClientError> {
         report.rejected += 1;
+        report.dead_lettered.push(p.op_id.clone());
+        let at = crate::clock::now_ms() as i64;
         let (op, space, body, pr) = (
             p.op_id.clone(),
             self.cfg.space.clone(),
@@ -338,13 +385,33 @@ impl Client {
             tx.execute("DELETE FROM outbox WHERE op_id = ?1", [&op])
                 .map_err(store::sql_error)?;
             tx.execute(
-                "INSERT OR REPLACE INTO dead (op_id, space, body, problem) VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![op, space, body, pr],
+                "INSERT OR REPLACE INTO dead (op_id, space, body, problem, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![op, space, body, pr, at],
             )
             .map_err(store::sql_error)?;
             receipt(tx, &op, "rejected", Some(&code))?;
             Store::count(tx, "rejected", 1)
         })
+    }
+
+    /// Removes a dead letter for good (the user gave up on the write); its receipt says so.
+    pub(crate) fn discard_dead_letter(&mut self, op_id: &str) -> Result<(), ClientError> {
+        let op = op_id.to_owned();
+        let removed = self.store.tx(|tx| {
+            let n = tx
+                .execute("DELETE FROM dead WHERE op_id = ?1", [&op])
+                .map_err(store::sql_error)?;
+            if n == 1 {
+                receipt(tx, &op, "rejected", Some("discarded"))?;
+            }
+            Ok(n)
+        })?;
+        if removed == 0 {
+            return Err(ClientError::Invalid(format!(
+                "{op_id} is not in the dead-letter list"
+            )));
+        }
+        Ok(())
     }
 
     /// Moves a dead letter back into the Outbox as a new Mutation of the same Effect.

@@ -57,9 +57,11 @@ impl Client {
         let r = self.call("PUT", &path, Some(doc))?;
         self.check_auth(&r)?;
         if r.status != 201 && r.status != 200 {
-            return Err(ClientError::Invalid(format!(
-                "the server refused the schema: {}",
-                r.body["detail"].as_str().unwrap_or("")
+            return Err(ClientError::Refused(format!(
+                "{} ({} {})",
+                r.body["detail"].as_str().unwrap_or(""),
+                r.status,
+                r.body["type"].as_str().unwrap_or("")
             )));
         }
         let (key, doc_key, text) = (

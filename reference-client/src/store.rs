@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     priority INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS outbox_by_record ON outbox (space, collection, record_id, seq);
 CREATE TABLE IF NOT EXISTS dead (
-    op_id TEXT PRIMARY KEY, space TEXT NOT NULL, body TEXT NOT NULL, problem TEXT NOT NULL) WITHOUT ROWID;
+    op_id TEXT PRIMARY KEY, space TEXT NOT NULL, body TEXT NOT NULL, problem TEXT NOT NULL,
+    at_ms INTEGER) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS receipts (op_id TEXT PRIMARY KEY, status TEXT NOT NULL, detail TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 COMMIT;
@@ -43,6 +44,10 @@ pub const STORE_FILE: &str = "client.sqlite3";
 pub(crate) fn sql_error(e: rusqlite::Error) -> ClientError {
     ClientError::Store(e.to_string())
 }
+
+/// A dead-letter row: Op ID, Mutation, Problem, and when it was dead-lettered (ms since the
+/// Unix epoch; `None` for rows older than the column).
+pub type DeadRow = (String, Value, Value, Option<u64>);
 
 /// One Outbox entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,8 +92,23 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens or creates the store in `dir`.
+    /// Opens or creates the store in `dir`. A failure names the folder or file it concerns.
     pub fn open(dir: &Path) -> Result<Self, ClientError> {
+        if dir.is_file() {
+            return Err(ClientError::Store(format!(
+                "{} is a file, not a store folder",
+                dir.display()
+            )));
+        }
+        Self::open_in(dir).map_err(|e| match e {
+            ClientError::Store(m) if !m.starts_with("cannot create") => {
+                ClientError::Store(format!("{}: {m}", dir.join(STORE_FILE).display()))
+            }
+            other => other,
+        })
+    }
+
+    fn open_in(dir: &Path) -> Result<Self, ClientError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| ClientError::Store(format!("cannot create {}: {e}", dir.display())))?;
         let conn = Connection::open(dir.join(STORE_FILE)).map_err(sql_error)?;
@@ -110,6 +130,27 @@ impl Store {
             }
         }
         conn.execute_batch(SCHEMA).map_err(sql_error)?;
+        // Stores made before dead letters carried their time get the column, empty for old rows.
+        // Checked and added under the write lock: handles opening one old store together would
+        // otherwise both add it.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_error)?;
+        let has_at = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('dead') WHERE name = 'at_ms'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(sql_error);
+        let added = match has_at {
+            Ok(0) => conn
+                .execute_batch("ALTER TABLE dead ADD COLUMN at_ms INTEGER")
+                .map_err(sql_error),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let end = if added.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        conn.execute_batch(end).map_err(sql_error)?;
+        added?;
         Ok(Self {
             conn,
             in_transaction: false,
@@ -408,6 +449,35 @@ impl Store {
                 op,
                 serde_json::from_str(&body).unwrap_or(Value::Null),
                 serde_json::from_str(&problem).unwrap_or(Value::Null),
+            ))
+        })
+        .collect()
+    }
+
+    /// The dead-letter list of a Space with the time each entry was dead-lettered (milliseconds
+    /// since the Unix epoch; `None` for entries made before the time was kept), oldest first.
+    pub fn dead_at(&self, space: &str) -> Result<Vec<DeadRow>, ClientError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT op_id, body, problem, at_ms FROM dead WHERE space = ?1 ORDER BY at_ms, op_id")
+            .map_err(sql_error)?;
+        let rows = st
+            .query_map([space], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                ))
+            })
+            .map_err(sql_error)?;
+        rows.map(|r| {
+            let (op, body, problem, at) = r.map_err(sql_error)?;
+            Ok((
+                op,
+                serde_json::from_str(&body).unwrap_or(Value::Null),
+                serde_json::from_str(&problem).unwrap_or(Value::Null),
+                at.map(|a| a as u64),
             ))
         })
         .collect()

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use driftless_protocol::hlc::Hlc;
 use serde_json::Value;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::clock::now_ms;
 use crate::retry::is_transient;
@@ -19,14 +20,37 @@ use crate::{Client, ClientError};
 pub(crate) type Agent = ureq::Agent;
 
 /// An HTTP client that hands every status back as a response (the protocol reads them all) and
-/// gives up on a request after `timeout`.
-pub(crate) fn agent(timeout: Duration) -> Agent {
+/// gives up on a request after `timeout`. HTTPS goes through rustls; certificates are verified
+/// against `roots` if given, else against the bundled Mozilla roots (`webpki-roots`).
+pub(crate) fn agent(timeout: Duration, roots: Option<&[Certificate<'static>]>) -> Agent {
+    let tls = TlsConfig::builder().root_certs(match roots {
+        Some(certs) => RootCerts::new_with_certs(certs),
+        None => RootCerts::WebPki,
+    });
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(timeout))
+        .tls_config(tls.build())
         .build()
         .into()
 }
+
+/// The certificates of a PEM file's text (other PEM items are ignored); an error if there is none.
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        if let PemItem::Certificate(c) = item.map_err(|e| e.to_string())? {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        return Err("no PEM certificate in it".into());
+    }
+    Ok(certs)
+}
+
+/// Bodies larger than this many bytes are sent with `Expect: 100-continue`.
+const EXPECT_CONTINUE_BYTES_MIN: usize = 64 * 1024;
 
 /// A response: status, headers we need, JSON body.
 pub(crate) struct Reply {
@@ -37,7 +61,14 @@ pub(crate) struct Reply {
 }
 
 impl Client {
-    fn request(&mut self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, String> {
+    /// One attempt. `Err((reason, transient))`: a failure to retry, or one no retry can help
+    /// (a certificate or TLS setup the Client refuses, a malformed URL).
+    fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, (String, bool)> {
         let url = format!("{}{path}", self.cfg.server.trim_end_matches('/'));
         let auth = format!("Bearer {}", self.cfg.token);
         let result = match (method, body) {
@@ -47,18 +78,26 @@ impl Client {
                 .header("authorization", &auth)
                 .header("driftless-version", "1.0")
                 .call(),
-            ("PUT", Some(b)) => self
-                .agent
-                .put(&url)
-                .header("authorization", &auth)
-                .header("driftless-version", "1.0")
-                .send_json(b),
-            (_, Some(b)) => self
-                .agent
-                .post(&url)
-                .header("authorization", &auth)
-                .header("driftless-version", "1.0")
-                .send_json(b),
+            (_, Some(b)) => {
+                let bytes = serde_json::to_vec(b).map_err(|e| (e.to_string(), false))?;
+                let req = if method == "PUT" {
+                    self.agent.put(&url)
+                } else {
+                    self.agent.post(&url)
+                };
+                let mut req = req
+                    .header("authorization", &auth)
+                    .header("driftless-version", "1.0")
+                    .header("content-type", "application/json");
+                // A Server may refuse a large body before reading it (413, 401) and close the
+                // connection; the Client, still uploading, would see only a broken pipe and
+                // take a final answer for a transport failure. Asking first lets it read the
+                // answer instead of sending the body ([CLIENT-20]).
+                if bytes.len() > EXPECT_CONTINUE_BYTES_MIN {
+                    req = req.header("expect", "100-continue");
+                }
+                req.send(&bytes[..])
+            }
             (_, None) => self
                 .agent
                 .post(&url)
@@ -66,7 +105,19 @@ impl Client {
                 .header("driftless-version", "1.0")
                 .send_empty(),
         };
-        let mut resp = result.map_err(|e| e.to_string())?;
+        let mut resp = result.map_err(|e| {
+            let permanent = matches!(
+                &e,
+                ureq::Error::Rustls(_)
+                    | ureq::Error::Tls(_)
+                    | ureq::Error::Pem(_)
+                    | ureq::Error::BadUri(_)
+                    | ureq::Error::Http(_)
+                    | ureq::Error::TlsRequired
+                    | ureq::Error::RequireHttpsOnly(_)
+            ) || matches!(&e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData);
+            (e.to_string(), !permanent)
+        })?;
         let header = |name: &str| {
             resp.headers()
                 .get(name)
@@ -81,7 +132,7 @@ impl Client {
         let text = resp
             .body_mut()
             .read_to_string()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (e.to_string(), true))?;
         let bytes = text.len() as i64;
         let _ = self
             .store
@@ -122,7 +173,8 @@ impl Client {
                         r.retry_after,
                     )
                 }
-                Err(e) => (e, None),
+                Err((e, true)) => (e, None),
+                Err((e, false)) => return Err(ClientError::Connection(e)),
             };
             if attempt == policy.attempts_per_sync {
                 return Err(ClientError::Unavailable(reason));
@@ -153,6 +205,7 @@ impl Client {
                 r.status
             )));
         }
+        self.keep_limits(&r.body)?;
         self.discovery = Some(r.body);
         Ok(())
     }

@@ -75,7 +75,7 @@ pub fn token(data: &Path, user: &str, space: &str, scope: &str) -> String {
     let out = driftless()
         .args(["token", "--data"])
         .arg(data)
-        .args(["--user", user, "--space", space, "--scope", scope])
+        .args(["--user", user, "--space", space, "--scope", scope, "--init"])
         .output()
         .unwrap();
     assert!(
