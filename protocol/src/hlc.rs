@@ -231,6 +231,25 @@ impl Clock {
     }
 }
 
+/// Where a Client may set its clock back to after the rejection `clock-skew` (`[HLC-12]`): the
+/// greatest of `server_clock` (the response's `Driftless-Clock`) and `counted` (the HLCs of the
+/// Client's own Mutations that were applied or whose Outcome it does not know), compared with
+/// the node of `current`, the Client's latest HLC, and written with that node. `None` when that
+/// value would not move the physical component back: a step of logical ticks only changes
+/// nothing the Server's skew check sees. The Client then resumes its [`Clock`] from the result.
+pub fn step_back_target(current: &Hlc, server_clock: &Hlc, counted: &[Hlc]) -> Option<Hlc> {
+    let ours = |h: &Hlc| Hlc {
+        physical_ms: h.physical_ms,
+        logical: h.logical,
+        node: current.node.clone(),
+    };
+    let to = counted
+        .iter()
+        .map(ours)
+        .fold(ours(server_clock), std::cmp::max);
+    (to.physical_ms < current.physical_ms).then_some(to)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

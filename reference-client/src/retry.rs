@@ -81,6 +81,21 @@ impl RetryPolicy {
             .saturating_mul(self.multiplier.saturating_pow(failures.min(40)));
         grown.min(self.delay_ms_cap)
     }
+
+    /// The wait in milliseconds after `failures` consecutive failures (0-based), drawn with full
+    /// jitter from `random_u64` (a uniformly random 64-bit number; the reference Client reads it
+    /// from the operating system) as `random_u64 mod (bound + 1)`, and never shorter than
+    /// `retry_after_s`, the Server's `Retry-After` in seconds (`[RETRY-1]`, `[RETRY-2]`). Pure,
+    /// so a seeded random source replays the same schedule (spec/vectors/backoff.json).
+    pub fn delay_ms(&self, failures: u32, retry_after_s: Option<u64>, random_u64: u64) -> u64 {
+        let bound = self.bound_ms(failures);
+        // A cap of u64::MAX would overflow bound + 1; saturating keeps the draw below it.
+        let jittered = random_u64 % bound.saturating_add(1);
+        match retry_after_s {
+            Some(s) => jittered.max(s.saturating_mul(1000)),
+            None => jittered,
+        }
+    }
 }
 
 /// Whether a response with this status is a transient failure, to retry (`[RETRY-3]`).
@@ -138,13 +153,9 @@ impl Client {
         retry_after: Option<u64>,
         reason: String,
     ) -> Result<(), ClientError> {
-        let bound = policy.bound_ms(failed);
         let mut r = [0u8; 8];
         let _ = getrandom::fill(&mut r);
-        let mut delay = u64::from_le_bytes(r) % (bound + 1); // full jitter
-        if let Some(s) = retry_after {
-            delay = delay.max(s * 1000); // [RETRY-2]
-        }
+        let delay = policy.delay_ms(failed, retry_after, u64::from_le_bytes(r));
         let failures = failed + 1;
         let next = now_ms() + delay;
         self.store.tx(|tx| {
