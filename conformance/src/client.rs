@@ -456,6 +456,58 @@ impl Ctx {
         self.base.strip_prefix("http://")
     }
 
+    /// GETs `path` with `token` from `threads` connections at once until one answer has
+    /// `status`, at most `max` requests in all; whether one did. Parallel, so that a rate limit
+    /// is reached on a slow or loaded machine too. A transport failure is an error.
+    pub fn get_until_status(
+        &self,
+        path: &str,
+        token: &str,
+        status: u16,
+        threads: usize,
+        max: usize,
+    ) -> Result<bool, Verdict> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let (sent, found) = (AtomicUsize::new(0), AtomicBool::new(false));
+        let url = format!("{}{path}", self.base);
+        let failure = std::sync::Mutex::new(None::<String>);
+        std::thread::scope(|scope| {
+            for _ in 0..threads.max(1) {
+                let agent = self.agent.clone();
+                let (url, sent, found, failure) = (&url, &sent, &found, &failure);
+                scope.spawn(move || {
+                    while !found.load(Ordering::Relaxed)
+                        && sent.fetch_add(1, Ordering::Relaxed) < max
+                    {
+                        let request = ureq::http::Request::builder()
+                            .method("GET")
+                            .uri(url.as_str())
+                            .header("authorization", format!("Bearer {token}"))
+                            .header("driftless-version", "1.0")
+                            .body(Vec::new());
+                        match request
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| agent.run(r).map_err(|e| e.to_string()))
+                        {
+                            Ok(resp) if resp.status().as_u16() == status => {
+                                found.store(true, Ordering::Relaxed)
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                                found.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(Verdict::Error(format!("GET {path}: {e}"))),
+            None => Ok(found.into_inner()),
+        }
+    }
+
     /// GET.
     pub fn get(&self, path: &str, token: Option<&str>) -> Result<Resp, Verdict> {
         self.request("GET", path, token, &[], None)
