@@ -277,11 +277,17 @@ impl<S: Storage> App<S> {
                 .get(CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() != b"0");
         let mut body_read = false;
+        // The fault `ack-before-durable` makes the writes it acknowledged before this request
+        // once this request's answer is computed, so that answer cannot see them.
+        #[cfg(feature = "fault-injection")]
+        let delayed = self.service.take_delayed_writes();
         let reply = self
             .clone()
             .dispatch(route, req, &conn, &mut body_read)
             .instrument(span.clone())
             .await;
+        #[cfg(feature = "fault-injection")]
+        self.service.land_delayed_writes(delayed).await;
         if has_body && !body_read {
             // Answered before the body was read: close lingering, not with a reset (`[LIM-10]`).
             conn.state.set_linger();
