@@ -135,6 +135,8 @@ pub struct App<S: Storage> {
     pub registry: Arc<Registry>,
     /// Held long-polls (`[LIM-12]`).
     pub long_polls: tokio::sync::Semaphore,
+    /// How many long-polls have taken a place so far: a signal tests wait on, not a metric.
+    pub long_polls_taken: tokio::sync::watch::Sender<u64>,
 }
 
 /// A response before headers common to all are added.
@@ -466,7 +468,10 @@ impl<S: Storage> App<S> {
                 let _place = if q("wait_ms").is_some_and(|w| !w.trim_start_matches('0').is_empty())
                 {
                     match self.long_polls.try_acquire() {
-                        Ok(place) => Some(place),
+                        Ok(place) => {
+                            self.long_polls_taken.send_modify(|n| *n += 1);
+                            Some(place)
+                        }
                         Err(_) => {
                             return Err(Problem::new(
                                 ProblemType::Unavailable,
