@@ -154,19 +154,35 @@ fn effect_strategy() -> impl Strategy<Value = (u8, Value)> {
     (record, effect)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
-
-    /// Once every Mutation is acknowledged, the local view after rebase equals the server's state.
-    #[test]
-    fn acknowledged_view_equals_server_state(ops in prop::collection::vec(effect_strategy(), 1..25), sync_every in 1usize..8) {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("server");
-        let t = token(&data, "ada", "prop", "write");
-        let server = ServerProcess::start(&data, &[]);
-        let mut c = library(&dir.path().join("c"), &server.base, &t, "prop");
+/// Once every Mutation is acknowledged, the local view after rebase equals the server's state.
+///
+/// 64 cases against one server, each in a fresh Space with a fresh client store. A failing case
+/// is shrunk and its seed kept in `tests/client_crash.proptest-regressions` (commit it), which
+/// later runs replay first.
+#[test]
+fn acknowledged_view_equals_server_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    // The first token creates the server's key; every later one is minted with it.
+    token(&data, "ada", "prop-0", "write");
+    let server = ServerProcess::start(&data, &[]);
+    let config = ProptestConfig {
+        cases: 64,
+        source_file: Some(file!()),
+        ..ProptestConfig::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let case = std::cell::Cell::new(0u32);
+    let strategy = (prop::collection::vec(effect_strategy(), 1..25), 1usize..8);
+    let result = runner.run(&strategy, |(ops, sync_every)| {
+        case.set(case.get() + 1);
+        let space = format!("prop-{}", case.get());
+        let t = token(&data, "ada", &space, "write");
+        let store = tempfile::tempdir().unwrap();
+        let mut c = library(store.path(), &server.base, &t, &space);
         for (i, (record, effect)) in ops.iter().enumerate() {
-            c.write("things", &format!("r{record}"), effect.clone(), 0).unwrap();
+            c.write("things", &format!("r{record}"), effect.clone(), 0)
+                .unwrap();
             if i % sync_every == 0 {
                 c.sync().unwrap();
             }
@@ -175,10 +191,20 @@ proptest! {
         prop_assert_eq!(c.status().unwrap().pending, 0);
         for record in 0..4u8 {
             let id = format!("r{record}");
-            let (status, rec) = call(&agent(), "GET", &format!("{}/v1/spaces/prop/records/things/{id}", server.base), &t, None).unwrap();
-            let server_view = if status == 200 && rec["deleted"] == false { Some(rec["value"].clone()) } else { None };
+            let url = format!("{}/v1/spaces/{space}/records/things/{id}", server.base);
+            let (status, rec) = call(&agent(), "GET", &url, &t, None).unwrap();
+            let server_view = if status == 200 && rec["deleted"] == false {
+                Some(rec["value"].clone())
+            } else {
+                None
+            };
             let local = c.get("things", &id).unwrap().map(Value::Object);
-            prop_assert_eq!(local, server_view, "record {}", id);
+            prop_assert_eq!(local, server_view, "record {} of {}", id, space);
         }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}\n{runner}");
     }
+    assert!(case.get() >= 64, "only {} cases ran", case.get());
 }

@@ -118,7 +118,11 @@ fn two_clients_converge_under_every_policy() {
         "fields": {"likes": {"policy": "counter"}, "tags": {"policy": "add_wins_set"}, "body": {"policy": "keep_both"}}});
     assert_eq!(a.register_schema(&doc).unwrap(), 201);
     assert_eq!(b.register_schema(&doc).unwrap(), 200);
+    // a writes first; b syncs before writing, so the Driftless-Clock it merges (`[HLC-5]`,
+    // `[HLC-7]`) stamps each of b's writes after each of a's. The order of the Stamps, and so
+    // every expected value below, is fixed whatever the wall clocks read.
     for (c, who) in [(&mut a, "a"), (&mut b, "b")] {
+        c.sync().unwrap();
         c.write(
             "notes",
             "n1",
@@ -147,7 +151,10 @@ fn two_clients_converge_under_every_policy() {
             0,
         )
         .unwrap();
+        c.sync().unwrap();
     }
+    // a removes "shared" after both adds of it: the remove's Stamp is the greatest.
+    a.sync().unwrap();
     a.write(
         "notes",
         "n1",
@@ -155,24 +162,33 @@ fn two_clients_converge_under_every_policy() {
         0,
     )
     .unwrap();
-    for _ in 0..2 {
-        a.sync().unwrap();
-        b.sync().unwrap();
-    }
+    a.sync().unwrap();
+    b.sync().unwrap();
+    // Derived by hand from the writes and chapter 03's rules, not from the merge code:
+    // title (lww): b's patch is the latest; likes (counter): 3 + 3; tags (add_wins_set): "a"
+    // and "b" added, "shared" removed after its last add, sorted; body (keep_both): one
+    // sibling per Client in Stamp order, the value is the last one; n2 (lww): b's put.
+    let n1 = json!({"title": "b", "body": "b", "likes": 6, "tags": ["a", "b"]});
+    let n2 = json!({"from": "b"});
     let server_n1 = server_record(&server.base, &t, "demo", "n1");
-    assert_eq!(server_n1["value"]["likes"], 6, "{server_n1}");
-    for id in ["n1", "n2"] {
-        let expected = server_record(&server.base, &t, "demo", id)["value"].clone();
-        assert_eq!(
-            Value::Object(a.get("notes", id).unwrap().unwrap()),
-            expected,
-            "{id} on a"
-        );
-        assert_eq!(
-            Value::Object(b.get("notes", id).unwrap().unwrap()),
-            expected,
-            "{id} on b"
-        );
+    assert_eq!(server_n1["value"], n1, "{server_n1}");
+    assert_eq!(
+        server_n1["conflicts"],
+        json!({"body": ["a", "b"]}),
+        "{server_n1}"
+    );
+    let server_n2 = server_record(&server.base, &t, "demo", "n2");
+    assert_eq!(server_n2["value"], n2, "{server_n2}");
+    assert!(server_n2.get("conflicts").is_none(), "{server_n2}");
+    for (c, who) in [(&a, "a"), (&b, "b")] {
+        assert_eq!(c.status().unwrap().pending, 0, "{who}");
+        for (id, expected) in [("n1", &n1), ("n2", &n2)] {
+            assert_eq!(
+                Value::Object(c.get("notes", id).unwrap().unwrap()),
+                *expected,
+                "{id} on {who}"
+            );
+        }
     }
 }
 
@@ -476,12 +492,15 @@ fn watch_receives_another_clients_change_by_long_poll() {
         dir.path().join("watcher"),
         stop.clone(),
     );
+    // Each held pull may wait 30 s (the most the server allows): far longer than the test runs,
+    // so no empty page can come back from a held pull. A watcher that polled instead would pull
+    // empty pages while the writer works.
     let watcher = std::thread::spawn(move || {
         let mut w = client(&store, &base, &tok, "demo");
         w.on_event(move |e| {
             let _ = seen_tx.send(e.clone());
         });
-        w.watch(&flag, 1_000).unwrap();
+        w.watch(&flag, 30_000).unwrap();
         w.get("notes", "live").unwrap()
     });
     // The watcher's first sync pulls an empty page; wait for it, then write from elsewhere.
@@ -496,12 +515,26 @@ fn watch_receives_another_clients_change_by_long_poll() {
         )
         .unwrap();
     writer.sync().unwrap();
-    // The held pull answers with the change.
-    wait_for(
-        &seen_rx,
-        |e| matches!(e, Event::Pulled { records, .. } if *records > 0),
+    // The change comes in the pull that was held for it: no empty page in between.
+    let mut empty_pages = 0;
+    wait_for(&seen_rx, |e| match e {
+        Event::Pulled { records: 0, .. } => {
+            empty_pages += 1;
+            false
+        }
+        Event::Pulled { .. } => true,
+        _ => false,
+    });
+    assert_eq!(
+        empty_pages, 0,
+        "the watcher pulled empty pages instead of holding a pull"
     );
+    // Stop, and wake the held pull with one more change.
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer
+        .write("notes", "wake", json!({"kind": "put", "value": {}}), 0)
+        .unwrap();
+    writer.sync().unwrap();
     assert_eq!(watcher.join().unwrap(), Some(obj(json!({"hello": true}))));
 }
 

@@ -133,10 +133,25 @@ mod tests {
         );
     }
 
+    /// Known (Collection, Record ID) → bucket pairs (`[INT-5]`), computed outside this crate
+    /// from the rule of spec chapter 06 with
+    /// `python3 -c "import hashlib; print(hashlib.sha256('tasks/r0'.encode()).digest()[0] >> 2)"`
+    /// (one run per pair). `r37` and `r30` land on the first and last bucket; the accented pair
+    /// checks that the hash covers the UTF-8 bytes.
     #[test]
-    fn bucket_is_in_range() {
-        for i in 0..500 {
-            assert!(usize::from(bucket_of("tasks", &format!("r{i}"))) < BUCKET_COUNT);
+    fn bucket_matches_independently_computed_pairs() {
+        let known = [
+            ("tasks", "r0", 27),
+            ("tasks", "r1", 42),
+            ("tasks", "t1", 56),
+            ("notes", "n1", 52),
+            ("things", "mine", 7),
+            ("tasks", "r37", 0),
+            ("tasks", "r30", 63),
+            ("tâches", "é", 29),
+        ];
+        for (collection, id, bucket) in known {
+            assert_eq!(bucket_of(collection, id), bucket, "{collection}/{id}");
         }
     }
 }

@@ -43,7 +43,8 @@ mod enabled {
     pub enum Fault {
         /// Replays are applied again instead of answered from the stored Outcome.
         NoDedup,
-        /// The push response is sent before the write commits; the write lands later.
+        /// The push response is sent before the write commits; the write lands once the next
+        /// request's answer is computed, so that answer cannot see it.
         AckBeforeDurable,
         /// Merging lets a late-arriving older write overwrite newer ones.
         WrongTieBreak,

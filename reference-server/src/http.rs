@@ -135,6 +135,8 @@ pub struct App<S: Storage> {
     pub registry: Arc<Registry>,
     /// Held long-polls (`[LIM-12]`).
     pub long_polls: tokio::sync::Semaphore,
+    /// How many long-polls have taken a place so far: a signal tests wait on, not a metric.
+    pub long_polls_taken: tokio::sync::watch::Sender<u64>,
 }
 
 /// A response before headers common to all are added.
@@ -277,11 +279,17 @@ impl<S: Storage> App<S> {
                 .get(CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() != b"0");
         let mut body_read = false;
+        // The fault `ack-before-durable` makes the writes it acknowledged before this request
+        // once this request's answer is computed, so that answer cannot see them.
+        #[cfg(feature = "fault-injection")]
+        let delayed = self.service.take_delayed_writes();
         let reply = self
             .clone()
             .dispatch(route, req, &conn, &mut body_read)
             .instrument(span.clone())
             .await;
+        #[cfg(feature = "fault-injection")]
+        self.service.land_delayed_writes(delayed).await;
         if has_body && !body_read {
             // Answered before the body was read: close lingering, not with a reset (`[LIM-10]`).
             conn.state.set_linger();
@@ -460,7 +468,10 @@ impl<S: Storage> App<S> {
                 let _place = if q("wait_ms").is_some_and(|w| !w.trim_start_matches('0').is_empty())
                 {
                     match self.long_polls.try_acquire() {
-                        Ok(place) => Some(place),
+                        Ok(place) => {
+                            self.long_polls_taken.send_modify(|n| *n += 1);
+                            Some(place)
+                        }
                         Err(_) => {
                             return Err(Problem::new(
                                 ProblemType::Unavailable,

@@ -115,6 +115,7 @@ pub fn open_with_edge(
         auth_failures,
         registry: Registry::new(edge),
         long_polls,
+        long_polls_taken: tokio::sync::watch::Sender::new(0),
     }))
 }
 

@@ -155,9 +155,7 @@ fn a_new_connection_is_answered_503_when_every_connection_is_busy() {
     let token = s.token("ada", "demo", Scope::Read);
     // One long-poll holds the only place.
     let _held = hold_long_poll(&s, &token);
-    wait_until(|| {
-        s.app.long_polls.available_permits() == s.app.registry.config().long_polls_max - 1
-    });
+    wait_for_long_polls(&s, 1);
     let mut late = connect(&s);
     let (status, head, body) = read_response(&mut late);
     assert_eq!(status, 503);
@@ -176,13 +174,14 @@ fn hold_long_poll(s: &TestServer, token: &str) -> TcpStream {
     held
 }
 
-/// Polls in-process state the server exposes (a signal, not a clock), yielding between looks.
-fn wait_until(mut done: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !done() {
-        assert!(start.elapsed() < DEADLINE, "the condition never held");
-        std::thread::yield_now();
-    }
+/// Waits until `n` long-polls have taken a place: a signal the server gives, not a clock.
+fn wait_for_long_polls(s: &TestServer, n: u64) {
+    let mut taken = s.app.long_polls_taken.subscribe();
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(taken.wait_for(|taken| *taken >= n))
+        .expect("the server is running");
 }
 
 #[test]
@@ -193,7 +192,8 @@ fn a_long_poll_beyond_the_bound_is_answered_503_at_once() {
     });
     let token = s.token("ada", "demo", Scope::Read);
     let _held = hold_long_poll(&s, &token);
-    wait_until(|| s.app.long_polls.available_permits() == 0);
+    wait_for_long_polls(&s, 1);
+    assert_eq!(s.app.long_polls.available_permits(), 0);
     let second = s
         .client()
         .get("/v1/spaces/demo/pull?wait_ms=30000", Some(&token));

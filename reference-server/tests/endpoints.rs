@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use common::{assert_schema, hlc, hlc_at, mutation, now_ms, op, Client, TestServer};
 use driftless_protocol::checksum::SpaceChecksums;
@@ -534,13 +534,27 @@ fn pull_pages_have_more_and_cover_everything_once() {
     let ms: Vec<Value> = (1..=25)
         .map(|n| put(n, &format!("r{n:02}"), json!({"n": n})))
         .collect();
-    s.client().push("demo", &t, CLIENT, ms);
+    s.client().push_applied("demo", &t, CLIENT, ms);
     let first = s.client().pull("demo", &t, "?limit=10").json();
-    assert_eq!(first["records"].as_array().unwrap().len(), 10);
+    let first_ids: Vec<&str> = first["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (1..=10).map(|n| format!("r{n:02}")).collect();
+    assert_eq!(first_ids, expected);
     assert_eq!(first["has_more"], true);
     assert_eq!(first["through"], first["records"][9]["change_seq"]);
     let (all, through) = s.client().pull_all("demo", &t, 10);
-    assert_eq!(all.len(), 25);
+    let expected: BTreeMap<String, Value> = (1..=25)
+        .map(|n| (format!("tasks/r{n:02}"), json!({"n": n})))
+        .collect();
+    let pulled: BTreeMap<String, Value> = all
+        .iter()
+        .map(|(k, r)| (k.clone(), r["value"].clone()))
+        .collect();
+    assert_eq!(pulled, expected);
     assert_eq!(through, 25);
 }
 
@@ -549,7 +563,7 @@ fn pull_under_concurrent_writes_ends_with_the_space_state() {
     let s = TestServer::start();
     let t = s.token("ada", "demo", Scope::Write);
     let c = s.client();
-    c.push(
+    c.push_applied(
         "demo",
         &t,
         CLIENT,
@@ -566,7 +580,7 @@ fn pull_under_concurrent_writes_ends_with_the_space_state() {
         }
         // Between pages, change Records already pulled and not yet pulled.
         n += 1;
-        c.push(
+        c.push_applied(
             "demo",
             &t,
             CLIENT,
@@ -858,7 +872,7 @@ fn checksums_match_the_records_and_buckets_hold_exactly_theirs() {
     let s = TestServer::start();
     let t = s.token("ada", "demo", Scope::Write);
     let c = s.client();
-    c.push(
+    c.push_applied(
         "demo",
         &t,
         CLIENT,
@@ -866,7 +880,7 @@ fn checksums_match_the_records_and_buckets_hold_exactly_theirs() {
             .map(|n| put(n, &format!("r{n}"), json!({"n": n})))
             .collect(),
     );
-    c.push(
+    c.push_applied(
         "demo",
         &t,
         CLIENT,
@@ -882,6 +896,14 @@ fn checksums_match_the_records_and_buckets_hold_exactly_theirs() {
     let sums = c.get("/v1/spaces/demo/checksums", Some(&t)).json();
     assert_schema("checksums-response", &sums);
     let (records, _) = c.pull_all("demo", &t, 100);
+    let existing: BTreeSet<String> = records
+        .iter()
+        .filter(|(_, r)| r["deleted"] == false)
+        .map(|(_, r)| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: BTreeSet<String> = (2..=40).map(|n| format!("r{n}")).collect();
+    assert_eq!(existing, expected);
+    assert_eq!(records["tasks/r1"]["deleted"], true);
     let mut model = SpaceChecksums::default();
     for rec in records.values().filter(|r| r["deleted"] == false) {
         model.add(
@@ -896,32 +918,31 @@ fn checksums_match_the_records_and_buckets_hold_exactly_theirs() {
     );
     for (i, b) in model.buckets().iter().enumerate() {
         assert_eq!(sums["buckets"][i]["records"], b.records);
-        let mut got = Vec::new();
+        let mut got = BTreeSet::new();
         let mut query = "?limit=2".to_owned();
         loop {
             let page = c
                 .get(&format!("/v1/spaces/demo/buckets/{i}{query}"), Some(&t))
                 .json();
             assert_schema("bucket-response", &page);
-            got.extend(
-                page["records"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|r| r["id"].as_str().unwrap().to_owned()),
-            );
+            for r in page["records"].as_array().unwrap() {
+                let id = r["id"].as_str().unwrap().to_owned();
+                assert_eq!(r["value"], records[&format!("tasks/{id}")]["value"]);
+                assert!(got.insert(id), "bucket {i} lists {r} twice");
+            }
             if page["has_more"] == false {
                 break;
             }
             query = format!("?limit=2&after={}", page["next_after"].as_str().unwrap());
         }
+        // Exactly the existing Records whose bucket is i.
+        let expected: BTreeSet<String> = existing
+            .iter()
+            .filter(|id| usize::from(driftless_protocol::checksum::bucket_of("tasks", id)) == i)
+            .cloned()
+            .collect();
+        assert_eq!(got, expected, "bucket {i}");
         assert_eq!(got.len() as u64, b.records, "bucket {i}");
-        for id in &got {
-            assert_eq!(
-                driftless_protocol::checksum::bucket_of("tasks", id) as usize,
-                i
-            );
-        }
     }
     let r = c.get("/v1/spaces/demo/buckets/64", Some(&t));
     assert_eq!((r.status, r.problem().as_str()), (400, "invalid-request"));

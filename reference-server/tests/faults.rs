@@ -33,7 +33,9 @@ fn put(n: u64, id: &str, value: Value) -> Value {
 fn every_fault_names_requirements_the_spec_defines() {
     let spec: String = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../spec"))
         .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
         .collect();
     assert!(ALL.len() >= 10);
     for (name, ids, _) in ALL {
@@ -51,22 +53,32 @@ fn no_dedup_applies_a_replay_again() {
     let s = faulty("no-dedup");
     let t = s.token("ada", "demo", Scope::Write);
     let m = put(1, "t1", json!({}));
-    s.client().push("demo", &t, C, vec![m.clone()]);
-    let r = s.client().push("demo", &t, C, vec![m]).json();
-    assert_ne!(r["results"][0]["status"], "duplicate");
+    let first = s.client().push_applied("demo", &t, C, vec![m.clone()]);
+    // The replay is applied a second time, as a new change.
+    let again = s.client().push_applied("demo", &t, C, vec![m]);
+    assert!(
+        again[0]["change_seq"].as_u64().unwrap() > first[0]["change_seq"].as_u64().unwrap(),
+        "{again:?} after {first:?}"
+    );
 }
 
 #[test]
 fn ack_before_durable_acknowledges_what_a_pull_cannot_see() {
     let s = faulty("ack-before-durable");
     let t = s.token("ada", "demo", Scope::Write);
-    let r = s
+    let acked = s
         .client()
-        .push("demo", &t, C, vec![put(1, "t1", json!({}))])
-        .json();
-    assert_eq!(r["results"][0]["status"], "applied");
+        .push_applied("demo", &t, C, vec![put(1, "t1", json!({"a": 1}))]);
+    let seq = acked[0]["change_seq"].as_u64().unwrap();
+    // The pull right after the acknowledgement misses the write: its page is computed before
+    // the write lands.
     let page = s.client().pull("demo", &t, "").json();
-    assert!(page["through"].as_u64().unwrap() < r["results"][0]["change_seq"].as_u64().unwrap());
+    assert_eq!(page["records"], json!([]), "{page}");
+    assert!(page["through"].as_u64().unwrap() < seq, "{page}");
+    // The write did land, once that pull was answered.
+    let (records, through) = s.client().pull_all("demo", &t, 10);
+    assert!(through >= seq);
+    assert_eq!(records["tasks/t1"]["value"], json!({"a": 1}));
 }
 
 #[test]
@@ -90,19 +102,19 @@ fn wrong_lww_tiebreak_lets_an_older_write_win() {
         &hlc_at(at, 1, C),
         json!({"kind": "put", "value": {"v": "old"}}),
     );
-    s.client().push("demo", &t, C, vec![newer, older]);
+    s.client().push_applied("demo", &t, C, vec![newer, older]);
     let rec = s
         .client()
         .get("/v1/spaces/demo/records/tasks/t1", Some(&t))
         .json();
-    assert_eq!(rec["value"]["v"], "old");
+    assert_eq!(rec["value"], json!({"v": "old"}));
 }
 
 #[test]
 fn page_boundary_skip_loses_records() {
     let s = faulty("pull-page-boundary-skip");
     let t = s.token("ada", "demo", Scope::Write);
-    s.client().push(
+    s.client().push_applied(
         "demo",
         &t,
         C,
@@ -110,8 +122,10 @@ fn page_boundary_skip_loses_records() {
             .map(|n| put(n, &format!("r{n}"), json!({})))
             .collect(),
     );
+    // Pages of 2: the last Record of each full page (r2, r4) is dropped.
     let (records, _) = s.client().pull_all("demo", &t, 2);
-    assert!(records.len() < 5);
+    let keys: Vec<&str> = records.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["tasks/r1", "tasks/r3", "tasks/r5"]);
 }
 
 #[test]
@@ -119,29 +133,36 @@ fn wrong_checksum_digests_disagree_with_the_algorithm() {
     let s = faulty("wrong-checksum");
     let t = s.token("ada", "demo", Scope::Write);
     s.client()
-        .push("demo", &t, C, vec![put(1, "t1", json!({"a": 1}))]);
+        .push_applied("demo", &t, C, vec![put(1, "t1", json!({"a": 1}))]);
     let rec = s
         .client()
         .get("/v1/spaces/demo/records/tasks/t1", Some(&t))
         .json();
-    let expected =
-        driftless_protocol::checksum::to_hex(&driftless_protocol::checksum::record_digest(
-            "tasks",
-            "t1",
-            rec["value"].as_object().unwrap(),
-        ));
-    assert_ne!(rec["digest"], expected);
+    assert_eq!(rec["value"], json!({"a": 1}), "{rec}");
+    let mut expected = driftless_protocol::checksum::record_digest(
+        "tasks",
+        "t1",
+        &json!({"a": 1}).as_object().unwrap().clone(),
+    );
+    // The served digest is the right one with its last bit flipped.
+    expected[31] ^= 1;
+    assert_eq!(
+        rec["digest"],
+        driftless_protocol::checksum::to_hex(&expected)
+    );
 }
 
 #[test]
 fn auth_ignored_on_checksums_serves_a_stranger() {
     let s = faulty("auth-ignored-on-checksums");
     let stranger = s.token("eve", "elsewhere", Scope::Read);
+    let r = s.client().get("/v1/spaces/demo/checksums", Some(&stranger));
+    assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
-        s.client()
-            .get("/v1/spaces/demo/checksums", Some(&stranger))
-            .status,
-        200
+        r.json()["buckets"].as_array().unwrap().len(),
+        64,
+        "{}",
+        r.text
     );
 }
 
@@ -163,12 +184,12 @@ fn unknown_fields_dropped_loses_undeclared_fields() {
     );
     let mut m = put(1, "t1", json!({"a": 1, "extra": 2}));
     m["schema_version"] = json!(1);
-    s.client().push("demo", &admin, C, vec![m]);
+    s.client().push_applied("demo", &admin, C, vec![m]);
     let rec = s
         .client()
         .get("/v1/spaces/demo/records/tasks/t1", Some(&admin))
         .json();
-    assert!(rec["value"].get("extra").is_none());
+    assert_eq!(rec["value"], json!({"a": 1}), "{rec}");
 }
 
 #[test]
@@ -183,7 +204,8 @@ fn manifest_forgets_rejections() {
         &hlc_at(now_ms() + 3_600_000, 0, C),
         json!({"kind": "delete"}),
     );
-    s.client().push("demo", &t, C, vec![skewed]);
+    let r = s.client().push("demo", &t, C, vec![skewed]).json();
+    assert_eq!(r["results"][0]["status"], "rejected", "{r}");
     let m = s
         .client()
         .send(
@@ -193,7 +215,8 @@ fn manifest_forgets_rejections() {
             &json!({"op_ids": [op(1)]}),
         )
         .json();
-    assert_eq!(m["entries"][0]["status"], "unknown");
+    assert_eq!(m["entries"][0]["op_id"], op(1), "{m}");
+    assert_eq!(m["entries"][0]["status"], "unknown", "{m}");
 }
 
 #[test]
@@ -208,9 +231,10 @@ fn rejection_not_acknowledged_judges_a_replay_again() {
         &hlc_at(now_ms() + 3_600_000, 0, C),
         json!({"kind": "delete"}),
     );
-    s.client().push("demo", &t, C, vec![skewed.clone()]);
+    let first = s.client().push("demo", &t, C, vec![skewed.clone()]).json();
+    assert_eq!(first["results"][0]["status"], "rejected", "{first}");
     let r = s.client().push("demo", &t, C, vec![skewed]).json();
-    assert_eq!(r["results"][0]["status"], "rejected");
+    assert_eq!(r["results"][0]["status"], "rejected", "{r}");
 }
 
 #[test]
@@ -225,14 +249,14 @@ fn increment_twice_on_replay_doubles_the_count() {
         &hlc(C),
         json!({"kind": "increment", "field": "n", "by": 5}),
     );
-    s.client().push("demo", &t, C, vec![inc.clone()]);
+    s.client().push_applied("demo", &t, C, vec![inc.clone()]);
     let r = s.client().push("demo", &t, C, vec![inc]).json();
-    assert_eq!(r["results"][0]["status"], "duplicate");
+    assert_eq!(r["results"][0]["status"], "duplicate", "{r}");
     let rec = s
         .client()
         .get("/v1/spaces/demo/records/tasks/t1", Some(&t))
         .json();
-    assert_ne!(rec["value"]["n"], 5);
+    assert_eq!(rec["value"], json!({"n": 10}), "{rec}");
 }
 
 #[test]
@@ -240,11 +264,11 @@ fn op_id_mismatch_accepted_answers_duplicate() {
     let s = faulty("op-id-mismatch-accepted");
     let t = s.token("ada", "demo", Scope::Write);
     let m = put(1, "t1", json!({"n": 1}));
-    s.client().push("demo", &t, C, vec![m.clone()]);
+    s.client().push_applied("demo", &t, C, vec![m.clone()]);
     let mut other = m;
     other["effect"]["value"]["n"] = json!(2);
     let r = s.client().push("demo", &t, C, vec![other]).json();
-    assert_eq!(r["results"][0]["status"], "duplicate");
+    assert_eq!(r["results"][0]["status"], "duplicate", "{r}");
 }
 
 #[test]
@@ -278,12 +302,12 @@ fn no_cursor_expiry_serves_a_compacted_cursor() {
     let s = faulty("no-cursor-expiry");
     let admin = s.token("ada", "demo", Scope::Admin);
     s.client()
-        .push("demo", &admin, C, vec![put(1, "t1", json!({}))]);
+        .push_applied("demo", &admin, C, vec![put(1, "t1", json!({}))]);
     let cursor = s.client().pull("demo", &admin, "").json()["cursor"]
         .as_str()
         .unwrap()
         .to_owned();
-    s.client().push(
+    s.client().push_applied(
         "demo",
         &admin,
         C,
@@ -302,12 +326,12 @@ fn no_cursor_expiry_serves_a_compacted_cursor() {
             .status,
         200
     );
-    assert_eq!(
-        s.client()
-            .pull("demo", &admin, &format!("?cursor={cursor}"))
-            .status,
-        200
-    );
+    // The Cursor from before compaction is served a page instead of `cursor-expired`.
+    let r = s
+        .client()
+        .pull("demo", &admin, &format!("?cursor={cursor}"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json()["cursor"].as_str().is_some(), "{}", r.text);
 }
 
 #[test]
@@ -322,8 +346,7 @@ fn clock_skew_unchecked_accepts_the_future() {
         &hlc_at(now_ms() + 3_600_000, 0, C),
         json!({"kind": "put", "value": {}}),
     );
-    let r = s.client().push("demo", &t, C, vec![m]).json();
-    assert_eq!(r["results"][0]["status"], "applied");
+    s.client().push_applied("demo", &t, C, vec![m]);
 }
 
 #[test]

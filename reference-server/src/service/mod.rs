@@ -50,6 +50,8 @@ use crate::storage::{RecordView, Storage, StorageError, StoredRecord};
 pub use discovery::FEATURE_COMPACTION_TRIGGER;
 pub use pull::{decode_cursor, encode_cursor};
 pub use push::rfc3339;
+#[cfg(feature = "fault-injection")]
+pub use push::DelayedWrites;
 
 /// Server settings. The defaults are what `driftless serve` uses.
 #[derive(Debug, Clone)]
@@ -200,6 +202,9 @@ pub struct Service<S: Storage> {
     compiled: Mutex<HashMap<(String, String, u32), Arc<CompiledSchema>>>,
     metrics: Arc<Metrics>,
     faults: Faults,
+    /// The writes [`crate::faults::Fault::AckBeforeDurable`] acknowledged but has not made yet.
+    #[cfg(feature = "fault-injection")]
+    delayed: Mutex<Vec<push::DelayedWrite>>,
 }
 
 /// Parses a request body, or gives the Problem `invalid-json` (`[HTTP-5]`).
@@ -246,6 +251,8 @@ impl<S: Storage> Service<S> {
             compiled: Mutex::new(HashMap::new()),
             metrics,
             faults,
+            #[cfg(feature = "fault-injection")]
+            delayed: Mutex::new(Vec::new()),
         })
     }
 

@@ -15,8 +15,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
-#[cfg(feature = "fault-injection")]
-use std::time::Duration;
 
 use driftless_protocol::canonical::{first_inexact_number, to_canonical_string};
 use driftless_protocol::checksum::{self, to_hex};
@@ -111,6 +109,21 @@ impl BatchCtx {
     }
 }
 
+/// A push [`crate::faults::Fault::AckBeforeDurable`] acknowledged and has not written yet.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug)]
+pub(crate) struct DelayedWrite {
+    space: String,
+    user: String,
+    client_id: ClientId,
+    items: Vec<(OpId, String)>,
+}
+
+/// Writes taken by [`Service::take_delayed_writes`], to land after an answer.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Default)]
+pub struct DelayedWrites(Vec<DelayedWrite>);
+
 /// What one push Mutation turned into.
 struct Decided {
     result: MutationResult,
@@ -184,7 +197,9 @@ impl<S: Storage> Service<S> {
     }
 
     /// The push of [`crate::faults::Fault::AckBeforeDurable`]: the results of a rolled-back dry
-    /// run are sent at once, and the real write lands 300 ms later.
+    /// run are sent at once, and the real write waits for the next request: it lands after that
+    /// request's answer is computed (see [`Self::take_delayed_writes`]), so a pull right after
+    /// the acknowledgement misses it, whatever the timing.
     #[cfg(feature = "fault-injection")]
     async fn push_acked_before_durable(
         self: &Arc<Self>,
@@ -227,23 +242,44 @@ impl<S: Storage> Service<S> {
                 kept.ok_or_else(|| Problem::new(ProblemType::Internal, "dry run failed"))
             })
             .await?;
-        let me = self.clone();
-        let space_later = space.to_owned();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let notify = me.notifier(&space_later);
-            let _ = me
-                .blocking(move |me| {
-                    me.push_batch(&space_later, &user, &client_id, &items)
-                        .map_err(internal)
-                })
-                .await;
-            notify.notify_waiters();
-        });
+        self.delayed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(DelayedWrite {
+                space: space.to_owned(),
+                user,
+                client_id,
+                items,
+            });
         Ok(PushResponse {
             server_clock: self.clock.issue(),
             results: dry,
         })
+    }
+
+    /// The writes [`crate::faults::Fault::AckBeforeDurable`] acknowledged before this call.
+    /// The HTTP edge takes them when a request arrives and lands them with
+    /// [`Self::land_delayed_writes`] once that request's answer is computed.
+    #[cfg(feature = "fault-injection")]
+    pub fn take_delayed_writes(&self) -> DelayedWrites {
+        DelayedWrites(std::mem::take(
+            &mut *self.delayed.lock().unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
+
+    /// Makes the delayed writes, in the order they were acknowledged, and wakes held pulls.
+    #[cfg(feature = "fault-injection")]
+    pub async fn land_delayed_writes(self: &Arc<Self>, writes: DelayedWrites) {
+        for w in writes.0 {
+            let notify = self.notifier(&w.space);
+            let _ = self
+                .blocking(move |me| {
+                    me.push_batch(&w.space, &w.user, &w.client_id, &w.items)
+                        .map_err(internal)
+                })
+                .await;
+            notify.notify_waiters();
+        }
     }
 
     /// Checks the envelope of a push (`[PUSH-6]`, `[PUSH-7]`): everything that fails the whole
@@ -469,6 +505,9 @@ impl<S: Storage> Service<S> {
         };
         let rejected_not_stored = fault!(self.faults, RejectionNotAcknowledged)
             && matches!(outcome, Outcome::Rejected(_));
+        // Under `NoDedup` a replay is applied again; its Op ID keeps its first stored Outcome.
+        let rejected_not_stored = rejected_not_stored
+            || fault!(self.faults, NoDedup) && ctx.known.contains_key(op_id.as_str());
         let outcome_text =
             serde_json::to_string(&outcome).map_err(|e| StorageError::Corrupt(e.to_string()))?;
         if !rejected_not_stored {

@@ -283,6 +283,26 @@ impl Client {
         )
     }
 
+    /// Pushes and asserts the push answered 200 with every Mutation `applied`; returns the
+    /// results, so that a test's setup is known to have happened.
+    pub fn push_applied(
+        &self,
+        space: &str,
+        token: &str,
+        client: &str,
+        mutations: Vec<Value>,
+    ) -> Vec<Value> {
+        let n = mutations.len();
+        let r = self.push(space, token, client, mutations);
+        assert_eq!(r.status, 200, "{}", r.text);
+        let results = r.json()["results"].as_array().unwrap().clone();
+        assert_eq!(results.len(), n, "{}", r.text);
+        for result in &results {
+            assert_eq!(result["status"], "applied", "{}", r.text);
+        }
+        results
+    }
+
     pub fn pull(&self, space: &str, token: &str, query: &str) -> Reply {
         self.get(&format!("/v1/spaces/{space}/pull{query}"), Some(token))
     }
