@@ -304,14 +304,6 @@ impl Conj<'_> {
             .find(|w| w.side == S::Wide)
             .map_or(self.at.clone(), |w| w.ptr.clone())
     }
-
-    /// The wide node that has keyword `k`, and the keyword's pointer.
-    fn at_key(&self, k: &str) -> Option<String> {
-        self.nodes
-            .iter()
-            .find(|w| w.side == S::Wide && w.get(k).is_some())
-            .map(|w| w.at(k))
-    }
 }
 
 type Key = (Vec<(usize, u8)>, u8, (usize, u8));
@@ -662,7 +654,7 @@ impl<'r> Walk<'r> {
             let hi = bound(["maximum", "exclusiveMaximum"])
                 .into_iter()
                 .reduce(f64::min)?;
-            if !(hi - lo <= 10_000.0) {
+            if (hi - lo).is_nan() || hi - lo > 10_000.0 {
                 return None;
             }
             let mut i = lo.floor() as i64;

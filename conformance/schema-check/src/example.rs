@@ -268,9 +268,14 @@ fn pattern_samples(pattern: &str, n: usize) -> Vec<String> {
 const ORDINARY: &str = r#"[null, true, false, 0, 1, -1, 2, 1.5, 1000000000, -1000000000, "", "x", "xx", "0", "A", "a b", "2026-01-01", [], [null], [1, 1], ["x"], {}, {"extra_property": null}]"#;
 
 /// A confirmed counterexample for `finding`, or `None`.
-pub fn counterexample(wide: &Value, narrow: &Value, finding: &Finding) -> Option<Value> {
-    let wide_v = jsonschema::validator_for(wide).ok()?;
-    let narrow_v = jsonschema::validator_for(narrow).ok()?;
+/// `wide_v` and `narrow_v` are the compiled `wide` and `narrow` (compiled once per check).
+pub fn counterexample(
+    wide: &Value,
+    narrow: &Value,
+    wide_v: &jsonschema::Validator,
+    narrow_v: &jsonschema::Validator,
+    finding: &Finding,
+) -> Option<Value> {
     // The base must be valid under both schemas, so that only the change at the finding's path
     // makes the difference; fall back to the wide schema's minimal instance.
     let (mw, mn) = (minimal(wide, wide, 0), minimal(narrow, narrow, 0));

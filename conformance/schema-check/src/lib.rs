@@ -178,6 +178,9 @@ pub fn load(name: &str, text: &str) -> Result<Loaded, LoadError> {
     })
 }
 
+/// Decided findings that get a counterexample per check (suspected ones always get a search).
+pub const COUNTEREXAMPLES_MAX: usize = 100;
+
 /// Compares OLD and NEW in `mode`.
 pub fn check(old: &Loaded, new: &Loaded, mode: Mode) -> Vec<Finding> {
     let mut findings = Vec::new();
@@ -240,14 +243,31 @@ pub fn check(old: &Loaded, new: &Loaded, mode: Mode) -> Vec<Finding> {
         .as_ref()
         .map(|_| open_root(&old.schema))
         .unwrap_or_else(|| old.schema.clone());
+    let compiled = |s: &Value| jsonschema::validator_for(s).ok();
+    let (migrated_v, new_v, opened_v) = (
+        compiled(&migrated),
+        compiled(&new.schema),
+        compiled(&opened),
+    );
+    let mut shown = 0;
     for f in &mut findings {
-        let (wide, narrow, accepted_by) = match f.direction {
-            Direction::Backward => (&migrated, &new.schema, "old"),
-            Direction::Forward => (&new.schema, &opened, "new"),
+        let (wide, narrow, wide_v, narrow_v, accepted_by) = match f.direction {
+            Direction::Backward => (&migrated, &new.schema, &migrated_v, &new_v, "old"),
+            Direction::Forward => (&new.schema, &opened, &new_v, &opened_v, "new"),
         };
-        f.counterexample = example::counterexample(wide, narrow, f)
-            .filter(|_| f.severity == Severity::Error && f.rule != "undecidable");
+        // Every suspected finding needs its instance; decided ones get one up to a bound, so
+        // that a change touching thousands of properties stays fast.
+        let wanted = f.suspected || shown < COUNTEREXAMPLES_MAX;
+        f.counterexample = match (wide_v, narrow_v) {
+            (Some(wv), Some(nv))
+                if wanted && f.severity == Severity::Error && f.rule != "undecidable" =>
+            {
+                example::counterexample(wide, narrow, wv, nv, f)
+            }
+            _ => None,
+        };
         f.accepted_by = f.counterexample.as_ref().map(|_| accepted_by);
+        shown += usize::from(f.counterexample.is_some() && !f.suspected);
         if f.suspected && f.counterexample.is_none() {
             // Suspected, not shown: not decided, which fails closed (an error) unless the
             // caller allows it (`allow_undecidable`).

@@ -309,3 +309,47 @@ fn sarif_output() {
     assert_eq!(v["runs"][0]["results"].as_array().unwrap().len(), findings);
     insta::assert_snapshot!(sarif);
 }
+
+/// The repository's own wire schemas are decided (no `undecidable`) against a copy that differs
+/// only in an annotation, so CI's loop over `schemas/v1` needs no `--allow-undecidable`.
+#[test]
+fn our_own_schemas_are_decided() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/v1");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.to_string_lossy().ends_with(".schema.json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut copy: Value = serde_json::from_str(&text).unwrap();
+        copy["$comment"] = Value::String("a copy".into());
+        let old = checker::load("old", &text).unwrap();
+        let new = checker::load("new", &copy.to_string()).unwrap();
+        let findings = checker::check(&old, &new, Mode::Full);
+        assert!(findings.is_empty(), "{}: {findings:?}", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} schemas");
+}
+
+/// A schema of 2,000 properties is compared property by property, with each narrowing found.
+#[test]
+fn wide_objects_are_compared_property_by_property() {
+    let props = |max: u64| -> Value {
+        let p: serde_json::Map<String, Value> = (0..2000)
+            .map(|i| {
+                (
+                    format!("p{i}"),
+                    serde_json::json!({"type": "string", "maxLength": max}),
+                )
+            })
+            .collect();
+        serde_json::json!({"type": "object", "properties": p})
+    };
+    let old = checker::load("old", &props(10).to_string()).unwrap();
+    let new = checker::load("new", &props(5).to_string()).unwrap();
+    let findings = checker::check(&old, &new, Mode::Backward);
+    assert_eq!(findings.len(), 2000);
+    assert!(findings.iter().all(|f| f.rule == "max-length-decreased"));
+}
