@@ -322,6 +322,8 @@ struct Walk<'r> {
     findings: Vec<Finding>,
     seen: HashSet<Key>,
     seen_log: Vec<Key>,
+    /// What was reported, so that each finding is reported once.
+    reported: HashSet<(&'static str, String, String, String, String)>,
     steps: usize,
     depth: usize,
     /// Above zero while the wide side is over-approximated: findings are suspected.
@@ -403,6 +405,7 @@ fn compare_here(
         findings: Vec::new(),
         seen: HashSet::new(),
         seen_log: Vec::new(),
+        reported: HashSet::new(),
         steps: 0,
         depth: 0,
         approx: 0,
@@ -457,7 +460,14 @@ impl<'r> Walk<'r> {
             suspected: !say.exact || self.approx > 0,
             hint: say.hint,
         };
-        if !self.findings.contains(&f) {
+        let key = (
+            f.rule,
+            f.old_pointer.clone(),
+            f.new_pointer.clone(),
+            f.instance_path.clone(),
+            f.message.clone(),
+        );
+        if self.reported.insert(key) {
             self.findings.push(f);
         }
     }
@@ -727,7 +737,15 @@ impl<'r> Walk<'r> {
         let (findings, log, exhausted) = (self.findings.len(), self.seen_log.len(), self.exhausted);
         self.incl(c.clone(), n.clone(), instance);
         let ok = self.findings.len() == findings;
-        self.findings.truncate(findings);
+        for f in self.findings.drain(findings..) {
+            self.reported.remove(&(
+                f.rule,
+                f.old_pointer,
+                f.new_pointer,
+                f.instance_path,
+                f.message,
+            ));
+        }
         for k in self.seen_log.drain(log..) {
             self.seen.remove(&k);
         }
@@ -2254,6 +2272,7 @@ pub(crate) fn progress_free_cycle(root: &Value) -> Option<String> {
         findings: Vec::new(),
         seen: HashSet::new(),
         seen_log: Vec::new(),
+        reported: HashSet::new(),
         steps: 0,
         depth: 0,
         approx: 0,

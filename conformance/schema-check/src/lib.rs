@@ -179,7 +179,7 @@ pub fn load(name: &str, text: &str) -> Result<Loaded, LoadError> {
 }
 
 /// Decided findings that get a counterexample per check (suspected ones always get a search).
-pub const COUNTEREXAMPLES_MAX: usize = 100;
+pub const COUNTEREXAMPLES_MAX: usize = 20;
 
 /// Compares OLD and NEW in `mode`.
 pub fn check(old: &Loaded, new: &Loaded, mode: Mode) -> Vec<Finding> {
@@ -243,11 +243,15 @@ pub fn check(old: &Loaded, new: &Loaded, mode: Mode) -> Vec<Finding> {
         .as_ref()
         .map(|_| open_root(&old.schema))
         .unwrap_or_else(|| old.schema.clone());
-    let compiled = |s: &Value| jsonschema::validator_for(s).ok();
+    // Compiled once per check, and only for the directions that have findings.
+    let has = |d: Direction| findings.iter().any(|f| f.direction == d);
+    let compiled =
+        |s: &Value, wanted: bool| wanted.then(|| jsonschema::validator_for(s).ok()).flatten();
+    let (back, fwd) = (has(Direction::Backward), has(Direction::Forward));
     let (migrated_v, new_v, opened_v) = (
-        compiled(&migrated),
-        compiled(&new.schema),
-        compiled(&opened),
+        compiled(&migrated, back),
+        compiled(&new.schema, back || fwd),
+        compiled(&opened, fwd),
     );
     let mut shown = 0;
     for f in &mut findings {
