@@ -221,3 +221,70 @@ fn migrate_check_prints_an_instance_that_a_migration_breaks() {
     assert_eq!(code, 1);
     assert!(out.contains("migration 1 -> 2 FAILS: instance"), "{out}");
 }
+
+#[test]
+fn undecidable_fails_by_default_and_is_a_warning_when_allowed() {
+    let d = tempfile::tempdir().unwrap();
+    // A backreference is outside the regular subset: inclusion is not decided.
+    let old = write(
+        d.path(),
+        "old.json",
+        &json!({"type": "string", "pattern": "^(a)\\1$"}),
+    );
+    let new = write(
+        d.path(),
+        "new.json",
+        &json!({"type": "string", "pattern": "^(a)\\1b?$"}),
+    );
+    let (code, out, _) = run(&["check", &old, &new]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("error undecidable"), "{out}");
+    let (code, out, _) = run(&["check", &old, &new, "--allow-undecidable"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("warning undecidable"), "{out}");
+}
+
+#[test]
+fn ref_cycle_without_progress_is_exit_2_naming_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    let good = write(d.path(), "good.json", &json!({"type": "string"}));
+    let cycle = write(d.path(), "cycle.json", &json!({"$ref": "#"}));
+    let (code, out, err) = run(&["check", &good, &cycle]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("cycle.json") && err.contains("refers to itself"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn recursive_schemas_are_decided_without_crashing() {
+    let d = tempfile::tempdir().unwrap();
+    let list =
+        json!({"type": "object", "properties": {"v": {"type": "integer"}, "next": {"$ref": "#"}}});
+    let old = write(d.path(), "old.json", &list);
+    let (code, out, err) = run(&["check", &old, &old, "--mode", "full"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut narrowed = list.clone();
+    narrowed["properties"]["v"]["maximum"] = json!(10);
+    let new = write(d.path(), "new.json", &narrowed);
+    let (code, out, _) = run(&["check", &old, &new]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("maximum-decreased"), "{out}");
+}
+
+#[test]
+fn deep_input_is_a_clear_exit_2_not_a_json_error() {
+    let d = tempfile::tempdir().unwrap();
+    let good = write(d.path(), "good.json", &json!({"type": "string"}));
+    let deep = d.path().join("deep.json");
+    let text = format!("{}{{}}{}", "{\"items\":".repeat(200), "}".repeat(200));
+    std::fs::write(&deep, text).unwrap();
+    let (code, _, err) = run(&["check", &good, &deep.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("deep.json") && err.contains("nested deeper than"),
+        "{err}"
+    );
+}

@@ -78,6 +78,8 @@ pub(crate) fn sync_rules(old: &CollectionSchema, new: &CollectionSchema) -> Vec<
             message,
             counterexample: None,
             accepted_by: None,
+            suspected: false,
+            hint: None,
         };
     let renamed = |name: &str| -> Option<String> {
         let mut n = name.to_owned();

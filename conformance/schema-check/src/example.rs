@@ -249,7 +249,7 @@ fn pattern_samples(pattern: &str, n: usize) -> Vec<String> {
         Some(b) if !b.ends_with('\\') => b,
         _ => body,
     };
-    let Ok(strategy) = proptest::string::string_regex(&ascii_classes(body)) else {
+    let Ok(strategy) = proptest::string::string_regex(&crate::regular::ascii_classes(body)) else {
         return Vec::new();
     };
     // The generator's classes are Unicode (`\\d` includes other scripts' digits) where
@@ -265,39 +265,17 @@ fn pattern_samples(pattern: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// `\\d`, `\\w`, `\\s` and their negations as the ASCII classes ECMA-262 means by them (the
-/// generator would otherwise draw from every script's digits and letters).
-fn ascii_classes(pattern: &str) -> String {
-    let mut out = String::with_capacity(pattern.len());
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('d') => out.push_str("[0-9]"),
-            Some('D') => out.push_str("[^0-9]"),
-            Some('w') => out.push_str("[A-Za-z0-9_]"),
-            Some('W') => out.push_str("[^A-Za-z0-9_]"),
-            Some('s') => out.push_str("[ \\t\\n\\r]"),
-            Some('S') => out.push_str("[^ \\t\\n\\r]"),
-            Some(other) => {
-                out.push('\\');
-                out.push(other);
-            }
-            None => out.push('\\'),
-        }
-    }
-    out
-}
-
 const ORDINARY: &str = r#"[null, true, false, 0, 1, -1, 2, 1.5, 1000000000, -1000000000, "", "x", "xx", "0", "A", "a b", "2026-01-01", [], [null], [1, 1], ["x"], {}, {"extra_property": null}]"#;
 
 /// A confirmed counterexample for `finding`, or `None`.
-pub fn counterexample(wide: &Value, narrow: &Value, finding: &Finding) -> Option<Value> {
-    let wide_v = jsonschema::validator_for(wide).ok()?;
-    let narrow_v = jsonschema::validator_for(narrow).ok()?;
+/// `wide_v` and `narrow_v` are the compiled `wide` and `narrow` (compiled once per check).
+pub fn counterexample(
+    wide: &Value,
+    narrow: &Value,
+    wide_v: &jsonschema::Validator,
+    narrow_v: &jsonschema::Validator,
+    finding: &Finding,
+) -> Option<Value> {
     // The base must be valid under both schemas, so that only the change at the finding's path
     // makes the difference; fall back to the wide schema's minimal instance.
     let (mw, mn) = (minimal(wide, wide, 0), minimal(narrow, narrow, 0));
@@ -333,6 +311,14 @@ pub fn counterexample(wide: &Value, narrow: &Value, finding: &Finding) -> Option
     // Each rule's own kind of change first: a removed property, an undeclared property, or a
     // value at the path.
     let mut tries: Vec<Value> = Vec::new();
+    if let Some(h) = &finding.hint {
+        tries.push(place(&base, &finding.instance_path, Some(h)));
+        tries.push(place(
+            &minimal(wide, wide, 0),
+            &finding.instance_path,
+            Some(h),
+        ));
+    }
     if finding.rule.starts_with("required-property")
         || finding.rule == "required-field-without-default"
     {

@@ -30,6 +30,7 @@ mod document;
 mod example;
 pub mod generate;
 pub mod output;
+mod regular;
 
 use std::collections::BTreeSet;
 
@@ -38,7 +39,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use compare::compare;
-use compare::SUSPECTED;
 // The counterexamples and the generator read schemas the way the comparison does.
 pub(crate) use compare::{required_names, resolve_ref};
 use document::{migrate_schema, open_root, sync_rules};
@@ -98,6 +98,13 @@ pub struct Finding {
     /// `old` or `new`: which schema accepts the counterexample.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accepted_by: Option<&'static str>,
+    /// Whether the finding stands only with a confirmed counterexample (the comparison
+    /// over-approximated the wider side); without one it becomes `undecidable`.
+    #[serde(skip)]
+    pub(crate) suspected: bool,
+    /// A value at `instance_path` that shows the finding, tried first as counterexample.
+    #[serde(skip)]
+    pub(crate) hint: Option<Value>,
 }
 
 /// A loaded schema file: a plain JSON Schema or a Collection Schema document.
@@ -120,8 +127,17 @@ pub struct LoadError(pub String);
 
 /// Loads and validates one file: JSON, a valid draft 2020-12 schema, every `$ref` resolvable.
 pub fn load(name: &str, text: &str) -> Result<Loaded, LoadError> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| LoadError(format!("{name}: not JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        if e.to_string().starts_with("recursion limit exceeded") {
+            LoadError(format!(
+                "{name}: nested deeper than 128 levels at line {} column {}; not checked",
+                e.line(),
+                e.column()
+            ))
+        } else {
+            LoadError(format!("{name}: not JSON: {e}"))
+        }
+    })?;
     let is_document = value.get("collection").is_some()
         && value.get("version").is_some()
         && value.get("schema").is_some();
@@ -149,6 +165,11 @@ pub fn load(name: &str, text: &str) -> Result<Loaded, LoadError> {
             "{name}: cannot be compiled (unresolvable $ref?): {e}"
         )));
     }
+    if let Some(at) = compare::progress_free_cycle(&schema) {
+        return Err(LoadError(format!(
+            "{name}: the subschema at #{prefix}{at} refers to itself through $ref with no keyword between; it has no meaning"
+        )));
+    }
     Ok(Loaded {
         name: name.to_owned(),
         schema,
@@ -156,6 +177,9 @@ pub fn load(name: &str, text: &str) -> Result<Loaded, LoadError> {
         document,
     })
 }
+
+/// Decided findings that get a counterexample per check (suspected ones always get a search).
+pub const COUNTEREXAMPLES_MAX: usize = 20;
 
 /// Compares OLD and NEW in `mode`.
 pub fn check(old: &Loaded, new: &Loaded, mode: Mode) -> Vec<Finding> {
@@ -219,25 +243,82 @@ pub fn check(old: &Loaded, new: &Loaded, mode: Mode) -> Vec<Finding> {
         .as_ref()
         .map(|_| open_root(&old.schema))
         .unwrap_or_else(|| old.schema.clone());
+    // Compiled once per check, and only for the directions that have findings.
+    let has = |d: Direction| findings.iter().any(|f| f.direction == d);
+    let compiled =
+        |s: &Value, wanted: bool| wanted.then(|| jsonschema::validator_for(s).ok()).flatten();
+    let (back, fwd) = (has(Direction::Backward), has(Direction::Forward));
+    let (migrated_v, new_v, opened_v) = (
+        compiled(&migrated, back),
+        compiled(&new.schema, back || fwd),
+        compiled(&opened, fwd),
+    );
+    let mut shown = 0;
     for f in &mut findings {
-        let (wide, narrow, accepted_by) = match f.direction {
-            Direction::Backward => (&migrated, &new.schema, "old"),
-            Direction::Forward => (&new.schema, &opened, "new"),
+        let (wide, narrow, wide_v, narrow_v, accepted_by) = match f.direction {
+            Direction::Backward => (&migrated, &new.schema, &migrated_v, &new_v, "old"),
+            Direction::Forward => (&new.schema, &opened, &new_v, &opened_v, "new"),
         };
-        f.counterexample =
-            example::counterexample(wide, narrow, f).filter(|_| f.severity == Severity::Error);
+        // Every suspected finding needs its instance; decided ones get one up to a bound, so
+        // that a change touching thousands of properties stays fast.
+        let wanted = f.suspected || shown < COUNTEREXAMPLES_MAX;
+        f.counterexample = match (wide_v, narrow_v) {
+            (Some(wv), Some(nv))
+                if wanted && f.severity == Severity::Error && f.rule != "undecidable" =>
+            {
+                example::counterexample(wide, narrow, wv, nv, f)
+            }
+            _ => None,
+        };
         f.accepted_by = f.counterexample.as_ref().map(|_| accepted_by);
-        if SUSPECTED.contains(&f.rule) && f.counterexample.is_none() {
-            // Suspected, not shown: say so instead of guessing either way.
+        shown += usize::from(f.counterexample.is_some() && !f.suspected);
+        if f.suspected && f.counterexample.is_none() {
+            // Suspected, not shown: not decided, which fails closed (an error) unless the
+            // caller allows it (`allow_undecidable`).
             f.rule = "undecidable";
-            f.severity = Severity::Warning;
             f.message = format!("{}; no instance shows a difference; not decided", f.message);
         }
     }
+    // Pointers name what exists in the files (a migrated or opened schema has members the
+    // file does not).
+    for (loaded, pick) in [(old, 0), (new, 1)] {
+        let file = match &loaded.document {
+            Some(d) => serde_json::to_value(d).unwrap_or(Value::Null),
+            None => loaded.schema.clone(),
+        };
+        for f in &mut findings {
+            let p = if pick == 0 {
+                &mut f.old_pointer
+            } else {
+                &mut f.new_pointer
+            };
+            *p = compare::existing(&file, p);
+        }
+    }
+    // One report per place and reason.
+    let mut seen = BTreeSet::new();
+    findings.retain(|f| {
+        seen.insert((
+            f.rule,
+            f.old_pointer.clone(),
+            f.new_pointer.clone(),
+            f.instance_path.clone(),
+            f.message.clone(),
+        ))
+    });
     findings
 }
 
-/// Whether findings allow the change: no error.
+/// Downgrades every `undecidable` finding to a warning (`--allow-undecidable`): the check then
+/// fails only on what is decided breaking.
+pub fn allow_undecidable(findings: &mut [Finding]) {
+    for f in findings.iter_mut().filter(|f| f.rule == "undecidable") {
+        f.severity = Severity::Warning;
+    }
+}
+
+/// Whether findings allow the change: no error (an `undecidable` finding is an error unless
+/// downgraded by [`allow_undecidable`]).
 pub fn compatible(findings: &[Finding]) -> bool {
     findings.iter().all(|f| f.severity == Severity::Warning)
 }
