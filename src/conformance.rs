@@ -90,6 +90,7 @@ pub const PER_CASE: &[(&str, &[&str])] = &[
         ],
     ),
     ("blank-values", &["integrity.checksums-match-model"]),
+    ("no-dedup", &["idempotency.concurrent-replay"]),
     ("never-hold-pull", &["pull.long-poll"]),
     ("no-supported-versions", &["version.unsupported-major"]),
     (

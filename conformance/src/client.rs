@@ -456,6 +456,55 @@ impl Ctx {
         self.base.strip_prefix("http://")
     }
 
+    /// POSTs the JSON `body` to `path` from `n` connections at once (each thread waits at a
+    /// barrier, then sends); the answers, in thread order, as (status, body). For requests that
+    /// must be safe to race, such as one push replayed concurrently (`[IDEM-2]`).
+    pub fn post_concurrently(
+        &self,
+        path: &str,
+        token: &str,
+        body: &Value,
+        n: usize,
+    ) -> Result<Vec<(u16, Value)>, Verdict> {
+        let url = format!("{}{path}", self.base);
+        let bytes = body.to_string();
+        let barrier = std::sync::Barrier::new(n.max(1));
+        let answers: Vec<Result<(u16, Value), String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..n.max(1))
+                .map(|_| {
+                    let agent = self.agent.clone();
+                    let (url, bytes, barrier) = (&url, &bytes, &barrier);
+                    scope.spawn(move || {
+                        let request = ureq::http::Request::builder()
+                            .method("POST")
+                            .uri(url.as_str())
+                            .header("authorization", format!("Bearer {token}"))
+                            .header("content-type", "application/json")
+                            .header("driftless-version", "1.0")
+                            .body(bytes.clone().into_bytes())
+                            .map_err(|e| e.to_string())?;
+                        barrier.wait();
+                        let mut resp = agent.run(request).map_err(|e| e.to_string())?;
+                        let status = resp.status().as_u16();
+                        let text = resp.body_mut().read_to_string().unwrap_or_default();
+                        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("a request thread panicked".into()))
+                })
+                .collect()
+        });
+        answers
+            .into_iter()
+            .map(|a| a.map_err(|e| Verdict::Error(format!("POST {path}: {e}"))))
+            .collect()
+    }
+
     /// GETs `path` with `token` from `threads` connections at once until one answer has
     /// `status`, at most `max` requests in all; whether one did. Parallel, so that a rate limit
     /// is reached on a slow or loaded machine too. A transport failure is an error.

@@ -75,6 +75,13 @@ pub fn cases() -> Vec<Case> {
             op_id_reused,
         ),
         case(
+            "idempotency.concurrent-replay",
+            &["IDEM-2", "IDEM-3", "IDEM-1"],
+            Must,
+            "one push sent on eight connections at once is applied exactly once",
+            concurrent_replay,
+        ),
+        case(
             "idempotency.increment-replay",
             &["IDEM-3", "MERGE-1"],
             Must,
@@ -354,6 +361,53 @@ fn respell(v: &Value) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// A Server whose dedup lookup and write are not one atomic step applies a push twice when its
+/// copies arrive together (a client retrying on a second connection while the first is slow).
+fn concurrent_replay(ctx: &mut Ctx) -> CaseResult {
+    const COPIES: usize = 8;
+    let (space, token) = space(ctx, "write")?;
+    let inc = fresh(
+        ctx,
+        "things",
+        "c",
+        json!({"kind": "increment", "field": "n", "by": 5}),
+    );
+    let body = json!({"client_id": C, "mutations": [inc]});
+    let answers =
+        ctx.post_concurrently(&format!("/v1/spaces/{space}/push"), &token, &body, COPIES)?;
+    let mut applied = 0;
+    for (status, reply) in &answers {
+        check(*status == 200, || {
+            format!("a concurrent copy answered {status}: {reply}")
+        })?;
+        let result = &reply["results"][0];
+        match result["status"].as_str() {
+            Some("applied") => applied += 1,
+            Some("duplicate") => check(result["original"]["status"] == "applied", || {
+                format!("a duplicate must carry the applied original: {result}")
+            })?,
+            _ => {
+                return Err(Verdict::Error(format!(
+                "precondition: a copy of the increment was neither applied nor duplicate: {result}"
+            )))
+            }
+        }
+    }
+    check(applied == 1, || {
+        format!(
+            "{applied} of {COPIES} concurrent copies of one push were applied; exactly one must be"
+        )
+    })?;
+    let rec = ctx.record(&space, &token, "things", "c")?;
+    ctx.expect(&rec, 200, "the record")?;
+    check(rec.body["value"]["n"] == 5, || {
+        format!(
+            "after {COPIES} concurrent copies of one increment by 5 the value is {}",
+            rec.body["value"]["n"]
+        )
+    })
 }
 
 fn increment_replay(ctx: &mut Ctx) -> CaseResult {
