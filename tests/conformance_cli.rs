@@ -79,6 +79,38 @@ fn a_failing_token_command_errors_the_cases_and_exits_2() {
         .contains("token command failed"));
 }
 
+/// A token command that signs with another secret (a mistyped --data) stops the run before the
+/// cases with one line, instead of failing every MUST case as if the server were broken.
+#[test]
+fn tokens_the_server_refuses_stop_the_run_with_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+    let token_cmd = format!(
+        "{} token --init --data {} --user {{user}} --space {{space}} --scope {{scope}} --ttl {{ttl}}",
+        env!("CARGO_BIN_EXE_driftless"),
+        other.path().display()
+    );
+    let out = driftless()
+        .args([
+            "conformance",
+            "--server",
+            &server.base,
+            "--token-cmd",
+            &token_cmd,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("refuses the token command's Tokens (401"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8(out.stdout).unwrap().trim().is_empty());
+}
+
 #[test]
 fn setup_and_usage_errors_are_one_line_and_exit_2() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -203,6 +203,30 @@ impl Ctx {
         self.case = id.to_owned();
     }
 
+    /// Before any case: a Token from the token command must be accepted. A Server that answers
+    /// it `unauthorized` (401) would fail nearly every MUST case for a setup mistake (a token
+    /// command signing with another secret), so the run stops with one line instead. A failing
+    /// token command is left to the cases, which report it as errored.
+    pub fn preflight(&mut self) -> Result<(), String> {
+        self.begin_case("preflight");
+        let space = self.space();
+        let Ok(token) = self.token(&self.user(), &space, "read") else {
+            return Ok(());
+        };
+        let Ok(r) = self.get(&format!("/v1/spaces/{space}/checksums"), Some(&token)) else {
+            return Ok(());
+        };
+        if r.status == 401 {
+            return Err(format!(
+                "the server refuses the token command's Tokens (401: {}); check that the command \
+                 signs with the server's own secret (for the reference server: the same --data \
+                 folder)",
+                r.body["detail"].as_str().unwrap_or("no detail")
+            ));
+        }
+        Ok(())
+    }
+
     /// A User name of the current case's own, so that per-User rate limits never couple cases.
     pub fn user(&self) -> String {
         let h = self.case.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {

@@ -120,6 +120,7 @@ pub fn run(
         options.seed,
         options.ca_pem.as_deref(),
     )?;
+    ctx.preflight()?;
     let protocol_version = ctx.discovery()["protocol_versions"]
         .as_array()
         .and_then(|v| v.first())
