@@ -322,18 +322,7 @@ struct Ceiling {
 impl Ceiling {
     fn start() -> Result<Self, String> {
         use http_body_util::BodyExt;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .map_err(|e| e.to_string())?;
-        let base = format!(
-            "http://{}",
-            listener.local_addr().map_err(|e| e.to_string())?
-        );
+        let (runtime, listener, base) = crate::embedded::loopback_runtime()?;
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(async move {
             loop {

@@ -55,18 +55,7 @@ impl Embedded {
         )
         .map_err(|e| e.to_string())?;
         let key = app.key.clone();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .map_err(|e| e.to_string())?;
-        let base = format!(
-            "http://{}",
-            listener.local_addr().map_err(|e| e.to_string())?
-        );
+        let (runtime, listener, base) = loopback_runtime()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(driftless_server::run(
             Arc::clone(&app),
@@ -101,4 +90,24 @@ impl Drop for Embedded {
             rt.shutdown_timeout(Duration::from_secs(5));
         }
     }
+}
+
+/// A two-thread tokio runtime and a listener on a free 127.0.0.1 port, with its `http://` base
+/// URL: where the in-process servers of the CLI (embedded reference server, benchmark ceiling)
+/// run.
+pub fn loopback_runtime(
+) -> Result<(tokio::runtime::Runtime, tokio::net::TcpListener, String), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| e.to_string())?;
+    let base = format!(
+        "http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    Ok((runtime, listener, base))
 }

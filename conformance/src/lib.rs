@@ -10,6 +10,7 @@
 pub mod cases;
 pub mod client;
 pub mod proxy;
+pub mod raw;
 
 pub use cases::NOT_CHECKABLE;
 pub mod report;
