@@ -857,3 +857,73 @@ fn read_modify_write_keeps_fields_this_app_does_not_know() {
         json!({"title": "b", "color_v2": "teal"})
     );
 }
+
+/// Issue 10's reproduction: a long-offline edit must not bring back a Record deleted while it
+/// waited, whether or not the Server compacted meanwhile ([CLIENT-21]). Without compaction the
+/// edit (older than the delete) is hidden by it; with compaction it is refused as too old, and
+/// re-issued with a fresh clock it used to win over the purged delete.
+#[test]
+fn a_long_offline_edit_does_not_bring_back_a_record_deleted_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let t = token(&data, "ada", "demo", "admin");
+    let server = ServerProcess::start(&data, &[]);
+    let mut a = client(&dir.path().join("a"), &server.base, &t, "demo");
+    let mut b = client(&dir.path().join("b"), &server.base, &t, "demo");
+    a.write(
+        "notes",
+        "t1",
+        json!({"kind": "put", "value": {"title": "Buy milk", "done": false}}),
+        0,
+    )
+    .unwrap();
+    a.sync().unwrap();
+    b.sync().unwrap();
+    // a edits offline; b deletes and syncs; an admin compacts.
+    a.write(
+        "notes",
+        "t1",
+        json!({"kind": "patch", "set": {"done": true}}),
+        0,
+    )
+    .unwrap();
+    b.write("notes", "t1", json!({"kind": "delete"}), 0)
+        .unwrap();
+    b.sync().unwrap();
+    let (status, _) = call(
+        &agent(),
+        "POST",
+        &format!("{}/v1/spaces/demo/compact", server.base),
+        &t,
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let report = a.sync().unwrap();
+    assert_eq!(report.reissued, 0, "{report:?}");
+    assert_eq!(report.dead_lettered.len(), 1, "{report:?}");
+    // The delete stands on the Server and in a's view.
+    let (status, body) = call(
+        &agent(),
+        "GET",
+        &format!("{}/v1/spaces/demo/records/notes/t1", server.base),
+        &t,
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(a.get("notes", "t1").unwrap(), None);
+    // The edit is in the dead letters, with a Problem the app can show.
+    let dead = a.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        dead[0].1["effect"],
+        json!({"kind": "patch", "set": {"done": true}})
+    );
+    assert_eq!(
+        dead[0].2["type"], "urn:driftless:problem:mutation-too-old",
+        "{:?}",
+        dead[0]
+    );
+    assert_eq!(a.status().unwrap().pending, 0);
+}

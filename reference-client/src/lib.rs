@@ -185,6 +185,9 @@ pub struct Client {
     clock: LocalClock,
     discovery: Option<Value>,
     on_event: Option<EventSink>,
+    /// Mutations refused as `mutation-too-old` whose Records the Mirror held: settled after the
+    /// pull of the sync that refused them ([CLIENT-21]).
+    too_old_waiting: Vec<store::Pending>,
 }
 
 const ID_CHARS_MIN: usize = 8;
@@ -220,6 +223,7 @@ impl Client {
             clock,
             discovery: None,
             on_event: None,
+            too_old_waiting: Vec::new(),
         })
     }
 
@@ -341,6 +345,10 @@ impl Client {
         self.resolve_unknown_fates(&mut report)?;
         self.push_all(&mut report)?;
         self.pull_all(&mut report, None)?;
+        if self.settle_too_old_waiting(&mut report)? > 0 {
+            self.push_all(&mut report)?;
+            self.pull_all(&mut report, None)?;
+        }
         let (space, now, clock) = (self.cfg.space.clone(), now_ms(), &mut self.clock);
         self.store.tx(|tx| {
             clock.keep_in(tx)?;

@@ -4,7 +4,9 @@
 //! (`[CLIENT-3]`), and the settling of every Outcome (`[PUSH-8]`): acknowledged Mutations leave
 //! the Outbox (`[CLIENT-2]`), rejected ones go to the dead-letter list (`[CLIENT-4]`,
 //! `[CLIENT-5]`, `[CLIENT-14]`), `clock-skew` and never-sent `mutation-too-old` are re-issued
-//! (`[HLC-9]`, `[CLIENT-9]`, `[CLIENT-10]`) after the clock may step back (`[HLC-12]`).
+//! (`[HLC-9]`, `[CLIENT-9]`, `[CLIENT-10]`) after the clock may step back (`[HLC-12]`); a
+//! never-sent `mutation-too-old` of a Record the Mirror holds waits for the sync's pull and is
+//! re-issued only if the Record is still there (`[CLIENT-21]`).
 
 use std::collections::VecDeque;
 
@@ -64,7 +66,9 @@ impl Client {
             let latest = self.store.newest_seq()?;
             if queue.is_empty() || latest > newest {
                 queue = self.send_order()?;
-                queue.retain(|p| !held.contains(&p.seq));
+                let waiting: std::collections::HashSet<u64> =
+                    self.too_old_waiting.iter().map(|p| p.seq).collect();
+                queue.retain(|p| !held.contains(&p.seq) && !waiting.contains(&p.seq));
                 newest = latest;
             }
             let Some(first) = queue.front() else {
@@ -334,35 +338,91 @@ impl Client {
         // clock-skew: re-issue after merging the Server clock ([HLC-9]); mutation-too-old: only
         // if this was the first send ([CLIENT-9], [CLIENT-10]).
         let reissue = code == "clock-skew" || (code == "mutation-too-old" && p.attempts <= 1);
-        if reissue {
-            report.reissued += 1;
-            let new_op = format!("{}-{}-{}", self.client_id, p.seq, random_hex(4));
-            let (old, seq) = (p.op_id.clone(), p.seq as i64);
-            let mut clock = self.clock.clone();
-            self.store.tx(|tx| {
-                let mut body = p.body.clone();
-                body["op_id"] = json!(new_op);
-                body["hlc"] = json!(clock.stamp_in(tx)?.to_string());
-                // Same seq: the re-issued Mutation keeps its place among its Record's Mutations.
-                tx.execute(
-                    "UPDATE outbox SET op_id = ?1, body = ?2, attempts = 0 WHERE seq = ?3",
-                    rusqlite::params![new_op, body.to_string(), seq],
-                )
-                .map_err(store::sql_error)?;
-                receipt(
-                    tx,
-                    &old,
-                    "rejected",
-                    Some(&format!("{code}; re-issued as {new_op}")),
-                )?;
-                receipt(tx, &new_op, "pending", None)?;
-                Store::count(tx, "reissued", 1)
-            })?;
-            self.clock = clock;
+        if reissue && code == "mutation-too-old" && self.mirror_holds(p)? {
+            // The Record may have been deleted while this waited, and the tombstone purged:
+            // re-issued with a fresh clock it would bring the Record back. Decide after the
+            // pull of this sync ([CLIENT-21]).
+            self.too_old_waiting.push(p.clone());
             return Ok(());
         }
-        let problem = outcome.get("problem").cloned().unwrap_or(outcome.clone());
-        self.dead_letter(p, &problem, report)
+        if reissue {
+            self.reissue(p, &code, report)
+        } else {
+            let problem = outcome.get("problem").cloned().unwrap_or(outcome.clone());
+            self.dead_letter(p, &problem, report)
+        }
+    }
+
+    /// Whether the Mirror holds `p`'s Record, existing (not a tombstone).
+    fn mirror_holds(&self, p: &Pending) -> Result<bool, ClientError> {
+        Ok(self
+            .store
+            .mirrored(&self.cfg.space, &p.collection, &p.record_id)?
+            .is_some_and(|m| !m.deleted))
+    }
+
+    /// Settles the Mutations refused as `mutation-too-old` whose Records the Mirror held, now
+    /// that the pull has brought the Mirror up to date ([CLIENT-21]): a Record still there gets
+    /// its Mutation re-issued ([CLIENT-9]); a Record gone was deleted while the Mutation waited,
+    /// so the Mutation is dead-lettered and the delete stands, as it would had the Server not
+    /// compacted yet. Returns how many were re-issued.
+    pub(crate) fn settle_too_old_waiting(
+        &mut self,
+        report: &mut SyncReport,
+    ) -> Result<usize, ClientError> {
+        let waiting = std::mem::take(&mut self.too_old_waiting);
+        let mut reissued = 0;
+        for p in waiting {
+            if self.mirror_holds(&p)? {
+                self.reissue(&p, "mutation-too-old", report)?;
+                reissued += 1;
+            } else {
+                let problem = json!({
+                    "type": "urn:driftless:problem:mutation-too-old",
+                    "title": "Mutation too old",
+                    "status": 422,
+                    "detail": "the Record was deleted while this write waited longer than the \
+                        Server's retention; it was not re-issued, so the delete stands \
+                        ([CLIENT-21])",
+                });
+                self.dead_letter(&p, &problem, report)?;
+            }
+        }
+        Ok(reissued)
+    }
+
+    /// Re-issues `p` as a new Mutation: a new Op ID and a fresh HLC at the same seq.
+    fn reissue(
+        &mut self,
+        p: &Pending,
+        code: &str,
+        report: &mut SyncReport,
+    ) -> Result<(), ClientError> {
+        report.reissued += 1;
+        let new_op = format!("{}-{}-{}", self.client_id, p.seq, random_hex(4));
+        let (old, seq) = (p.op_id.clone(), p.seq as i64);
+        let mut clock = self.clock.clone();
+        self.store.tx(|tx| {
+            let mut body = p.body.clone();
+            body["op_id"] = json!(new_op);
+            body["hlc"] = json!(clock.stamp_in(tx)?.to_string());
+            // Same seq: the re-issued Mutation keeps its place among its Record's Mutations.
+            tx.execute(
+                "UPDATE outbox SET op_id = ?1, body = ?2, attempts = 0 WHERE seq = ?3",
+                rusqlite::params![new_op, body.to_string(), seq],
+            )
+            .map_err(store::sql_error)?;
+            receipt(
+                tx,
+                &old,
+                "rejected",
+                Some(&format!("{code}; re-issued as {new_op}")),
+            )?;
+            receipt(tx, &new_op, "pending", None)?;
+            Store::count(tx, "reissued", 1)
+        })?;
+        self.clock = clock;
+        Ok(())
     }
 
     fn dead_letter(
