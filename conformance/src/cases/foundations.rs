@@ -3,7 +3,8 @@
 //! content types, malformed or wrongly shaped bodies).
 //!
 //! Requirement IDs its cases check: `[DISC-1]`, `[DISC-2]`, `[DISC-4]`, `[DISC-7]`, `[ERR-8]`,
-//! `[HTTP-2]`, `[HTTP-5]`, `[HTTP-6]`, `[HTTP-7]`, `[HTTP-8]`, `[HTTP-9]`, `[HTTP-12]`, `[LIM-1]`,
+//! `[HTTP-2]`, `[HTTP-5]`, `[HTTP-6]`, `[HTTP-7]`, `[HTTP-8]`, `[HTTP-9]`, `[HTTP-12]`,
+//! `[HTTP-14]`, `[LIM-1]`,
 //! `[RET-1]`, `[RET-11]`, `[VER-3]`, `[VER-4]`, `[VER-6]`.
 
 use serde_json::json;
@@ -16,6 +17,13 @@ use crate::{Case, CaseResult, Verdict};
 /// The cases of this chapter, in suite order.
 pub fn cases() -> Vec<Case> {
     vec![
+        case(
+            "http.check-order",
+            &["HTTP-14", "AUTH-6"],
+            Must,
+            "a request breaking several rules gets the Problem of the first check in the spec's order",
+            check_order,
+        ),
         case(
             "discovery.shape",
             &["DISC-1", "DISC-2", "LIM-1", "RET-1"],
@@ -270,4 +278,87 @@ fn absent_version(ctx: &mut Ctx) -> CaseResult {
     ctx.expect(&r, 200, "pull without Driftless-Version")?;
     let v = r.header("driftless-version").unwrap_or("");
     check(v.starts_with("1."), || format!("served as version {v:?}"))
+}
+
+/// One request of `http.check-order`: what it breaks, method, path, Token, headers, and the
+/// status and Problem code of the check that must answer.
+type Step<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    &'a [(&'a str, &'a str)],
+    u16,
+    &'a str,
+);
+
+/// `[HTTP-14]`: each request breaks two rules; the answer must be the earlier check's.
+fn check_order(ctx: &mut Ctx) -> CaseResult {
+    let (space, write) = space(ctx, "write")?;
+    let read = ctx.token(&ctx.user(), &space, "read")?;
+    let push = format!("/v1/spaces/{space}/push");
+    let text = [("content-type", "text/plain")];
+    let steps: [Step; 5] = [
+        (
+            "an unknown path without a Token",
+            "GET",
+            "/v1/no/such/endpoint",
+            None,
+            &[],
+            404,
+            "not-found",
+        ),
+        (
+            "a wrong method without a Token",
+            "DELETE",
+            &push,
+            None,
+            &[],
+            405,
+            "method-not-allowed",
+        ),
+        (
+            "an unsupported version without a Token",
+            "POST",
+            &push,
+            None,
+            &[("driftless-version", "9.0"), ("content-type", "text/plain")],
+            400,
+            "unsupported-version",
+        ),
+        (
+            "no Token and a body that is not JSON",
+            "POST",
+            &push,
+            None,
+            &text,
+            401,
+            "unauthorized",
+        ),
+        (
+            "a read Token on push and a body that is not JSON",
+            "POST",
+            &push,
+            Some(&read),
+            &text,
+            403,
+            "forbidden",
+        ),
+    ];
+    for (what, method, path, token, headers, status, code) in steps {
+        let r = ctx.request(method, path, token, headers, Some(b"not json".to_vec()))?;
+        ctx.expect_problem(&r, status, code).map_err(|v| match v {
+            Verdict::Fail(m) => fail(format!("{what}: {m}")),
+            other => other,
+        })?;
+    }
+    // The last step before the message: a write Token, text/plain and a body that is not JSON.
+    let r = ctx.request(
+        "POST",
+        &push,
+        Some(&write),
+        &text,
+        Some(b"not json".to_vec()),
+    )?;
+    ctx.expect_problem(&r, 415, "unsupported-media-type")
 }

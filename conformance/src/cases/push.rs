@@ -54,6 +54,13 @@ pub fn cases() -> Vec<Case> {
             number_beyond_double,
         ),
         case(
+            "push.check-order",
+            &["PUSH-13"],
+            Must,
+            "a mutation breaking several rules is rejected with the first in the spec's order",
+            mutation_check_order,
+        ),
+        case(
             "push.inexact-number",
             &["PUSH-12", "PUSH-4"],
             Must,
@@ -207,6 +214,58 @@ fn number_beyond_double(ctx: &mut Ctx) -> CaseResult {
     check(results[1]["status"] == "applied", || {
         format!("the good mutation beside it answered {}", results[1])
     })
+}
+
+/// `[PUSH-13]`: each Mutation breaks two per-Mutation rules; the Problem must be the earlier
+/// step's.
+fn mutation_check_order(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let ancient = Ctx::hlc_at(1, 0, C); // older than any retention
+    let ahead = Ctx::hlc_at(now_ms() + 3_600_000, 0, C); // far beyond any skew bound
+    let with = |ctx: &mut Ctx, id: &str, hlc: &str, version: Option<u32>| {
+        let op = ctx.op();
+        let mut m = mutation(
+            &op,
+            1,
+            "things",
+            id,
+            hlc,
+            json!({"kind": "put", "value": {}}),
+        );
+        if let Some(v) = version {
+            m["schema_version"] = json!(v);
+        }
+        m
+    };
+    let stranger = Ctx::hlc_at(1, 0, "someone-else");
+    let cases = [
+        (
+            "a foreign node and an ancient HLC",
+            with(ctx, "r1", &stranger, None),
+            "invalid-mutation",
+        ),
+        (
+            "an ancient HLC and an unknown schema version",
+            with(ctx, "r2", &ancient, Some(99)),
+            "mutation-too-old",
+        ),
+        (
+            "a skewed HLC and an unknown schema version",
+            with(ctx, "r3", &ahead, Some(99)),
+            "clock-skew",
+        ),
+    ];
+    let mutations: Vec<Value> = cases.iter().map(|(_, m, _)| m.clone()).collect();
+    let r = ctx.push(&space, &token, C, &mutations)?;
+    ctx.expect(&r, 200, "push")?;
+    for (i, (what, _, code)) in cases.iter().enumerate() {
+        let result = &r.body["results"][i];
+        let expected = format!("urn:driftless:problem:{code}");
+        check(result["problem"]["type"] == expected.as_str(), || {
+            format!("{what}: expected {code}, got {result}")
+        })?;
+    }
+    Ok(())
 }
 
 /// `[PUSH-12]`: the literal is written into the push text (a JSON library would round it first).
