@@ -152,6 +152,69 @@ pub fn first_inexact_number(json: &str) -> Option<&str> {
     None
 }
 
+/// The first member name that one object of the JSON text `json` holds twice, if any (I-JSON,
+/// RFC 7493 §2.3; `[PUSH-14]`). Names are compared after unescaping, so `"a"` and `"\u0061"` are
+/// the same name. Text that is not JSON has none (its parse fails elsewhere).
+pub fn first_duplicate_member(json: &str) -> Option<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    struct Find<'a>(&'a mut Option<String>);
+
+    impl<'de> DeserializeSeed<'de> for Find<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Find<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let found = self.0;
+            while seq.next_element_seed(Find(&mut *found))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let found = self.0;
+            let mut seen = std::collections::HashSet::new();
+            while let Some(name) = map.next_key::<String>()? {
+                if found.is_none() && seen.contains(&name) {
+                    *found = Some(name.clone());
+                }
+                seen.insert(name);
+                map.next_value_seed(Find(&mut *found))?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut found = None;
+    let mut de = serde_json::Deserializer::from_str(json);
+    Find(&mut found).deserialize(&mut de).ok()?;
+    found
+}
+
 /// A decimal number as (negative, significant digits without leading or trailing zeros,
 /// exponent) with value `0.DIGITS × 10^exponent`; zero is `(false, "", 0)` whatever its sign.
 fn decimal_value(literal: &str) -> (bool, String, i64) {
@@ -279,6 +342,22 @@ mod tests {
         ] {
             assert!(!number_literal_is_exact(inexact), "{inexact} is not exact");
         }
+    }
+
+    #[test]
+    fn duplicate_member_names_are_found_after_unescaping() {
+        assert_eq!(
+            first_duplicate_member(r#"{"a":1,"b":{"x":1,"\u0078":2}}"#),
+            Some("x".to_owned())
+        );
+        assert_eq!(
+            first_duplicate_member(r#"{"a":{"a":1},"b":[{"a":1},{"a":2}]}"#),
+            None
+        );
+        assert_eq!(
+            first_duplicate_member(r#"[{"k":1,"k":1}]"#),
+            Some("k".to_owned())
+        );
     }
 
     #[test]

@@ -61,6 +61,13 @@ pub fn cases() -> Vec<Case> {
             mutation_check_order,
         ),
         case(
+            "push.not-i-json",
+            &["PUSH-14", "PUSH-4"],
+            Must,
+            "a mutation with a duplicate member name or a lone surrogate is invalid-mutation alone",
+            not_i_json,
+        ),
+        case(
             "push.inexact-number",
             &["PUSH-12", "PUSH-4"],
             Must,
@@ -266,6 +273,47 @@ fn mutation_check_order(ctx: &mut Ctx) -> CaseResult {
         })?;
     }
     Ok(())
+}
+
+/// `[PUSH-14]`: the texts are written by hand (a JSON library would never produce them).
+fn not_i_json(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let spell = |ctx: &mut Ctx, id: &str, inner: &str| -> Result<String, Verdict> {
+        let text = put(ctx, id, json!({"n": 7})).to_string();
+        let text = text.replace("{\"n\":7}", inner);
+        check(text.contains(inner), || format!("could not build {text}"))?;
+        Ok(text)
+    };
+    let duplicate = spell(ctx, "dup", r#"{"n":1,"n":2}"#)?;
+    let escaped = spell(ctx, "esc", r#"{"n":1,"\u006e":2}"#)?;
+    let surrogate = spell(ctx, "sur", r#"{"s":"\ud800"}"#)?;
+    let good = put(ctx, "good", json!({"n": 1})).to_string();
+    let body = format!(
+        "{{\"client_id\":\"{C}\",\"mutations\":[{duplicate},{escaped},{surrogate},{good}]}}"
+    );
+    let r = ctx.push_text(&space, &token, body)?;
+    ctx.expect(
+        &r,
+        200,
+        "push (one mutation's text must not fail the request: [PUSH-4])",
+    )?;
+    let results = &r.body["results"];
+    for (i, what) in [
+        "a member twice",
+        "a member twice, once escaped",
+        "a lone surrogate",
+    ]
+    .iter()
+    .enumerate()
+    {
+        check(
+            results[i]["problem"]["type"] == "urn:driftless:problem:invalid-mutation",
+            || format!("the mutation holding {what} answered {}", results[i]),
+        )?;
+    }
+    check(results[3]["status"] == "applied", || {
+        format!("the good mutation beside them answered {}", results[3])
+    })
 }
 
 /// `[PUSH-12]`: the literal is written into the push text (a JSON library would round it first).

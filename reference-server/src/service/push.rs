@@ -1,6 +1,6 @@
 //! Push, spec chapter 04: `POST /v1/spaces/{space}/push` takes a batch of Mutations from one
 //! Client and answers one result per Mutation, each durable before the answer (`[PUSH-1]` to
-//! `[PUSH-12]`).
+//! `[PUSH-14]`).
 //!
 //! The steps, in order: the envelope is checked (`[PUSH-6]`, `[PUSH-7]`); each Mutation's Op ID
 //! is looked up first, so a replay gets its stored Outcome (`[IDEM-1]` to `[IDEM-8]`); a new
@@ -16,7 +16,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
-use driftless_protocol::canonical::{first_inexact_number, to_canonical_string};
+use driftless_protocol::canonical::{
+    first_duplicate_member, first_inexact_number, to_canonical_string,
+};
 use driftless_protocol::checksum::{self, to_hex};
 use driftless_protocol::collection_schema::SchemaHistory;
 use driftless_protocol::ids::{ClientId, OpId};
@@ -37,6 +39,10 @@ use super::{
 };
 use crate::faults::fault;
 use crate::storage::{SpaceRead, SpaceWrite, Storage, StorageError, StoredOp, StoredRecord};
+
+/// The detail of a Mutation refused under `[PUSH-14]` (it names no member: `[SEC-1]`).
+const DUPLICATE_MEMBER: &str = "an object in the mutation holds the same member name twice; \
+     which one a receiver keeps is not defined (I-JSON, RFC 7493), so neither is ([PUSH-14])";
 
 /// The detail of a Mutation refused under `[PUSH-12]` (it names no value: `[SEC-1]`).
 const INEXACT_NUMBER: &str = "the mutation holds a number that an IEEE 754 double cannot hold \
@@ -450,6 +456,8 @@ impl<S: Storage> Service<S> {
         // Mutation is refused alone (`[PUSH-11]`, `[PUSH-12]`), like any other invalid one.
         let tree = if first_inexact_number(text).is_some() {
             Err(INEXACT_NUMBER.to_owned())
+        } else if first_duplicate_member(text).is_some() {
+            Err(DUPLICATE_MEMBER.to_owned())
         } else {
             tree.unwrap_or_else(|| parse(text))
                 .map_err(|e| format!("the mutation holds JSON this server cannot represent: {e}"))
