@@ -55,6 +55,19 @@ fn wait_for(rx: &std::sync::mpsc::Receiver<Event>, mut done: impl FnMut(&Event) 
     }
 }
 
+/// Compacts the Space `demo` on demand (`POST .../compact`, admin Token).
+fn compact(base: &str, admin: &str) {
+    let (status, body) = call(
+        &agent(),
+        "POST",
+        &format!("{base}/v1/spaces/demo/compact"),
+        admin,
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+}
+
 fn obj(v: Value) -> Map<String, Value> {
     v.as_object().unwrap().clone()
 }
@@ -288,15 +301,7 @@ fn resync_after_cursor_expiry_keeps_pending_writes() {
         {"op_id": "op-other-0001", "seq": 1, "collection": "notes", "record_id": "later", "hlc": format!("{:012x}-0000-someone-else", common::server::now_ms()), "effect": {"kind": "put", "value": {"v": 3}}}
     ]}))).unwrap();
     assert_eq!(other.0, 200);
-    let (status, _) = call(
-        &agent(),
-        "POST",
-        &format!("{}/v1/spaces/demo/compact", server.base),
-        &t,
-        None,
-    )
-    .unwrap();
-    assert_eq!(status, 200);
+    compact(&server.base, &t);
     let events = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let sink = events.clone();
     c.on_event(move |e| sink.borrow_mut().push(e.clone()));
@@ -890,15 +895,7 @@ fn a_long_offline_edit_does_not_bring_back_a_record_deleted_meanwhile() {
     b.write("notes", "t1", json!({"kind": "delete"}), 0)
         .unwrap();
     b.sync().unwrap();
-    let (status, _) = call(
-        &agent(),
-        "POST",
-        &format!("{}/v1/spaces/demo/compact", server.base),
-        &t,
-        None,
-    )
-    .unwrap();
-    assert_eq!(status, 200);
+    compact(&server.base, &t);
     let report = a.sync().unwrap();
     assert_eq!(report.reissued, 0, "{report:?}");
     assert_eq!(report.dead_lettered.len(), 1, "{report:?}");

@@ -36,16 +36,7 @@ impl Ctx {
     /// `http://` only.
     pub fn raw_exchange(&self, request: Vec<u8>) -> Result<Option<Resp>, Verdict> {
         use std::io::Write;
-        let Some(authority) = self.authority() else {
-            return Err(Verdict::Skip(
-                "raw requests are checked over plain http only".into(),
-            ));
-        };
-        let mut stream =
-            std::net::TcpStream::connect(authority).map_err(|e| Verdict::Error(e.to_string()))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .map_err(|e| Verdict::Error(e.to_string()))?;
+        let mut stream = self.raw_connect(Duration::from_secs(30))?;
         let mut writer = stream
             .try_clone()
             .map_err(|e| Verdict::Error(e.to_string()))?;
@@ -63,21 +54,28 @@ impl Ctx {
     /// later push must wake). Read the answer with [`Sent::response`]. Plain `http://` only.
     pub fn raw_send(&self, request: &[u8]) -> Result<Sent, Verdict> {
         use std::io::Write;
-        let Some(authority) = self.authority() else {
-            return Err(Verdict::Skip(
-                "raw requests are checked over plain http only".into(),
-            ));
-        };
-        let mut stream =
-            std::net::TcpStream::connect(authority).map_err(|e| Verdict::Error(e.to_string()))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .map_err(|e| Verdict::Error(e.to_string()))?;
+        let mut stream = self.raw_connect(Duration::from_secs(60))?;
         stream
             .write_all(request)
             .and_then(|()| stream.flush())
             .map_err(|e| Verdict::Error(format!("sending a raw request: {e}")))?;
         Ok(Sent { stream })
+    }
+
+    /// A new connection to the Server whose reads give up after `read_timeout` (a hang guard,
+    /// not a check); a skip over `https://`.
+    fn raw_connect(&self, read_timeout: Duration) -> Result<std::net::TcpStream, Verdict> {
+        let Some(authority) = self.authority() else {
+            return Err(Verdict::Skip(
+                "raw requests are checked over plain http only".into(),
+            ));
+        };
+        let stream =
+            std::net::TcpStream::connect(authority).map_err(|e| Verdict::Error(e.to_string()))?;
+        stream
+            .set_read_timeout(Some(read_timeout))
+            .map_err(|e| Verdict::Error(e.to_string()))?;
+        Ok(stream)
     }
 
     /// The authority (`host:port`) of a plain `http://` base URL.
