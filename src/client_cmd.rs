@@ -334,6 +334,7 @@ pub fn main(args: Args) -> Result<u8, Failure> {
             println!("{op}");
         }
     };
+    let is_add = matches!(args.command, Command::SetAdd { .. });
     match args.command {
         Command::Put {
             collection,
@@ -380,19 +381,16 @@ pub fn main(args: Args) -> Result<u8, Failure> {
             id,
             field,
             elements,
-        } => {
-            let elements: Vec<Value> = elements.iter().map(|e| element(e)).collect();
-            let effect = json!({"kind": "set_add", "field": field, "elements": elements});
-            wrote(client.write(&collection, &id, effect, 0).map_err(err)?);
         }
-        Command::SetRemove {
+        | Command::SetRemove {
             collection,
             id,
             field,
             elements,
         } => {
+            let kind = if is_add { "set_add" } else { "set_remove" };
             let elements: Vec<Value> = elements.iter().map(|e| element(e)).collect();
-            let effect = json!({"kind": "set_remove", "field": field, "elements": elements});
+            let effect = json!({"kind": kind, "field": field, "elements": elements});
             wrote(client.write(&collection, &id, effect, 0).map_err(err)?);
         }
         Command::Resolve {
