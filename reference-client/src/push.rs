@@ -319,7 +319,12 @@ impl Client {
             report.acknowledged += 1;
             let op = p.op_id.clone();
             let hlc = p.body["hlc"].as_str().and_then(|h| h.parse::<Hlc>().ok());
+            let (space, change_seq) = (self.cfg.space.clone(), outcome["change_seq"].as_u64());
             return self.store.tx(|tx| {
+                // Kept in the view until the pull reaches it ([CLIENT-23]).
+                if let Some(n) = change_seq {
+                    Store::keep_acked(tx, &space, &op, n)?;
+                }
                 if let Some(h) = &hlc {
                     // The latest applied Stamp bounds a step back ([HLC-12]).
                     let max =
