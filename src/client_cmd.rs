@@ -46,7 +46,10 @@ fn server_url(s: &str) -> Result<String, String> {
 #[command(
     after_help = "Exit codes: 0 done; 1 operating error (server unreachable, token or \
 schema refused, store unreadable, sync unfinished, get of an absent record); 2 usage error (bad \
-arguments, or a write no server could accept)."
+arguments, or a write no server could accept).
+
+`driftless client adapter` (no other option) runs the client as a conformance-kit adapter: JSON \
+lines on stdin and stdout, see spec/13-client-adapter.md."
 )]
 pub struct Args {
     /// The local store folder (created if missing; one Client per folder).
