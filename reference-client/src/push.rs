@@ -126,6 +126,12 @@ impl Client {
                 Some(&json!({"client_id": self.client_id, "mutations": bodies})),
             )?;
             self.check_auth(&r)?;
+            // An answer that came on a retry of the request: every Mutation in it was sent
+            // before, whatever the first attempt did ([CLIENT-10], "sent before").
+            let mut batch = batch;
+            for p in &mut batch {
+                p.attempts += u64::from(r.attempts.saturating_sub(1));
+            }
             match r.status {
                 200 => {
                     let results = r.body["results"].as_array().cloned().unwrap_or_default();

@@ -58,6 +58,10 @@ pub(crate) struct Reply {
     pub(crate) retry_after: Option<u64>,
     pub(crate) clock: Option<String>,
     pub(crate) body: Value,
+    /// How many attempts [`Client::call`] made for this answer (1: the first one answered).
+    /// A push answered on a later attempt was sent before, even if no answer came
+    /// (chapter 08, "sent before").
+    pub(crate) attempts: u32,
 }
 
 impl Client {
@@ -142,6 +146,7 @@ impl Client {
             retry_after,
             clock,
             body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            attempts: 1,
         })
     }
 
@@ -158,7 +163,8 @@ impl Client {
         for attempt in 0..=policy.attempts_per_sync {
             let outcome = self.request(method, path, body);
             let (reason, retry_after) = match outcome {
-                Ok(r) => {
+                Ok(mut r) => {
+                    r.attempts = attempt + 1;
                     if let Some(c) = r.clock.as_deref().and_then(|c| c.parse::<Hlc>().ok()) {
                         self.clock.clock.merge(&c, now_ms()); // [HLC-5]
                     }
