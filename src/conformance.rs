@@ -59,6 +59,15 @@ pub struct Args {
     /// not pass (it must fail or be errored), and print the case × fault table.
     #[arg(long, requires = "self_check")]
     per_case: bool,
+    #[command(subcommand)]
+    kit: Option<Kit>,
+}
+
+/// The other kit of the suite.
+#[derive(clap::Subcommand)]
+pub enum Kit {
+    /// Check a Client, wrapped in an adapter (spec chapter 13), against the Client duties.
+    Client(crate::conformance_client::Args),
 }
 
 /// The per-case self-check's table: each fault that models a useless Server, and the cases that
@@ -115,7 +124,10 @@ impl TokenSource for EmbeddedTokens {
 }
 
 /// Runs the command; returns the exit code, or a one-line setup error (exit code 2).
-pub fn main(args: Args) -> Result<u8, String> {
+pub fn main(mut args: Args) -> Result<u8, String> {
+    if let Some(Kit::Client(kit)) = args.kit.take() {
+        return crate::conformance_client::main(kit);
+    }
     if args.self_check && args.per_case {
         return self_check_per_case(&args);
     }

@@ -16,6 +16,7 @@ mod bench_load;
 mod client_adapter;
 mod client_cmd;
 mod conformance;
+mod conformance_client;
 mod embedded;
 mod schema_check;
 use driftless_protocol::ids::SpaceId;
