@@ -24,7 +24,43 @@ use serde_json::{json, Value};
     about = "Run the reference client as a client-conformance adapter: JSON lines on stdin and \
 stdout (spec/13-client-adapter.md). Try: driftless conformance client --adapter 'driftless client adapter'"
 )]
-struct AdapterArgs {}
+struct AdapterArgs {
+    /// Switch on one planted fault of the reference client (the client kit's self-check).
+    /// Needs a build with the `client-fault-injection` feature.
+    #[arg(long, value_name = "NAME")]
+    fault: Option<String>,
+    /// Print each planted fault with the requirement IDs it breaks, and exit.
+    #[arg(long)]
+    list_faults: bool,
+}
+
+/// Applies `--fault` and `--list-faults`; `Some(code)` when the adapter should exit.
+#[cfg(feature = "client-fault-injection")]
+fn faults(args: &AdapterArgs) -> Option<u8> {
+    use driftless_client::faults;
+    if args.list_faults {
+        for (name, _, ids) in faults::ALL {
+            println!("{name} {ids}");
+        }
+        return Some(0);
+    }
+    if let Some(name) = &args.fault {
+        if let Err(e) = faults::switch_on(name) {
+            eprintln!("driftless: {e}");
+            return Some(2);
+        }
+    }
+    None
+}
+
+#[cfg(not(feature = "client-fault-injection"))]
+fn faults(args: &AdapterArgs) -> Option<u8> {
+    if args.list_faults || args.fault.is_some() {
+        eprintln!("driftless: this driftless was built without the client-fault-injection feature");
+        return Some(2);
+    }
+    None
+}
 
 fn error(kind: ErrorKind, message: impl Into<String>) -> AdapterError {
     AdapterError {
@@ -207,9 +243,15 @@ pub fn main(rest: &[std::ffi::OsString]) -> std::process::ExitCode {
     use clap::Parser;
     let args = std::iter::once(std::ffi::OsString::from("driftless client adapter"))
         .chain(rest.iter().cloned());
-    if let Err(e) = AdapterArgs::try_parse_from(args) {
-        let _ = e.print();
-        return std::process::ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+    let args = match AdapterArgs::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return std::process::ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    if let Some(code) = faults(&args) {
+        return std::process::ExitCode::from(code);
     }
     let mut session = Session::default();
     let stdin = std::io::stdin();

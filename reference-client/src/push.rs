@@ -34,7 +34,11 @@ impl Client {
                 .unwrap_or(i64::MIN)
                 .max(p.priority);
             lifted.insert((p.collection.as_str(), p.record_id.as_str()), e);
-            effective[i] = e;
+            effective[i] = if crate::faults::fault!(ReordersAcrossLanes) {
+                p.priority
+            } else {
+                e
+            };
         }
         let mut order: Vec<usize> = (0..outbox.len()).collect();
         order.sort_by_key(|&i| (std::cmp::Reverse(effective[i]), outbox[i].seq));
@@ -62,6 +66,10 @@ impl Client {
         // otherwise loop forever ([HLC-9], [HLC-12]).
         let mut reissued_at: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
         let mut held: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        if crate::faults::fault!(StopsAfterPoison) && !self.store.dead(&self.cfg.space)?.is_empty()
+        {
+            return Ok(());
+        }
         loop {
             let latest = self.store.newest_seq()?;
             if queue.is_empty() || latest > newest {
@@ -348,7 +356,9 @@ impl Client {
         let code = Self::problem_code(outcome).to_owned();
         // clock-skew: re-issue after merging the Server clock ([HLC-9]); mutation-too-old: only
         // if this was the first send ([CLIENT-9], [CLIENT-10]).
-        let reissue = code == "clock-skew" || (code == "mutation-too-old" && p.attempts <= 1);
+        let reissue = code == "clock-skew"
+            || (code == "mutation-too-old"
+                && (p.attempts <= 1 || crate::faults::fault!(ReissuesSentTooOld)));
         if reissue && code == "mutation-too-old" && self.mirror_holds(p)? {
             // The Record may have been deleted while this waited, and the tombstone purged:
             // re-issued with a fresh clock it would bring the Record back. Decide after the

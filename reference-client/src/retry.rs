@@ -155,7 +155,14 @@ impl Client {
     ) -> Result<(), ClientError> {
         let mut r = [0u8; 8];
         let _ = getrandom::fill(&mut r);
-        let delay = policy.delay_ms(failed, retry_after, u64::from_le_bytes(r));
+        let retry_after = retry_after.filter(|_| !crate::faults::fault!(IgnoresRetryAfter));
+        let delay = if crate::faults::fault!(NoJitter) {
+            policy
+                .bound_ms(failed)
+                .max(retry_after.unwrap_or(0).saturating_mul(1000))
+        } else {
+            policy.delay_ms(failed, retry_after, u64::from_le_bytes(r))
+        };
         let failures = failed + 1;
         let next = now_ms() + delay;
         self.store.tx(|tx| {

@@ -160,16 +160,35 @@ impl Client {
     ) -> Result<Reply, ClientError> {
         let resumed = self.resume_schedule()?;
         let policy = self.retry_policy();
+        let mut retried_body: Option<Value> = None;
         for attempt in 0..=policy.attempts_per_sync {
-            let outcome = self.request(method, path, body);
+            if crate::faults::fault!(NewOpIdOnRetry) && attempt > 0 {
+                let mut b = body.cloned().unwrap_or(Value::Null);
+                if let Some(ms) = b["mutations"].as_array_mut() {
+                    for m in ms {
+                        m["op_id"] = Value::String(format!(
+                            "{}-retry-{}",
+                            self.client_id,
+                            crate::clock::random_hex(4)
+                        ));
+                    }
+                }
+                retried_body = Some(b);
+            }
+            let outcome = self.request(method, path, retried_body.as_ref().or(body));
             let (reason, retry_after) = match outcome {
                 Ok(mut r) => {
                     r.attempts = attempt + 1;
-                    if let Some(c) = r.clock.as_deref().and_then(|c| c.parse::<Hlc>().ok()) {
+                    if let Some(c) = r
+                        .clock
+                        .as_deref()
+                        .and_then(|c| c.parse::<Hlc>().ok())
+                        .filter(|_| !crate::faults::fault!(IgnoresServerClock))
+                    {
                         self.clock.clock.merge(&c, now_ms()); // [HLC-5]
                     }
                     if !is_transient(r.status) {
-                        if resumed + attempt > 0 {
+                        if resumed + attempt > 0 && !crate::faults::fault!(NoFailureReset) {
                             self.reset_schedule()?;
                         }
                         return Ok(r);

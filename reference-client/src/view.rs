@@ -55,6 +55,11 @@ impl Client {
         Ok(view.exists.then_some(view.value))
     }
 
+    /// The Fields the latest known Collection Schema of a Collection declares.
+    pub(crate) fn declared_fields(&self, collection: &str) -> Result<Vec<String>, ClientError> {
+        Ok(self.policies(collection)?.into_keys().collect())
+    }
+
     /// The Field Policies of a Collection, from the latest Collection Schema this Client knows.
     fn policies(
         &self,

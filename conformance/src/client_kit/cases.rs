@@ -219,21 +219,17 @@ fn full_jitter(k: &mut Kit) -> CaseResult {
             gaps.len()
         )
     })?;
-    let (min, max) = (
-        *gaps.iter().min().unwrap_or(&0),
-        *gaps.iter().max().unwrap_or(&0),
-    );
-    ensure(max <= cap + SLACK_MS, || {
-        format!("[RETRY-1] a delay of {max} ms exceeds the announced bound {cap} ms: {gaps:?}")
-    })?;
-    // Uniform draws from [0, 60]: 24 of them spread over less than a quarter of the range has a
-    // probability below 1e-9.
-    ensure(max - min >= cap / 4, || {
+    // A busy machine can delay a wake-up now and then; a Client that waits past the bound does
+    // so every time.
+    let over = gaps.iter().filter(|g| **g > cap + SLACK_MS).count();
+    ensure(over * 10 <= gaps.len(), || {
         format!(
-            "[RETRY-1] delays are not jittered (all within {} ms): {gaps:?}",
-            max - min
+            "[RETRY-1] {over} of {} delays exceed the announced bound {cap} ms: {gaps:?}",
+            gaps.len()
         )
     })?;
+    // Uniform draws from [0, 60]: half fall below 30 ms, and fewer than two of 24 has a
+    // probability below 1e-5. A Client without jitter never waits less than the bound.
     let low = gaps.iter().filter(|g| **g < cap / 2).count();
     ensure(low >= 2, || {
         format!("[RETRY-1] only {low} of {} delays fall in the lower half of [0, {cap}] ms: not full jitter: {gaps:?}", gaps.len())
@@ -261,21 +257,21 @@ fn failure_count_reset(k: &mut Kit) -> CaseResult {
     let before = k.layer.pushes().len();
     k.write("notes", "n2", json!({"kind": "put", "value": {}}))?;
     k.layer
-        .script(on("POST", "/push", 2, move |_| unavailable()));
+        .script(on("POST", "/push", 3, move |_| unavailable()));
     k.sync()?;
     let all = push_gaps(k);
-    ensure(k.layer.pushes().len() >= before + 3, || {
-        format!(
-            "expected three pushes in the second sync, saw {}",
-            k.layer.pushes().len() - before
-        )
+    let second = k.layer.pushes().len() - before;
+    ensure(second >= 4, || {
+        format!("expected four pushes in the second sync, saw {second}")
     })?;
-    let gaps: Vec<u64> = all[all.len().saturating_sub(2)..].to_vec();
-    ensure(gaps.len() >= 2, || {
-        format!("expected two retries after the success, saw {gaps:?}")
-    })?;
-    ensure(gaps[0] <= 10 + SLACK_MS && gaps[1] <= 80 + SLACK_MS, || {
-        format!("[RETRY-7] after a success the delays were {gaps:?} ms; the policy's first bounds are 10 and 80 ms")
+    let gaps: Vec<u64> = all[all.len().saturating_sub(3)..].to_vec();
+    // With the reset the bounds are 10, 80 and 640 ms; without it 3000 ms each, and all three
+    // this short has a probability below 1%.
+    let slack = 2 * SLACK_MS;
+    let reset =
+        gaps.len() == 3 && gaps[0] <= 10 + slack && gaps[1] <= 80 + slack && gaps[2] <= 640 + slack;
+    ensure(reset, || {
+        format!("[RETRY-7] after a success the delays were {gaps:?} ms; the policy's first bounds are 10, 80 and 640 ms")
     })
 }
 
