@@ -149,7 +149,12 @@ pub fn main(mut args: Args) -> Result<u8, String> {
                     .iter()
                     .map(|c| serde_json::json!({"id": c.id, "requirements": c.requirements, "level": c.level, "description": c.description}))
                     .collect();
-                serde_json::to_string_pretty(&cases).map_err(|e| e.to_string())? + "\n"
+                let not_checkable: Vec<serde_json::Value> = driftless_conformance::NOT_CHECKABLE
+                    .iter()
+                    .map(|(r, why)| serde_json::json!({"requirement": r, "reason": why}))
+                    .collect();
+                let doc = serde_json::json!({"cases": cases, "not_checkable": not_checkable});
+                serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n"
             }
             _ => selected
                 .iter()

@@ -20,12 +20,12 @@ pub fn all() -> Vec<ClientCase> {
     vec![
         case!("client.outbox.durable-across-sigkill", ["CLIENT-1", "CLIENT-2", "HLC-10", "ID-2"], Must,
             "writes the adapter reported done survive SIGKILL and restart, and are all sent", durable_across_sigkill),
-        case!("client.outbox.unknown-fate-kept-across-restart", ["CLIENT-2", "CLIENT-7"], Must,
+        case!("client.outbox.unknown-fate-kept-across-restart", ["CLIENT-2", "CLIENT-7", "MAN-5"], Must,
             "a push cut off unforwarded, then SIGKILL: the restarted Client still delivers the write", unknown_fate_kept),
-        case!("client.retry.same-op-id-and-body", ["CLIENT-3", "ID-5", "RETRY-3"], Must,
+        case!("client.retry.same-op-id-and-body", ["CLIENT-3", "ID-5", "RETRY-3", "MUT-2", "PUSH-8"], Must,
             "after a lost acknowledgement the Mutation is retried with the same Op ID and body, and applied once", same_op_id_and_body),
-        case!("client.retry.retry-after-floor", ["RETRY-2", "RETRY-3"], Must,
-            "after 503 with Retry-After: 1 the next request waits at least one second", retry_after_floor),
+        case!("client.retry.retry-after-floor", ["RETRY-2", "RETRY-3", "ERR-7"], Must,
+            "after 503 (a Problem type the Client cannot know) with Retry-After: 1 the next request waits at least one second", retry_after_floor),
         case!("client.retry.full-jitter", ["RETRY-1"], Must,
             "delays between failed attempts stay within the announced bound and are spread, not constant", full_jitter),
         case!("client.retry.failure-count-reset", ["RETRY-7", "RETRY-1"], Must,
@@ -36,7 +36,7 @@ pub fn all() -> Vec<ClientCase> {
             "one Record's Mutations are sent in creation order whatever their priority lanes", per_record_order),
         case!("client.dead-letter.poison-never-blocks", ["CLIENT-4", "CLIENT-5"], Must,
             "a rejected Mutation is dead-lettered with its Problem and later writes still sync", poison_never_blocks),
-        case!("client.too-old.no-reissue-after-sent", ["CLIENT-10", "CLIENT-14"], Must,
+        case!("client.too-old.no-reissue-after-sent", ["CLIENT-10", "CLIENT-14", "ERR-6"], Must,
             "a Mutation sent before and then refused as mutation-too-old is dead-lettered, never re-issued", no_reissue_after_sent),
         case!("client.too-old.deleted-record-stays-deleted", ["CLIENT-21"], Must,
             "a never-sent edit refused as too old for a Record deleted meanwhile is dead-lettered; the delete stands", deleted_record_stays_deleted),
@@ -50,6 +50,16 @@ pub fn all() -> Vec<ClientCase> {
             "a pending write shows over another Client's change, and the view equals the Server once drained", view_rebase),
         case!("client.view.acknowledged-stays-until-pulled", ["CLIENT-23"], Should,
             "a write acknowledged before a failed pull stays in the view", acknowledged_stays),
+        case!("client.compat.unknown-members-ignored", ["HTTP-10", "DISC-5"], Must,
+            "unknown members in every answer and an unknown feature name change nothing", unknown_members_ignored),
+        case!("client.pull.resync-after-cursor-expired", ["PULL-15", "PULL-1", "CLIENT-2"], Must,
+            "after cursor-expired the Client pulls from no Cursor, drops what the Mirror held, keeps its writes", resync_after_cursor_expired),
+        case!("client.limits.pushes-within-announced-limits", ["LIM-7", "CLIENT-17"], Must,
+            "with mutations_per_push_max 2 announced, no push carries more than 2 Mutations", pushes_within_limits),
+        case!("client.version.v1-paths", ["VER-1"], Must,
+            "every request goes to the discovery document or under the /v1/ prefix", v1_paths),
+        case!("client.evolution.schema-version-set", ["EVO-1"], Must,
+            "Mutations of a Collection whose Collection Schema the Client knows carry its version", schema_version_set),
         case!("client.evolution.unknown-fields-kept", ["EVO-10"], Must,
             "a read-modify-write keeps a Field the Client does not know", unknown_fields_kept),
     ]
@@ -58,7 +68,9 @@ pub fn all() -> Vec<ClientCase> {
 /// Client MUSTs the kit cannot check through an adapter, and why.
 pub const NOT_CHECKABLE: &[(&str, &str)] = &[
     ("ORD-3", "a Client relying on arrival order is a design property, not visible in its traffic"),
-    ("CLIENT-17", "the kit's Server announces limits no ordinary write reaches; cutting by size is checked by the reference client's tests"),
+    ("INT-9", "the adapter protocol has no audit operation; the reference client's tests check it"),
+    ("PRIV-4", "the adapter protocol has no sign-out operation; what a Client deletes on sign-out is an application flow"),
+    ("VER-5", "needs a Server announcing a lower minor version than the Client knows; the reference Server knows only 1.0"),
     ("CLIENT-18", "needs a Mutation larger than the announced limits that the adapter could still accept; the reference client's tests check it"),
     ("CLIENT-20", "needs a Server that answers before reading a large body; covered by the reference client's tests"),
 ];
@@ -117,10 +129,18 @@ fn unknown_fate_kept(k: &mut Kit) -> CaseResult {
     ensure(!k.layer.pushes().is_empty(), || {
         "the Client never pushed".into()
     })?;
+    let cut = ops(&k.layer.pushes())[0].clone();
     k.kill();
     k.layer.clear();
     k.start()?;
     k.sync()?;
+    let again: Vec<Value> = ops(&k.layer.pushes())
+        .into_iter()
+        .filter(|m| m["op_id"] == cut["op_id"])
+        .collect();
+    ensure(again.iter().all(|m| m == &cut), || {
+        format!("[MAN-5] the write was pushed again with another body: {again:?} vs {cut}")
+    })?;
     let v = k.server_value("notes", "n1")?;
     ensure(v == Some(json!({"t": "kept"})), || {
         format!("[CLIENT-2] a write whose push was cut off is not on the Server after a restart and sync: {v:?}")
@@ -151,6 +171,13 @@ fn same_op_id_and_body(k: &mut Kit) -> CaseResult {
             )
         })?;
     }
+    let status = k.call(json!({"op": "status"}))?;
+    ensure(status["pending"] == 0, || {
+        format!(
+            "[PUSH-8] {} Mutations still pending after the retry was acknowledged",
+            status["pending"]
+        )
+    })?;
     let v = k.server_value("likes", "l1")?;
     ensure(v == Some(json!({"n": 1})), || {
         format!("the increment was applied other than once: {v:?}")
@@ -163,7 +190,11 @@ fn retry_after_floor(k: &mut Kit) -> CaseResult {
     k.layer.script(on("POST", "/push", 1, |_| {
         Action::Answer(Response::json(
             503,
-            &problem(503, "unavailable", "kit: come back later"),
+            &problem(
+                503,
+                "kit-future-outage",
+                "kit: a Problem type no Client knows",
+            ),
             &[("Retry-After", "1")],
         ))
     }));
@@ -382,7 +413,8 @@ fn poison_never_blocks(k: &mut Kit) -> CaseResult {
 /// A push answer refusing every Mutation of the request as `mutation-too-old`.
 fn too_old(e: &Exchange) -> Action {
     let results: Vec<Value> = e.body["mutations"].as_array().into_iter().flatten().map(|m| {
-        json!({"status": "rejected", "op_id": m["op_id"], "problem": problem(422, "mutation-too-old", "kit: older than the Horizon")})
+        // The title says clock-skew: a Client must react to the type ([ERR-6]).
+        json!({"status": "rejected", "op_id": m["op_id"], "problem": {"type": "urn:driftless:problem:mutation-too-old", "title": "Clock skew too large", "status": 422, "detail": "kit: older than the Horizon"}})
     }).collect();
     Action::Answer(Response::json(
         200,
@@ -684,5 +716,185 @@ fn unknown_fields_kept(k: &mut Kit) -> CaseResult {
     let v = k.server_value("notes", "n1")?;
     ensure(v == Some(json!({"title": "b", "later": 7})), || {
         format!("[EVO-10] after a read-modify-write the Record is {v:?}")
+    })
+}
+
+fn unknown_members_ignored(k: &mut Kit) -> CaseResult {
+    k.rewrite("GET", "/.well-known/driftless", |d| {
+        d["x_future"] = json!({"nested": [1, 2]});
+        if let Some(f) = d["features"].as_array_mut() {
+            f.push(json!("x-future-feature"));
+        }
+    });
+    k.rewrite("GET", "/pull", |d| {
+        d["x_future"] = json!(true);
+        for r in d["records"].as_array_mut().into_iter().flatten() {
+            r["x_future"] = json!(1);
+        }
+    });
+    k.rewrite("POST", "/push", |d| {
+        d["x_future"] = json!("later");
+        for r in d["results"].as_array_mut().into_iter().flatten() {
+            r["x_future"] = json!(1);
+        }
+    });
+    k.other_writes(&[("notes", "a", json!({"kind": "put", "value": {"v": 1}}))])?;
+    k.start()?;
+    k.write("notes", "b", json!({"kind": "put", "value": {"v": 2}}))?;
+    k.sync()?;
+    let status = k.call(json!({"op": "status"}))?;
+    ensure(status["pending"] == 0, || {
+        format!(
+            "[HTTP-10] with unknown members in the answers {} writes stay pending",
+            status["pending"]
+        )
+    })?;
+    let mine = k.call(json!({"op": "list", "collection": "notes"}))?;
+    let ids: Vec<&str> = mine["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    ensure(ids == ["a", "b"], || {
+        format!("[HTTP-10] the view holds {ids:?}, expected a and b")
+    })
+}
+
+fn resync_after_cursor_expired(k: &mut Kit) -> CaseResult {
+    k.other_writes(&[
+        ("notes", "gone", json!({"kind": "put", "value": {"v": 1}})),
+        ("notes", "kept", json!({"kind": "put", "value": {"v": 1}})),
+    ])?;
+    k.start()?;
+    k.sync()?;
+    k.other_writes(&[("notes", "gone", json!({"kind": "delete"}))])?;
+    k.write("notes", "mine", json!({"kind": "put", "value": {"v": 2}}))?;
+    // The Cursor expired; the tombstone of `gone` was purged by the compaction, so a pull from no
+    // Cursor no longer carries it: only a Client that discards its Mirror loses `gone`.
+    k.layer.script(on("GET", "cursor=", 1, |_| {
+        Action::Answer(Response::json(
+            410,
+            &problem(410, "cursor-expired", "kit: compacted"),
+            &[],
+        ))
+    }));
+    k.rewrite("GET", "/pull", |d| {
+        if let Some(rs) = d["records"].as_array_mut() {
+            rs.retain(|r| r["deleted"] != true);
+        }
+    });
+    k.sync()?;
+    let log = k.layer.log();
+    let expired = log
+        .iter()
+        .position(|e| e.status == 410)
+        .ok_or_else(|| Verdict::Error("the Client never pulled with a Cursor".into()))?;
+    let restarted = log[expired + 1..]
+        .iter()
+        .find(|e| e.method == "GET" && e.path.contains("/pull"));
+    ensure(
+        restarted.is_some_and(|e| !e.path.contains("cursor=")),
+        || {
+            format!(
+                "[PULL-15] after cursor-expired the next pull was {:?}",
+                restarted.map(|e| &e.path)
+            )
+        },
+    )?;
+    // [PULL-1]: every Cursor sent back is one the Server returned before.
+    let mut returned = std::collections::BTreeSet::new();
+    for e in log.iter().filter(|e| e.path.contains("/pull")) {
+        if let Some(c) = e.path.split("cursor=").nth(1) {
+            let c = c.split('&').next().unwrap_or("");
+            ensure(returned.contains(c), || {
+                format!("[PULL-1] the Client sent a Cursor the Server never returned: {c}")
+            })?;
+        }
+        if let Some(c) = e.answer["cursor"].as_str() {
+            returned.insert(c.to_owned());
+        }
+    }
+    let view = k.call(json!({"op": "list", "collection": "notes"}))?;
+    let ids: Vec<&str> = view["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    ensure(ids == ["kept", "mine"], || {
+        format!("[PULL-15] after the resync the view holds {ids:?}, expected kept and mine")
+    })
+}
+
+fn pushes_within_limits(k: &mut Kit) -> CaseResult {
+    k.rewrite("GET", "/.well-known/driftless", |d| {
+        d["limits"]["mutations_per_push_max"] = json!(2);
+    });
+    k.start()?;
+    for i in 0..5 {
+        k.write(
+            "notes",
+            &format!("n{i}"),
+            json!({"kind": "put", "value": {"i": i}}),
+        )?;
+    }
+    k.sync()?;
+    for p in k.layer.pushes() {
+        let n = p.body["mutations"].as_array().map_or(0, Vec::len);
+        ensure(n <= 2, || {
+            format!("[CLIENT-17] a push carried {n} Mutations; the announced limit is 2")
+        })?;
+    }
+    for i in 0..5 {
+        let v = k.server_value("notes", &format!("n{i}"))?;
+        ensure(v == Some(json!({"i": i})), || {
+            format!("n{i} on the Server is {v:?}")
+        })?;
+    }
+    Ok(())
+}
+
+fn v1_paths(k: &mut Kit) -> CaseResult {
+    k.start()?;
+    k.write("notes", "n1", json!({"kind": "put", "value": {}}))?;
+    k.sync()?;
+    for e in k.layer.log() {
+        ensure(
+            e.path.starts_with("/v1/") || e.path.starts_with("/.well-known/driftless"),
+            || format!("[VER-1] {} {} is outside the /v1/ prefix", e.method, e.path),
+        )?;
+    }
+    ensure(!k.layer.pushes().is_empty(), || "nothing was pushed".into())
+}
+
+fn schema_version_set(k: &mut Kit) -> CaseResult {
+    k.register_schema("tasks", &json!({"collection": "tasks", "version": 1, "schema": {"type": "object"}, "fields": {}, "migration": []}))?;
+    k.register_schema("tasks", &json!({"collection": "tasks", "version": 2, "schema": {"type": "object"}, "fields": {}, "migration": [{"op": "add_field", "field": "due", "default": null}]}))?;
+    k.other_writes(&[(
+        "tasks",
+        "t1",
+        json!({"kind": "put", "value": {"title": "a"}}),
+    )])?;
+    k.start()?;
+    // The first sync brings a tasks Record; the second lets the Client learn its Collection
+    // Schema, as a Client fetches the schemas of the Collections it holds.
+    k.sync()?;
+    k.sync()?;
+    k.write(
+        "tasks",
+        "t2",
+        json!({"kind": "put", "value": {"title": "b"}}),
+    )?;
+    k.sync()?;
+    let sent = ops(&k.layer.pushes());
+    let m = sent
+        .first()
+        .ok_or_else(|| Verdict::Fail("nothing was pushed".into()))?;
+    ensure(m["schema_version"] == 2, || {
+        format!(
+            "[EVO-1] the Client knew tasks' Collection Schema version 2 and sent schema_version {}",
+            m["schema_version"]
+        )
     })
 }

@@ -28,6 +28,8 @@ pub struct Exchange {
     pub body: Value,
     /// The status the Client got; 0 when the connection was closed without an answer.
     pub status: u16,
+    /// The body the Client got, as JSON (`Null` when none or not JSON).
+    pub answer: Value,
 }
 
 /// A response, as forwarded or made up.
@@ -335,12 +337,13 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
         words.next().unwrap_or("").to_owned(),
         words.next().unwrap_or("").to_owned(),
     );
-    let mut exchange = Exchange {
+    let exchange = Exchange {
         at: Instant::now(),
         method,
         path,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         status: 0,
+        answer: Value::Null,
     };
     // The request is logged before it is answered, so a case waiting for it sees it at once.
     let (action, index) = {
@@ -367,8 +370,10 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
         }),
     };
     if let Some(r) = &answer {
-        exchange.status = r.status;
-        lock(shared).log[index].status = r.status;
+        let mut s = lock(shared);
+        s.log[index].status = r.status;
+        s.log[index].answer = r.json_body();
+        drop(s);
         send(&client, r);
     }
     let _ = client.shutdown(Shutdown::Both);

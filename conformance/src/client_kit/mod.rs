@@ -351,6 +351,36 @@ impl Kit {
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
+    /// Registers a Collection Schema version (admin, straight to the Server).
+    pub fn register_schema(&mut self, collection: &str, doc: &Value) -> Result<(), Verdict> {
+        let version = doc["version"].as_u64().unwrap_or(1);
+        let path = format!(
+            "/v1/spaces/{}/collections/{collection}/schemas/{version}",
+            self.space
+        );
+        let (status, body) = self.direct("PUT", &path, Some(doc))?;
+        if status != 200 && status != 201 {
+            return Err(Verdict::Error(format!(
+                "PUT {path} answered {status}: {body}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Rewrites every answer to `path` (a path fragment) on its way to the Client.
+    pub fn rewrite(&self, method: &'static str, path: &'static str, f: fn(&mut Value)) {
+        self.layer
+            .script(layer::on(method, path, usize::MAX, move |_| {
+                layer::Action::Rewrite(Box::new(move |r: &mut layer::Response| {
+                    let mut d = r.json_body();
+                    if d.is_object() {
+                        f(&mut d);
+                        r.body = d.to_string().into_bytes();
+                    }
+                }))
+            }));
+    }
+
     /// Announces this backoff policy to the Client (the discovery document is rewritten on its
     /// way), so that retry cases run in milliseconds.
     pub fn announce_backoff(&self, initial_delay_ms: u64, multiplier: u64, delay_ms_cap: u64) {
