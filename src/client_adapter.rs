@@ -8,7 +8,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use driftless_client::{Client, ClientError, Config, RetryPolicy};
+use driftless_client::{Client, ClientError, Config, Preset, RetryPolicy};
 use driftless_protocol::adapter::{
     AdapterError, DeadLetter, DeadLettersResult, ErrorKind, GetResult, ListResult, Listed,
     OpenResult, Operation, Receipt, Request, Response, StatusResult, SyncMode, SyncResult,
@@ -107,10 +107,8 @@ impl Session {
                     token: o.token,
                     space: o.space,
                     retry: RetryPolicy {
-                        initial_delay_ms: 1,
-                        delay_ms_cap: 1,
-                        multiplier: 1,
                         attempts_per_sync: o.options.attempts_per_sync.unwrap_or(5),
+                        ..RetryPolicy::preset(Preset::Announced)
                     },
                     batch_max: o.options.batch_max.unwrap_or(500).max(1) as usize,
                     timeout: Duration::from_millis(o.options.timeout_ms.unwrap_or(10_000)),

@@ -17,6 +17,9 @@ pub enum PresetArg {
     Interactive,
     Background,
     Metered,
+    /// Exactly the server's announced backoff policy, with 30 attempts per sync (what the
+    /// client conformance kit expects of an adapter).
+    Announced,
 }
 
 /// How results are printed on stdout.
@@ -302,6 +305,7 @@ pub fn main(args: Args) -> Result<u8, Failure> {
         PresetArg::Interactive => Preset::Interactive,
         PresetArg::Background => Preset::Background,
         PresetArg::Metered => Preset::Metered,
+        PresetArg::Announced => Preset::Announced,
     });
     let server = args.server.clone();
     let cfg = Config {

@@ -116,6 +116,8 @@ fn durable_across_sigkill(k: &mut Kit) -> CaseResult {
 }
 
 fn unknown_fate_kept(k: &mut Kit) -> CaseResult {
+    // A short policy, so that a Client that ignores attempts_per_sync still gives up soon.
+    k.announce_backoff(5, 2, 20);
     k.options(json!({"attempts_per_sync": 1}));
     k.start()?;
     k.write(
@@ -492,7 +494,7 @@ fn deleted_record_stays_deleted(k: &mut Kit) -> CaseResult {
         .as_array()
         .into_iter()
         .flatten()
-        .any(|d| d["mutation"]["effect"] == json!({"kind": "patch", "set": {"done": true}}));
+        .any(|d| d["op_id"] == op.as_str());
     ensure(held, || {
         format!("[CLIENT-21] the edit {op} is not in the dead letters: {dead}")
     })
@@ -674,6 +676,8 @@ fn view_rebase(k: &mut Kit) -> CaseResult {
 }
 
 fn acknowledged_stays(k: &mut Kit) -> CaseResult {
+    // A short policy, so that a Client that ignores attempts_per_sync still gives up soon.
+    k.announce_backoff(5, 2, 20);
     k.options(json!({"attempts_per_sync": 1}));
     k.start()?;
     k.write(
