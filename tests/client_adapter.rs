@@ -121,7 +121,7 @@ impl Adapter {
         let mut answer = String::new();
         self.stdout.read_line(&mut answer).unwrap();
         let v: Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{answer:?}: {e}"));
-        for e in schema("response").iter_errors(&v) {
+        if let Some(e) = schema("response").iter_errors(&v).next() {
             panic!("{answer}: {e}");
         }
         v
