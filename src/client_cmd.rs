@@ -17,6 +17,9 @@ pub enum PresetArg {
     Interactive,
     Background,
     Metered,
+    /// Exactly the server's announced backoff policy, with 30 attempts per sync (what the
+    /// client conformance kit expects of an adapter).
+    Announced,
 }
 
 /// How results are printed on stdout.
@@ -46,7 +49,10 @@ fn server_url(s: &str) -> Result<String, String> {
 #[command(
     after_help = "Exit codes: 0 done; 1 operating error (server unreachable, token or \
 schema refused, store unreadable, sync unfinished, get of an absent record); 2 usage error (bad \
-arguments, or a write no server could accept)."
+arguments, or a write no server could accept).
+
+`driftless client adapter` (no other option) runs the client as a conformance-kit adapter: JSON \
+lines on stdin and stdout, see spec/13-client-adapter.md."
 )]
 pub struct Args {
     /// The local store folder (created if missing; one Client per folder).
@@ -299,6 +305,7 @@ pub fn main(args: Args) -> Result<u8, Failure> {
         PresetArg::Interactive => Preset::Interactive,
         PresetArg::Background => Preset::Background,
         PresetArg::Metered => Preset::Metered,
+        PresetArg::Announced => Preset::Announced,
     });
     let server = args.server.clone();
     let cfg = Config {

@@ -59,6 +59,15 @@ pub struct Args {
     /// not pass (it must fail or be errored), and print the case × fault table.
     #[arg(long, requires = "self_check")]
     per_case: bool,
+    #[command(subcommand)]
+    kit: Option<Kit>,
+}
+
+/// The other kit of the suite.
+#[derive(clap::Subcommand)]
+pub enum Kit {
+    /// Check a Client, wrapped in an adapter (spec chapter 13), against the Client duties.
+    Client(crate::conformance_client::Args),
 }
 
 /// The per-case self-check's table: each fault that models a useless Server, and the cases that
@@ -115,7 +124,10 @@ impl TokenSource for EmbeddedTokens {
 }
 
 /// Runs the command; returns the exit code, or a one-line setup error (exit code 2).
-pub fn main(args: Args) -> Result<u8, String> {
+pub fn main(mut args: Args) -> Result<u8, String> {
+    if let Some(Kit::Client(kit)) = args.kit.take() {
+        return crate::conformance_client::main(kit);
+    }
     if args.self_check && args.per_case {
         return self_check_per_case(&args);
     }
@@ -137,7 +149,12 @@ pub fn main(args: Args) -> Result<u8, String> {
                     .iter()
                     .map(|c| serde_json::json!({"id": c.id, "requirements": c.requirements, "level": c.level, "description": c.description}))
                     .collect();
-                serde_json::to_string_pretty(&cases).map_err(|e| e.to_string())? + "\n"
+                let not_checkable: Vec<serde_json::Value> = driftless_conformance::NOT_CHECKABLE
+                    .iter()
+                    .map(|(r, why)| serde_json::json!({"requirement": r, "reason": why}))
+                    .collect();
+                let doc = serde_json::json!({"cases": cases, "not_checkable": not_checkable});
+                serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n"
             }
             _ => selected
                 .iter()

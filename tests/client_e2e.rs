@@ -924,3 +924,62 @@ fn a_long_offline_edit_does_not_bring_back_a_record_deleted_meanwhile() {
     );
     assert_eq!(a.status().unwrap().pending, 0);
 }
+
+#[test]
+fn an_acknowledged_write_stays_in_the_view_when_the_pull_after_it_fails() {
+    // [CLIENT-23]: the push is acknowledged, then the Server goes away before the pull; the
+    // write left the Outbox but the Mirror does not have it yet.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let t = token(&data, "ada", "demo", "write");
+    let server = std::sync::Arc::new(std::sync::Mutex::new(Some(ServerProcess::start(
+        &data,
+        &[],
+    ))));
+    let base = server.lock().unwrap().as_ref().unwrap().base.clone();
+    let mut c = client(&dir.path().join("c"), &base, &t, "demo");
+    c.write(
+        "notes",
+        "n1",
+        json!({"kind": "put", "value": {"title": "kept"}}),
+        0,
+    )
+    .unwrap();
+    let gone = server.clone();
+    c.on_event(move |e| {
+        if matches!(e, Event::Pushed { .. }) {
+            if let Some(s) = gone.lock().unwrap().take() {
+                s.kill();
+            }
+        }
+    });
+    assert!(
+        c.sync().is_err(),
+        "the pull cannot succeed without a server"
+    );
+    assert_eq!(c.status().unwrap().pending, 0, "the push was acknowledged");
+    assert_eq!(
+        c.get("notes", "n1").unwrap(),
+        Some(obj(json!({"title": "kept"})))
+    );
+    assert_eq!(c.list("notes").unwrap().len(), 1);
+    // A later write of the same Record merges on top of the acknowledged one.
+    c.write("notes", "n1", json!({"kind": "patch", "set": {"n": 1}}), 0)
+        .unwrap();
+    assert_eq!(
+        c.get("notes", "n1").unwrap(),
+        Some(obj(json!({"title": "kept", "n": 1})))
+    );
+    // Back online: the pull reaches the change and the view is the Server's state.
+    let again = ServerProcess::start(&data, &[]);
+    let mut c = client(&dir.path().join("c"), &again.base, &t, "demo");
+    c.sync().unwrap();
+    assert_eq!(
+        c.get("notes", "n1").unwrap(),
+        Some(obj(json!({"title": "kept", "n": 1})))
+    );
+    assert_eq!(
+        server_record(&again.base, &t, "demo", "n1")["value"],
+        json!({"title": "kept", "n": 1})
+    );
+}

@@ -143,7 +143,7 @@ fn an_unknown_flag_gets_clap_s_own_message_and_exit_2() {
 }
 
 #[test]
-fn list_prints_case_objects_without_outcomes() {
+fn list_prints_case_objects_without_outcomes_and_the_not_checkable_musts() {
     let out = driftless()
         .args([
             "conformance",
@@ -156,15 +156,34 @@ fn list_prints_case_objects_without_outcomes() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let cases: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cases = doc["cases"].as_array().unwrap();
     assert!(!cases.is_empty());
-    for c in &cases {
+    let listed: Vec<&str> = doc["not_checkable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["requirement"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = driftless_conformance::NOT_CHECKABLE
+        .iter()
+        .map(|(r, _)| *r)
+        .collect();
+    assert_eq!(listed, expected);
+    for c in cases {
         assert!(c["id"].as_str().unwrap().starts_with("pull."));
         assert!(c.get("outcome").is_none());
     }
 }
 
-/// Every case cites requirement IDs the spec defines, and its level is that of the strongest
+/// A case of either suite, as far as its citations go.
+struct Cited {
+    id: &'static str,
+    requirements: &'static [&'static str],
+    level: driftless_conformance::Level,
+}
+
+/// Every case (server suite and client kit) cites requirement IDs the spec defines, and its level is that of the strongest
 /// requirement it cites.
 #[test]
 fn cases_cite_defined_requirements_at_their_level() {
@@ -176,7 +195,18 @@ fn cases_cite_defined_requirements_at_their_level() {
         })
         .collect();
     let mut ids = std::collections::BTreeSet::new();
-    for case in driftless_conformance::cases::all() {
+    let server = driftless_conformance::cases::all();
+    let client = driftless_conformance::client_kit::all();
+    let all = server
+        .iter()
+        .map(|c| (c.id, c.requirements, c.level))
+        .chain(client.iter().map(|c| (c.id, c.requirements, c.level)));
+    for (id, requirements, level) in all {
+        let case = Cited {
+            id,
+            requirements,
+            level,
+        };
         assert!(ids.insert(case.id), "case {} is defined twice", case.id);
         let mut strongest = "MAY";
         for req in case.requirements {
@@ -234,5 +264,72 @@ fn every_server_must_has_a_case_or_a_stated_reason() {
         missing.is_empty(),
         "server MUSTs without a case:\n{}",
         missing.join("\n")
+    );
+}
+
+/// Every MUST of the spec is covered by a server case, a client-kit case, or a not-checkable
+/// entry with a reason (the server suite's or the client kit's), and nothing else; prints the
+/// three counts. This fails when the spec gains a MUST without a case.
+#[test]
+fn every_must_is_covered_by_a_server_case_a_client_case_or_a_reason() {
+    use std::collections::BTreeSet;
+    let server: BTreeSet<&str> = driftless_conformance::cases::all()
+        .iter()
+        .flat_map(|c| c.requirements.iter().copied())
+        .collect();
+    let client: BTreeSet<&str> = driftless_conformance::client_kit::all()
+        .iter()
+        .flat_map(|c| c.requirements.iter().copied())
+        .collect();
+    let reasons: BTreeMap<&str, &str> = driftless_conformance::NOT_CHECKABLE
+        .iter()
+        .chain(driftless_conformance::client_kit::NOT_CHECKABLE)
+        .copied()
+        .collect();
+    let musts: BTreeSet<String> = common::requirements()
+        .into_iter()
+        .filter(|r| {
+            common::keywords(&r.text)
+                .iter()
+                .any(|k| common::level(k) == "MUST")
+        })
+        .map(|r| r.id)
+        .collect();
+    let (mut by_server, mut by_client, mut by_reason, mut missing) = (0, 0, 0, Vec::new());
+    for id in &musts {
+        let id = id.as_str();
+        if server.contains(id) {
+            by_server += 1;
+        } else if client.contains(id) {
+            by_client += 1;
+        } else if let Some(why) = reasons.get(id) {
+            assert!(!why.trim().is_empty(), "{id} has an empty reason");
+            by_reason += 1;
+        } else {
+            missing.push(id);
+        }
+        if reasons.contains_key(id) {
+            assert!(
+                !server.contains(id) && !client.contains(id),
+                "{id} has a case and is also listed as not checkable"
+            );
+        }
+    }
+    for id in reasons.keys() {
+        assert!(
+            musts.contains(*id),
+            "{id} is listed as not checkable but is not a MUST"
+        );
+    }
+    println!(
+        "MUSTs: {} covered by server cases, {} by client cases, {} not checkable with a reason (of {})",
+        by_server,
+        by_client,
+        by_reason,
+        musts.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "MUSTs without a case or a reason: {missing:?}"
     );
 }

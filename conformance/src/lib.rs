@@ -9,6 +9,7 @@
 
 pub mod cases;
 pub mod client;
+pub mod client_kit;
 pub mod concurrent;
 pub mod proxy;
 pub mod raw;

@@ -1,6 +1,7 @@
 //! Driftless protocol v1: the wire types and the pure rules every part of Driftless shares.
 //!
 //! This crate knows nothing of HTTP or SQLite. It holds:
+//! - [`adapter`]: the client adapter protocol of the client conformance kit (chapter 13);
 //! - [`ids`]: the identifiers of spec chapter 02, valid by construction;
 //! - [`hlc`]: hybrid logical clocks;
 //! - [`messages`]: every wire message, from which `schemas/v1/` is generated ([`export`]);
@@ -11,6 +12,7 @@
 //!
 //! The spec in `spec/` is normative; where this code and the spec disagree, the code is wrong.
 
+pub mod adapter;
 pub mod canonical;
 pub mod checksum;
 pub mod collection_schema;

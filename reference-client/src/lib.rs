@@ -21,6 +21,7 @@
 mod audit;
 pub mod background;
 mod clock;
+pub mod faults;
 mod limits;
 mod manifest;
 mod outbox;
@@ -188,6 +189,9 @@ pub struct Client {
     /// Mutations refused as `mutation-too-old` whose Records the Mirror held: settled after the
     /// pull of the sync that refused them ([CLIENT-21]).
     too_old_waiting: Vec<store::Pending>,
+    /// Writes reported done but not yet stored: only ever filled by the planted fault
+    /// `ack-before-durable` of the client kit's self-check (see the faults module).
+    unflushed: Vec<(String, String, Value, i64)>,
 }
 
 const ID_CHARS_MIN: usize = 8;
@@ -224,6 +228,7 @@ impl Client {
             discovery: None,
             on_event: None,
             too_old_waiting: Vec::new(),
+            unflushed: Vec::new(),
         })
     }
 
@@ -264,6 +269,11 @@ impl Client {
         effect: Value,
         priority: i64,
     ) -> Result<String, ClientError> {
+        if faults::fault!(AckBeforeDurable) {
+            self.unflushed
+                .push((collection.to_owned(), id.to_owned(), effect, priority));
+            return Ok(format!("{}-unflushed-{}", self.client_id, random_hex(4)));
+        }
         self.enqueue(collection, id, effect, priority)
     }
 
@@ -288,6 +298,10 @@ impl Client {
         change: impl FnOnce(&mut Map<String, Value>),
     ) -> Result<String, ClientError> {
         let mut value = self.get(collection, id)?.unwrap_or_default();
+        if faults::fault!(DropsUnknownFields) {
+            let known = self.declared_fields(collection)?;
+            value.retain(|f, _| known.contains(f));
+        }
         change(&mut value);
         self.write(collection, id, json!({"kind": "put", "value": value}), 0)
     }
@@ -340,6 +354,9 @@ impl Client {
     /// nothing is lost then, and the next sync continues.
     pub fn sync(&mut self) -> Result<SyncReport, ClientError> {
         let mut report = SyncReport::default();
+        for (collection, id, effect, priority) in std::mem::take(&mut self.unflushed) {
+            self.enqueue(&collection, &id, effect, priority)?;
+        }
         self.discover()?;
         self.refresh_schemas()?;
         self.resolve_unknown_fates(&mut report)?;

@@ -66,6 +66,18 @@ impl Client {
                 receipt(tx, op, "superseded", Some(&op_id))?;
                 Store::count(tx, "coalesced", 1)?;
             }
+            if crate::faults::fault!(CoalescesIncrements) && body["effect"]["kind"] == "increment" {
+                let field = body["effect"]["field"].clone();
+                let earlier = outbox.iter().rev().find(|p| {
+                    p.attempts == 0 && p.body["effect"]["kind"] == "increment" && p.body["effect"]["field"] == field
+                });
+                if let Some(prev) = earlier {
+                    let by = prev.body["effect"]["by"].as_i64().unwrap_or(0)
+                        + body["effect"]["by"].as_i64().unwrap_or(0);
+                    body["effect"]["by"] = json!(by);
+                    tx.execute("DELETE FROM outbox WHERE op_id = ?1", [&prev.op_id]).map_err(store::sql_error)?;
+                }
+            }
             tx.execute(
                 "INSERT INTO outbox (seq, space, op_id, collection, record_id, body, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 rusqlite::params![seq as i64, space, op_id, collection, id, body.to_string(), priority],

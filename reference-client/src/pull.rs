@@ -83,6 +83,7 @@ impl Client {
                 }
                 Store::set_meta(tx, &ck, &next)?;
                 Store::set_meta(tx, &tk, &through.to_string())?;
+                Store::forget_acked(tx, &s, through)?;
                 Store::count(tx, "pulled", records.len() as i64)?;
                 Store::count(tx, "conflicts_seen", conflicts)
             })?;

@@ -34,7 +34,11 @@ impl Client {
                 .unwrap_or(i64::MIN)
                 .max(p.priority);
             lifted.insert((p.collection.as_str(), p.record_id.as_str()), e);
-            effective[i] = e;
+            effective[i] = if crate::faults::fault!(ReordersAcrossLanes) {
+                p.priority
+            } else {
+                e
+            };
         }
         let mut order: Vec<usize> = (0..outbox.len()).collect();
         order.sort_by_key(|&i| (std::cmp::Reverse(effective[i]), outbox[i].seq));
@@ -62,6 +66,10 @@ impl Client {
         // otherwise loop forever ([HLC-9], [HLC-12]).
         let mut reissued_at: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
         let mut held: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        if crate::faults::fault!(StopsAfterPoison) && !self.store.dead(&self.cfg.space)?.is_empty()
+        {
+            return Ok(());
+        }
         loop {
             let latest = self.store.newest_seq()?;
             if queue.is_empty() || latest > newest {
@@ -126,6 +134,12 @@ impl Client {
                 Some(&json!({"client_id": self.client_id, "mutations": bodies})),
             )?;
             self.check_auth(&r)?;
+            // An answer that came on a retry of the request: every Mutation in it was sent
+            // before, whatever the first attempt did ([CLIENT-10], "sent before").
+            let mut batch = batch;
+            for p in &mut batch {
+                p.attempts += u64::from(r.attempts.saturating_sub(1));
+            }
             match r.status {
                 200 => {
                     let results = r.body["results"].as_array().cloned().unwrap_or_default();
@@ -319,7 +333,12 @@ impl Client {
             report.acknowledged += 1;
             let op = p.op_id.clone();
             let hlc = p.body["hlc"].as_str().and_then(|h| h.parse::<Hlc>().ok());
+            let (space, change_seq) = (self.cfg.space.clone(), outcome["change_seq"].as_u64());
             return self.store.tx(|tx| {
+                // Kept in the view until the pull reaches it ([CLIENT-23]).
+                if let Some(n) = change_seq {
+                    Store::keep_acked(tx, &space, &op, n)?;
+                }
                 if let Some(h) = &hlc {
                     // The latest applied Stamp bounds a step back ([HLC-12]).
                     let max =
@@ -337,7 +356,9 @@ impl Client {
         let code = Self::problem_code(outcome).to_owned();
         // clock-skew: re-issue after merging the Server clock ([HLC-9]); mutation-too-old: only
         // if this was the first send ([CLIENT-9], [CLIENT-10]).
-        let reissue = code == "clock-skew" || (code == "mutation-too-old" && p.attempts <= 1);
+        let reissue = code == "clock-skew"
+            || (code == "mutation-too-old"
+                && (p.attempts <= 1 || crate::faults::fault!(ReissuesSentTooOld)));
         if reissue && code == "mutation-too-old" && self.mirror_holds(p)? {
             // The Record may have been deleted while this waited, and the tombstone purged:
             // re-issued with a fresh clock it would bring the Record back. Decide after the

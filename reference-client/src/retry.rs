@@ -21,6 +21,9 @@ pub enum Preset {
     Background,
     /// Metered network: long waits, few attempts.
     Metered,
+    /// Exactly the Server's announced policy, no longer (`[RETRY-1]` without the room
+    /// `[RETRY-6]` gives), and many attempts: what the client conformance kit checks against.
+    Announced,
 }
 
 /// How to retry: bounds of the full-jitter exponential backoff, and the attempts one sync may use.
@@ -51,6 +54,13 @@ impl RetryPolicy {
                 delay_ms_cap: 300_000,
                 multiplier: 2,
                 attempts_per_sync: 12,
+            },
+            // `at_least` raises each bound to the Server's.
+            Preset::Announced => Self {
+                initial_delay_ms: 1,
+                delay_ms_cap: 1,
+                multiplier: 1,
+                attempts_per_sync: 30,
             },
             Preset::Metered => Self {
                 initial_delay_ms: 5_000,
@@ -155,7 +165,14 @@ impl Client {
     ) -> Result<(), ClientError> {
         let mut r = [0u8; 8];
         let _ = getrandom::fill(&mut r);
-        let delay = policy.delay_ms(failed, retry_after, u64::from_le_bytes(r));
+        let retry_after = retry_after.filter(|_| !crate::faults::fault!(IgnoresRetryAfter));
+        let delay = if crate::faults::fault!(NoJitter) {
+            policy
+                .bound_ms(failed)
+                .max(retry_after.unwrap_or(0).saturating_mul(1000))
+        } else {
+            policy.delay_ms(failed, retry_after, u64::from_le_bytes(r))
+        };
         let failures = failed + 1;
         let next = now_ms() + delay;
         self.store.tx(|tx| {

@@ -27,6 +27,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     collection TEXT NOT NULL, record_id TEXT NOT NULL, body TEXT NOT NULL,
     priority INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS outbox_by_record ON outbox (space, collection, record_id, seq);
+CREATE TABLE IF NOT EXISTS acked (
+    seq INTEGER PRIMARY KEY, space TEXT NOT NULL, op_id TEXT NOT NULL,
+    collection TEXT NOT NULL, record_id TEXT NOT NULL, body TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,
+    change_seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS acked_by_record ON acked (space, collection, record_id, seq);
 CREATE TABLE IF NOT EXISTS dead (
     op_id TEXT PRIMARY KEY, space TEXT NOT NULL, body TEXT NOT NULL, problem TEXT NOT NULL,
     at_ms INTEGER) WITHOUT ROWID;
@@ -264,6 +270,72 @@ impl Store {
         Self::pending_in(&self.conn, space, "", [])
     }
 
+    /// Moves the Outbox entry `op_id` to the acknowledged-but-not-yet-pulled list, with the
+    /// `change_seq` its `applied` Outcome reported, unless the Mirror's pull position already
+    /// reaches it (`[CLIENT-23]`). The caller deletes the Outbox entry in the same transaction.
+    pub fn keep_acked(
+        tx: &Connection,
+        space: &str,
+        op_id: &str,
+        change_seq: u64,
+    ) -> Result<(), ClientError> {
+        let through = Self::meta_in(tx, &format!("through:{space}"))?
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0);
+        if change_seq <= through {
+            return Ok(());
+        }
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO acked (seq, space, op_id, collection, record_id, body, priority, attempts, change_seq)
+             SELECT seq, space, op_id, collection, record_id, body, priority, attempts, ?2 FROM outbox WHERE op_id = ?1",
+        )
+        .map_err(sql_error)?
+        .execute(params![op_id, change_seq as i64])
+        .map_err(sql_error)?;
+        Ok(())
+    }
+
+    /// Forgets the acknowledged Mutations of a Space whose `change_seq` the Mirror's pull
+    /// position `through` reaches: the Mirror reflects them now (`[CLIENT-23]`, `[PULL-11]`).
+    pub fn forget_acked(tx: &Connection, space: &str, through: u64) -> Result<(), ClientError> {
+        tx.prepare_cached("DELETE FROM acked WHERE space = ?1 AND change_seq <= ?2")
+            .map_err(sql_error)?
+            .execute(params![space, through as i64])
+            .map_err(sql_error)?;
+        Ok(())
+    }
+
+    /// The Mutations of a Space (of one Record, if `record` is given) that the view applies on
+    /// top of the Mirror (`[CLIENT-22]`): the Outbox and the acknowledged Mutations the pull has
+    /// not reached yet, in creation order.
+    pub fn unreflected(
+        &self,
+        space: &str,
+        record: Option<(&str, &str)>,
+    ) -> Result<Vec<Pending>, ClientError> {
+        let (mut out, acked) = match record {
+            Some((c, id)) => (
+                Self::record_outbox_in(&self.conn, space, c, id)?,
+                Self::rows_in(
+                    &self.conn,
+                    "acked",
+                    space,
+                    "AND collection = ?2 AND record_id = ?3",
+                    [c, id],
+                )?,
+            ),
+            None => (
+                self.outbox(space)?,
+                Self::rows_in(&self.conn, "acked", space, "", [])?,
+            ),
+        };
+        if !acked.is_empty() {
+            out.extend(acked);
+            out.sort_by_key(|p| p.seq);
+        }
+        Ok(out)
+    }
+
     /// The Outbox entries of one Record in creation order, read on `conn` (an index lookup, so
     /// a write costs the same however long the Outbox is).
     pub fn record_outbox_in(
@@ -328,8 +400,19 @@ impl Store {
         filter: &str,
         more: [&str; N],
     ) -> Result<Vec<Pending>, ClientError> {
+        Self::rows_in(conn, "outbox", space, filter, more)
+    }
+
+    /// Rows of `table` (`outbox` or `acked`) as [`Pending`] entries, as [`Store::pending_in`].
+    fn rows_in<const N: usize>(
+        conn: &Connection,
+        table: &str,
+        space: &str,
+        filter: &str,
+        more: [&str; N],
+    ) -> Result<Vec<Pending>, ClientError> {
         let mut st = conn
-            .prepare_cached(&format!("SELECT seq, op_id, collection, record_id, body, priority, attempts FROM outbox WHERE space = ?1 {filter} ORDER BY seq"))
+            .prepare_cached(&format!("SELECT seq, op_id, collection, record_id, body, priority, attempts FROM {table} WHERE space = ?1 {filter} ORDER BY seq"))
             .map_err(sql_error)?;
         let params: Vec<&str> = std::iter::once(space).chain(more).collect();
         let rows = st

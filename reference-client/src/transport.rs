@@ -58,6 +58,10 @@ pub(crate) struct Reply {
     pub(crate) retry_after: Option<u64>,
     pub(crate) clock: Option<String>,
     pub(crate) body: Value,
+    /// How many attempts [`Client::call`] made for this answer (1: the first one answered).
+    /// A push answered on a later attempt was sent before, even if no answer came
+    /// (chapter 08, "sent before").
+    pub(crate) attempts: u32,
 }
 
 impl Client {
@@ -142,6 +146,7 @@ impl Client {
             retry_after,
             clock,
             body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            attempts: 1,
         })
     }
 
@@ -155,15 +160,35 @@ impl Client {
     ) -> Result<Reply, ClientError> {
         let resumed = self.resume_schedule()?;
         let policy = self.retry_policy();
+        let mut retried_body: Option<Value> = None;
         for attempt in 0..=policy.attempts_per_sync {
-            let outcome = self.request(method, path, body);
+            if crate::faults::fault!(NewOpIdOnRetry) && attempt > 0 {
+                let mut b = body.cloned().unwrap_or(Value::Null);
+                if let Some(ms) = b["mutations"].as_array_mut() {
+                    for m in ms {
+                        m["op_id"] = Value::String(format!(
+                            "{}-retry-{}",
+                            self.client_id,
+                            crate::clock::random_hex(4)
+                        ));
+                    }
+                }
+                retried_body = Some(b);
+            }
+            let outcome = self.request(method, path, retried_body.as_ref().or(body));
             let (reason, retry_after) = match outcome {
-                Ok(r) => {
-                    if let Some(c) = r.clock.as_deref().and_then(|c| c.parse::<Hlc>().ok()) {
+                Ok(mut r) => {
+                    r.attempts = attempt + 1;
+                    if let Some(c) = r
+                        .clock
+                        .as_deref()
+                        .and_then(|c| c.parse::<Hlc>().ok())
+                        .filter(|_| !crate::faults::fault!(IgnoresServerClock))
+                    {
                         self.clock.clock.merge(&c, now_ms()); // [HLC-5]
                     }
                     if !is_transient(r.status) {
-                        if resumed + attempt > 0 {
+                        if resumed + attempt > 0 && !crate::faults::fault!(NoFailureReset) {
                             self.reset_schedule()?;
                         }
                         return Ok(r);

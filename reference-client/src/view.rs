@@ -1,7 +1,9 @@
-//! Optimistic reads (spec chapter 08, `[CLIENT-8]`; chapter 03, `[MERGE-3]`): the value of a
-//! Record is its Mirror state with the pending Mutations of the Outbox merged on top by the
-//! protocol crate's rules, under the Collection's Field Policies, recomputed on every read, so
-//! that a pull (or a resync) never hides a pending write: the rebase is the read itself.
+//! Optimistic reads (spec chapter 08, "The optimistic view", `[CLIENT-8]`, `[CLIENT-22]`,
+//! `[CLIENT-23]`; chapter 03, `[MERGE-3]`): the value of a Record is its Mirror state with the
+//! pending Mutations of the Outbox, and the acknowledged ones the pull has not reached yet,
+//! merged on top by the protocol crate's rules, under the Collection's Field Policies,
+//! recomputed on every read, so that a pull (or a resync, or a pull that failed after its push
+//! was acknowledged) never hides a write of the Client's: the rebase is the read itself.
 
 use driftless_protocol::collection_schema::{CollectionSchema, Policy};
 use driftless_protocol::hlc::Hlc;
@@ -19,7 +21,9 @@ impl Client {
         collection: &str,
         id: &str,
     ) -> Result<Option<Map<String, Value>>, ClientError> {
-        let outbox = self.store.record_outbox(&self.cfg.space, collection, id)?;
+        let outbox = self
+            .store
+            .unreflected(&self.cfg.space, Some((collection, id)))?;
         let pending: Vec<&Pending> = outbox.iter().collect();
         let policies = self.policies(collection)?;
         self.view(collection, id, &pending, &policies)
@@ -51,6 +55,11 @@ impl Client {
         Ok(view.exists.then_some(view.value))
     }
 
+    /// The Fields the latest known Collection Schema of a Collection declares.
+    pub(crate) fn declared_fields(&self, collection: &str) -> Result<Vec<String>, ClientError> {
+        Ok(self.policies(collection)?.into_keys().collect())
+    }
+
     /// The Field Policies of a Collection, from the latest Collection Schema this Client knows.
     fn policies(
         &self,
@@ -74,7 +83,7 @@ impl Client {
     /// The existing Records of a Collection, optimistically, sorted by ID.
     pub(crate) fn optimistic_list(&self, collection: &str) -> Result<Listed, ClientError> {
         // One read of the Outbox and the Policies for the whole Collection.
-        let outbox = self.store.outbox(&self.cfg.space)?;
+        let outbox = self.store.unreflected(&self.cfg.space, None)?;
         let mut pending: std::collections::BTreeMap<&str, Vec<&Pending>> =
             std::collections::BTreeMap::new();
         for p in outbox.iter().filter(|p| p.collection == collection) {

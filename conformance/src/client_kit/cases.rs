@@ -1,0 +1,904 @@
+//! The client cases, one or more per Client duty, named `client.<area>.<behaviour>`, and the
+//! Client MUSTs the kit cannot check from outside, with the reason.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::layer::{on, Action, Exchange, Response};
+use super::{ensure, CaseResult, ClientCase, Kit};
+use crate::{Level, Verdict};
+
+macro_rules! case {
+    ($id:literal, [$($r:literal),*], $level:ident, $desc:literal, $run:expr) => {
+        ClientCase { id: $id, requirements: &[$($r),*], level: Level::$level, description: $desc, run: $run }
+    };
+}
+
+/// Every client case, in kit order.
+pub fn all() -> Vec<ClientCase> {
+    vec![
+        case!("client.outbox.durable-across-sigkill", ["CLIENT-1", "CLIENT-2", "HLC-10", "ID-2"], Must,
+            "writes the adapter reported done survive SIGKILL and restart, and are all sent", durable_across_sigkill),
+        case!("client.outbox.unknown-fate-kept-across-restart", ["CLIENT-2", "CLIENT-7", "MAN-5"], Must,
+            "a push cut off unforwarded, then SIGKILL: the restarted Client still delivers the write", unknown_fate_kept),
+        case!("client.retry.same-op-id-and-body", ["CLIENT-3", "ID-5", "RETRY-3", "MUT-2", "PUSH-8"], Must,
+            "after a lost acknowledgement the Mutation is retried with the same Op ID and body, and applied once", same_op_id_and_body),
+        case!("client.retry.retry-after-floor", ["RETRY-2", "RETRY-3", "ERR-7"], Must,
+            "after 503 (a Problem type the Client cannot know) with Retry-After: 1 the next request waits at least one second", retry_after_floor),
+        case!("client.retry.full-jitter", ["RETRY-1"], Must,
+            "delays between failed attempts stay within the announced bound and are spread, not constant", full_jitter),
+        case!("client.retry.failure-count-reset", ["RETRY-7", "RETRY-1"], Must,
+            "after a success the next failures wait by the first bounds of the policy again", failure_count_reset),
+        case!("client.retry.not-retryable-not-resent", ["RETRY-4", "CLIENT-19"], Must,
+            "a push refused as payload-too-large is never resent unchanged", not_retryable_not_resent),
+        case!("client.order.per-record-across-lanes", ["CLIENT-6", "ORD-4"], Must,
+            "one Record's Mutations are sent in creation order whatever their priority lanes", per_record_order),
+        case!("client.dead-letter.poison-never-blocks", ["CLIENT-4", "CLIENT-5"], Must,
+            "a rejected Mutation is dead-lettered with its Problem and later writes still sync", poison_never_blocks),
+        case!("client.too-old.no-reissue-after-sent", ["CLIENT-10", "CLIENT-14", "ERR-6"], Must,
+            "a Mutation sent before and then refused as mutation-too-old is dead-lettered, never re-issued", no_reissue_after_sent),
+        case!("client.too-old.deleted-record-stays-deleted", ["CLIENT-21"], Must,
+            "a never-sent edit refused as too old for a Record deleted meanwhile is dead-lettered; the delete stands", deleted_record_stays_deleted),
+        case!("client.hlc.stamps", ["HLC-11", "ID-3", "ID-4"], Must,
+            "HLCs increase with seq, their node is the Client ID, seq counts from 1 by one, Op IDs are unique", hlc_stamps),
+        case!("client.hlc.merges-server-clock", ["HLC-5"], Must,
+            "after a response whose Driftless-Clock is ahead, the next Mutation's HLC is greater", merges_server_clock),
+        case!("client.coalesce.never-merges-increments", ["CLIENT-12"], Must,
+            "increments and set additions are each sent, none combined or dropped", never_merges_increments),
+        case!("client.view.pending-rebased-and-equal-when-drained", ["CLIENT-8", "CLIENT-22", "MERGE-3"], Must,
+            "a pending write shows over another Client's change, and the view equals the Server once drained", view_rebase),
+        case!("client.view.acknowledged-stays-until-pulled", ["CLIENT-23"], Should,
+            "a write acknowledged before a failed pull stays in the view", acknowledged_stays),
+        case!("client.compat.unknown-members-ignored", ["HTTP-10", "DISC-5"], Must,
+            "unknown members in every answer and an unknown feature name change nothing", unknown_members_ignored),
+        case!("client.pull.resync-after-cursor-expired", ["PULL-15", "PULL-1", "CLIENT-2"], Must,
+            "after cursor-expired the Client pulls from no Cursor, drops what the Mirror held, keeps its writes", resync_after_cursor_expired),
+        case!("client.limits.pushes-within-announced-limits", ["LIM-7", "CLIENT-17"], Must,
+            "with mutations_per_push_max 2 announced, no push carries more than 2 Mutations", pushes_within_limits),
+        case!("client.version.v1-paths", ["VER-1"], Must,
+            "every request goes to the discovery document or under the /v1/ prefix", v1_paths),
+        case!("client.evolution.schema-version-set", ["EVO-1"], Must,
+            "Mutations of a Collection whose Collection Schema the Client knows carry its version", schema_version_set),
+        case!("client.evolution.unknown-fields-kept", ["EVO-10"], Must,
+            "a read-modify-write keeps a Field the Client does not know", unknown_fields_kept),
+    ]
+}
+
+/// Client MUSTs the kit cannot check through an adapter, and why.
+pub const NOT_CHECKABLE: &[(&str, &str)] = &[
+    ("ORD-3", "a Client relying on arrival order is a design property, not visible in its traffic"),
+    ("INT-9", "the adapter protocol has no audit operation; the reference client's tests check it"),
+    ("PRIV-4", "the adapter protocol has no sign-out operation; what a Client deletes on sign-out is an application flow"),
+    ("VER-5", "needs a Server announcing a lower minor version than the Client knows; the reference Server knows only 1.0"),
+    ("CLIENT-18", "needs a Mutation larger than the announced limits that the adapter could still accept; the reference client's tests check it"),
+    ("CLIENT-20", "needs a Server that answers before reading a large body; covered by the reference client's tests"),
+];
+
+fn ops(pushes: &[Exchange]) -> Vec<Value> {
+    pushes
+        .iter()
+        .flat_map(|p| p.body["mutations"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+fn problem(status: u16, code: &str, detail: &str) -> Value {
+    json!({"type": format!("urn:driftless:problem:{code}"), "title": code, "status": status, "detail": detail})
+}
+
+fn durable_across_sigkill(k: &mut Kit) -> CaseResult {
+    k.start()?;
+    let mut ops = Vec::new();
+    for i in 0..3 {
+        ops.push(k.write(
+            "notes",
+            &format!("n{i}"),
+            json!({"kind": "put", "value": {"i": i}}),
+        )?);
+    }
+    k.kill();
+    k.start()?;
+    let status = k.call(json!({"op": "status", "op_ids": ops}))?;
+    ensure(status["pending"] == 3, || {
+        format!(
+            "[CLIENT-1] after SIGKILL the Outbox holds {} of 3 writes",
+            status["pending"]
+        )
+    })?;
+    k.sync()?;
+    for i in 0..3 {
+        let v = k.server_value("notes", &format!("n{i}"))?;
+        ensure(v == Some(json!({"i": i})), || {
+            format!("[CLIENT-2] n{i} on the Server is {v:?}")
+        })?;
+    }
+    Ok(())
+}
+
+fn unknown_fate_kept(k: &mut Kit) -> CaseResult {
+    // A short policy, so that a Client that ignores attempts_per_sync still gives up soon.
+    k.announce_backoff(5, 2, 20);
+    k.options(json!({"attempts_per_sync": 1}));
+    k.start()?;
+    k.write(
+        "notes",
+        "n1",
+        json!({"kind": "put", "value": {"t": "kept"}}),
+    )?;
+    k.layer
+        .script(on("POST", "/push", usize::MAX, |_| Action::Reset));
+    let _ = k.try_sync()?;
+    ensure(!k.layer.pushes().is_empty(), || {
+        "the Client never pushed".into()
+    })?;
+    let cut = ops(&k.layer.pushes())[0].clone();
+    k.kill();
+    k.layer.clear();
+    k.start()?;
+    k.sync()?;
+    let again: Vec<Value> = ops(&k.layer.pushes())
+        .into_iter()
+        .filter(|m| m["op_id"] == cut["op_id"])
+        .collect();
+    ensure(again.iter().all(|m| m == &cut), || {
+        format!("[MAN-5] the write was pushed again with another body: {again:?} vs {cut}")
+    })?;
+    let v = k.server_value("notes", "n1")?;
+    ensure(v == Some(json!({"t": "kept"})), || {
+        format!("[CLIENT-2] a write whose push was cut off is not on the Server after a restart and sync: {v:?}")
+    })
+}
+
+fn same_op_id_and_body(k: &mut Kit) -> CaseResult {
+    k.start()?;
+    k.write(
+        "likes",
+        "l1",
+        json!({"kind": "increment", "field": "n", "by": 1}),
+    )?;
+    k.layer.script(on("POST", "/push", 1, |_| Action::Drop));
+    k.sync()?;
+    let pushed = ops(&k.layer.pushes());
+    ensure(pushed.len() >= 2, || {
+        format!(
+            "the Mutation was sent {} time(s) after a lost acknowledgement",
+            pushed.len()
+        )
+    })?;
+    for p in &pushed[1..] {
+        ensure(p == &pushed[0], || {
+            format!(
+                "[CLIENT-3] the retry differs from the first attempt: {} vs {}",
+                p, pushed[0]
+            )
+        })?;
+    }
+    let status = k.call(json!({"op": "status"}))?;
+    ensure(status["pending"] == 0, || {
+        format!(
+            "[PUSH-8] {} Mutations still pending after the retry was acknowledged",
+            status["pending"]
+        )
+    })?;
+    let v = k.server_value("likes", "l1")?;
+    ensure(v == Some(json!({"n": 1})), || {
+        format!("the increment was applied other than once: {v:?}")
+    })
+}
+
+fn retry_after_floor(k: &mut Kit) -> CaseResult {
+    k.start()?;
+    k.write("notes", "n1", json!({"kind": "put", "value": {}}))?;
+    k.layer.script(on("POST", "/push", 1, |_| {
+        Action::Answer(Response::json(
+            503,
+            &problem(
+                503,
+                "kit-future-outage",
+                "kit: a Problem type no Client knows",
+            ),
+            &[("Retry-After", "1")],
+        ))
+    }));
+    k.sync()?;
+    let log = k.layer.log();
+    let refused = log
+        .iter()
+        .position(|e| e.status == 503)
+        .ok_or_else(|| Verdict::Error("no push was refused".into()))?;
+    let next = log
+        .get(refused + 1)
+        .ok_or_else(|| Verdict::Fail("[RETRY-3] nothing was sent after the 503".into()))?;
+    let waited = next.at.duration_since(log[refused].at);
+    ensure(waited >= Duration::from_millis(1000), || {
+        format!(
+            "[RETRY-2] the next request came {} ms after Retry-After: 1",
+            waited.as_millis()
+        )
+    })
+}
+
+/// The gaps between consecutive failed pushes and the attempt after each.
+fn push_gaps(k: &Kit) -> Vec<u64> {
+    let pushes = k.layer.pushes();
+    pushes
+        .windows(2)
+        .filter(|w| w[0].status == 503)
+        .map(|w| w[1].at.duration_since(w[0].at).as_millis() as u64)
+        .collect()
+}
+
+/// Slack for scheduling and loopback latency on a busy machine, in milliseconds.
+const SLACK_MS: u64 = 150;
+
+fn full_jitter(k: &mut Kit) -> CaseResult {
+    let (cap, failures) = (60, 24);
+    k.announce_backoff(cap, 1, cap);
+    k.options(json!({"attempts_per_sync": failures + 5}));
+    k.start()?;
+    k.write("notes", "n1", json!({"kind": "put", "value": {}}))?;
+    k.layer.script(on("POST", "/push", failures, |_| {
+        Action::Answer(Response::json(
+            503,
+            &problem(503, "unavailable", "kit"),
+            &[],
+        ))
+    }));
+    k.sync()?;
+    let gaps = push_gaps(k);
+    ensure(gaps.len() >= failures - 1, || {
+        format!(
+            "[RETRY-3] only {} retries after {failures} failures",
+            gaps.len()
+        )
+    })?;
+    // A busy machine can delay a wake-up now and then; a Client that waits past the bound does
+    // so every time.
+    let over = gaps.iter().filter(|g| **g > cap + SLACK_MS).count();
+    ensure(over * 10 <= gaps.len(), || {
+        format!(
+            "[RETRY-1] {over} of {} delays exceed the announced bound {cap} ms: {gaps:?}",
+            gaps.len()
+        )
+    })?;
+    // Uniform draws from [0, 60]: half fall below 30 ms, and fewer than two of 24 has a
+    // probability below 1e-5. A Client without jitter never waits less than the bound.
+    let low = gaps.iter().filter(|g| **g < cap / 2).count();
+    ensure(low >= 2, || {
+        format!("[RETRY-1] only {low} of {} delays fall in the lower half of [0, {cap}] ms: not full jitter: {gaps:?}", gaps.len())
+    })
+}
+
+fn failure_count_reset(k: &mut Kit) -> CaseResult {
+    // Bounds 10, 80, 640, then 3000 ms.
+    k.announce_backoff(10, 8, 3000);
+    k.options(json!({"attempts_per_sync": 10}));
+    k.start()?;
+    let unavailable = || {
+        Action::Answer(Response::json(
+            503,
+            &problem(503, "unavailable", "kit"),
+            &[],
+        ))
+    };
+    k.write("notes", "n1", json!({"kind": "put", "value": {}}))?;
+    k.layer
+        .script(on("POST", "/push", 3, move |_| unavailable()));
+    k.sync()?;
+    k.layer.clear();
+    k.announce_backoff(10, 8, 3000);
+    let before = k.layer.pushes().len();
+    k.write("notes", "n2", json!({"kind": "put", "value": {}}))?;
+    k.layer
+        .script(on("POST", "/push", 3, move |_| unavailable()));
+    k.sync()?;
+    let all = push_gaps(k);
+    let second = k.layer.pushes().len() - before;
+    ensure(second >= 4, || {
+        format!("expected four pushes in the second sync, saw {second}")
+    })?;
+    let gaps: Vec<u64> = all[all.len().saturating_sub(3)..].to_vec();
+    // With the reset the bounds are 10, 80 and 640 ms; without it 3000 ms each, and all three
+    // this short has a probability below 1%.
+    let slack = 2 * SLACK_MS;
+    let reset =
+        gaps.len() == 3 && gaps[0] <= 10 + slack && gaps[1] <= 80 + slack && gaps[2] <= 640 + slack;
+    ensure(reset, || {
+        format!("[RETRY-7] after a success the delays were {gaps:?} ms; the policy's first bounds are 10, 80 and 640 ms")
+    })
+}
+
+fn not_retryable_not_resent(k: &mut Kit) -> CaseResult {
+    k.start()?;
+    k.write("notes", "n1", json!({"kind": "put", "value": {"t": 1}}))?;
+    k.layer.script(on("POST", "/push", 1, |_| {
+        Action::Answer(Response::json(
+            413,
+            &problem(413, "payload-too-large", "kit: too large"),
+            &[],
+        ))
+    }));
+    let _ = k.try_sync()?;
+    let pushes = k.layer.pushes();
+    let refused = &pushes
+        .first()
+        .ok_or_else(|| Verdict::Error("nothing was pushed".into()))?
+        .body;
+    let resent = pushes.iter().skip(1).filter(|p| &p.body == refused).count();
+    ensure(resent == 0, || {
+        format!("[RETRY-4] the request refused as payload-too-large was resent unchanged {resent} time(s)")
+    })
+}
+
+fn per_record_order(k: &mut Kit) -> CaseResult {
+    k.start()?;
+    let a = k.write_lane("notes", "r1", json!({"kind": "put", "value": {"v": 1}}), 0)?;
+    k.write_lane("notes", "r2", json!({"kind": "put", "value": {"v": 1}}), 5)?;
+    let b = k.write_lane(
+        "notes",
+        "r1",
+        json!({"kind": "increment", "field": "n", "by": 1}),
+        10,
+    )?;
+    let c = k.write_lane("notes", "r1", json!({"kind": "patch", "set": {"w": 2}}), 0)?;
+    k.sync()?;
+    let sent: Vec<String> = ops(&k.layer.pushes())
+        .iter()
+        .filter(|m| m["record_id"] == "r1")
+        .filter_map(|m| m["op_id"].as_str().map(str::to_owned))
+        .collect();
+    let mut first = Vec::new();
+    for o in sent {
+        if !first.contains(&o) {
+            first.push(o);
+        }
+    }
+    ensure(first == vec![a.clone(), b.clone(), c.clone()], || {
+        format!(
+            "[CLIENT-6] r1's Mutations were sent as {first:?}, created as {:?}",
+            [a, b, c]
+        )
+    })
+}
+
+fn poison_never_blocks(k: &mut Kit) -> CaseResult {
+    k.start()?;
+    // A Field name no Server accepts (chapter 03): rejected as invalid-mutation.
+    let bad = k.write(
+        "notes",
+        "bad",
+        json!({"kind": "put", "value": {"x-bad": 1}}),
+    );
+    let bad = match bad {
+        Ok(op) => op,
+        Err(Verdict::Fail(_)) => {
+            return Err(Verdict::Skip(
+                "the Client refuses the poison write locally; nothing to dead-letter".into(),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    k.write("notes", "ok1", json!({"kind": "put", "value": {"v": 1}}))?;
+    k.sync()?;
+    let dead = k.call(json!({"op": "dead_letters"}))?;
+    let entry = dead["dead_letters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["op_id"] == bad.as_str())
+        .cloned();
+    let entry = entry.ok_or_else(|| {
+        Verdict::Fail(format!(
+            "[CLIENT-4] the rejected Mutation {bad} is not in the dead letters: {dead}"
+        ))
+    })?;
+    ensure(
+        entry["problem"]["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("invalid-mutation")),
+        || format!("[CLIENT-4] the dead letter lacks its Problem: {entry}"),
+    )?;
+    k.write("notes", "ok2", json!({"kind": "put", "value": {"v": 2}}))?;
+    k.sync()?;
+    for (id, v) in [("ok1", 1), ("ok2", 2)] {
+        let got = k.server_value("notes", id)?;
+        ensure(got == Some(json!({"v": v})), || {
+            format!("[CLIENT-5] {id} is not on the Server after the poison write: {got:?}")
+        })?;
+    }
+    let status = k.call(json!({"op": "status"}))?;
+    ensure(status["pending"] == 0, || {
+        format!("[CLIENT-5] {} Mutations still pending", status["pending"])
+    })
+}
+
+/// A push answer refusing every Mutation of the request as `mutation-too-old`.
+fn too_old(e: &Exchange) -> Action {
+    let results: Vec<Value> = e.body["mutations"].as_array().into_iter().flatten().map(|m| {
+        // The title says clock-skew: a Client must react to the type ([ERR-6]).
+        json!({"status": "rejected", "op_id": m["op_id"], "problem": {"type": "urn:driftless:problem:mutation-too-old", "title": "Clock skew too large", "status": 422, "detail": "kit: older than the Horizon"}})
+    }).collect();
+    Action::Answer(Response::json(
+        200,
+        &json!({"server_clock": e.body["mutations"][0]["hlc"], "results": results}),
+        &[],
+    ))
+}
+
+fn no_reissue_after_sent(k: &mut Kit) -> CaseResult {
+    k.start()?;
+    let op = k.write(
+        "notes",
+        "n1",
+        json!({"kind": "patch", "set": {"late": true}}),
+    )?;
+    // The first attempt is lost; whatever comes next for it is refused as too old.
+    k.layer.script(on("POST", "/push", 1, |_| Action::Reset));
+    k.layer.script(on("POST", "/push", usize::MAX, too_old));
+    k.layer.script(on("POST", "/manifest", usize::MAX, |e| {
+        let entries: Vec<Value> = e.body["op_ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|_| json!({"status": "unknown"}))
+            .collect();
+        Action::Answer(Response::json(200, &json!({"entries": entries}), &[]))
+    }));
+    let _ = k.try_sync()?;
+    let _ = k.try_sync()?;
+    let reissued: Vec<Value> = ops(&k.layer.pushes())
+        .into_iter()
+        .filter(|m| m["op_id"] != op.as_str())
+        .collect();
+    ensure(reissued.is_empty(), || {
+        format!(
+            "[CLIENT-10] a Mutation sent before and refused as too old was re-issued: {}",
+            reissued[0]
+        )
+    })?;
+    let dead = k.call(json!({"op": "dead_letters"}))?;
+    let held = dead["dead_letters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|d| d["op_id"] == op.as_str());
+    ensure(held, || {
+        format!("[CLIENT-14] the too-old Mutation is not in the dead letters: {dead}")
+    })
+}
+
+fn deleted_record_stays_deleted(k: &mut Kit) -> CaseResult {
+    k.other_writes(&[(
+        "tasks",
+        "t1",
+        json!({"kind": "put", "value": {"title": "Buy milk", "done": false}}),
+    )])?;
+    k.start()?;
+    k.sync()?;
+    let op = k.write(
+        "tasks",
+        "t1",
+        json!({"kind": "patch", "set": {"done": true}}),
+    )?;
+    k.other_writes(&[("tasks", "t1", json!({"kind": "delete"}))])?;
+    // Refused as too old at its first send, as after a compaction; later attempts go through.
+    k.layer.script(on("POST", "/push", 1, too_old));
+    let _ = k.try_sync()?;
+    let _ = k.try_sync()?;
+    let v = k.server_value("tasks", "t1")?;
+    ensure(v.is_none(), || {
+        format!("[CLIENT-21] the Record deleted while the edit waited is back: {v:?}")
+    })?;
+    let dead = k.call(json!({"op": "dead_letters"}))?;
+    let held = dead["dead_letters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|d| d["op_id"] == op.as_str());
+    ensure(held, || {
+        format!("[CLIENT-21] the edit {op} is not in the dead letters: {dead}")
+    })
+}
+
+/// (physical ms, logical, node) of an HLC's text.
+fn hlc_parts(h: &str) -> Option<(u64, u64, &str)> {
+    let mut parts = h.splitn(3, '-');
+    let p = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let l = u64::from_str_radix(parts.next()?, 16).ok()?;
+    Some((p, l, parts.next()?))
+}
+
+fn hlc_stamps(k: &mut Kit) -> CaseResult {
+    k.start()?;
+    for i in 0..3 {
+        k.write(
+            "notes",
+            &format!("a{i}"),
+            json!({"kind": "put", "value": {}}),
+        )?;
+    }
+    k.sync()?;
+    k.kill();
+    k.start()?;
+    for i in 0..3 {
+        k.write(
+            "notes",
+            &format!("b{i}"),
+            json!({"kind": "put", "value": {}}),
+        )?;
+    }
+    k.sync()?;
+    let sent = ops(&k.layer.pushes());
+    let mut seen = std::collections::BTreeSet::new();
+    let mut last: Option<(u64, String)> = None;
+    for m in &sent {
+        let (seq, hlc, op) = (
+            m["seq"].as_u64().unwrap_or(0),
+            m["hlc"].as_str().unwrap_or(""),
+            m["op_id"].as_str().unwrap_or(""),
+        );
+        let (_, _, node) = hlc_parts(hlc)
+            .ok_or_else(|| Verdict::Fail(format!("[HLC-11] {hlc:?} is not an HLC")))?;
+        ensure(node == k.client_id, || {
+            format!(
+                "[HLC-11] the HLC node {node:?} is not the Client ID {:?}",
+                k.client_id
+            )
+        })?;
+        ensure(seen.insert(op.to_owned()), || {
+            format!("[ID-3] Op ID {op} was used for two Mutations")
+        })?;
+        if let Some((s, h)) = &last {
+            ensure(seq == s + 1, || format!("[ID-4] seq {seq} follows {s}"))?;
+            ensure(hlc > h.as_str(), || {
+                format!("[HLC-11] HLC {hlc} is not greater than the earlier {h}")
+            })?;
+        } else {
+            ensure(seq == 1, || format!("[ID-4] the first seq is {seq}, not 1"))?;
+        }
+        last = Some((seq, hlc.to_owned()));
+    }
+    ensure(sent.len() == 6, || {
+        format!("expected 6 Mutations sent, saw {}", sent.len())
+    })
+}
+
+fn merges_server_clock(k: &mut Kit) -> CaseResult {
+    let ahead_ms = 30_000u64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let server_clock = format!("{:012x}-0007-server", now + ahead_ms);
+    let clock = server_clock.clone();
+    k.layer.script(on("GET", "/pull", usize::MAX, move |_| {
+        let clock = clock.clone();
+        Action::Rewrite(Box::new(move |r: &mut Response| {
+            r.set_header("Driftless-Clock", &clock);
+            let mut b = r.json_body();
+            if b.is_object() {
+                b["server_clock"] = json!(clock);
+                r.body = b.to_string().into_bytes();
+            }
+        }))
+    }));
+    k.start()?;
+    k.sync()?;
+    k.layer.clear();
+    k.write("notes", "n1", json!({"kind": "put", "value": {}}))?;
+    k.sync()?;
+    let sent = ops(&k.layer.pushes());
+    let hlc = sent
+        .first()
+        .and_then(|m| m["hlc"].as_str())
+        .unwrap_or("")
+        .to_owned();
+    let (p, _, _) =
+        hlc_parts(&hlc).ok_or_else(|| Verdict::Fail(format!("no HLC sent: {hlc:?}")))?;
+    ensure(p >= now + ahead_ms, || {
+        format!("[HLC-5] after a Driftless-Clock of {server_clock} the Client stamped {hlc}")
+    })
+}
+
+fn never_merges_increments(k: &mut Kit) -> CaseResult {
+    k.start()?;
+    let mut mine = Vec::new();
+    for _ in 0..2 {
+        mine.push(k.write(
+            "likes",
+            "l1",
+            json!({"kind": "increment", "field": "n", "by": 1}),
+        )?);
+    }
+    mine.push(k.write(
+        "likes",
+        "l1",
+        json!({"kind": "set_add", "field": "tags", "elements": ["a"]}),
+    )?);
+    mine.push(k.write(
+        "likes",
+        "l1",
+        json!({"kind": "set_add", "field": "tags", "elements": ["b"]}),
+    )?);
+    k.sync()?;
+    let sent: Vec<Value> = ops(&k.layer.pushes());
+    for op in &mine {
+        ensure(sent.iter().any(|m| m["op_id"] == op.as_str()), || {
+            format!("[CLIENT-12] Mutation {op} was never sent (combined or dropped)")
+        })?;
+    }
+    ensure(sent.len() == mine.len(), || {
+        format!(
+            "[CLIENT-12] {} Mutations sent for {} writes",
+            sent.len(),
+            mine.len()
+        )
+    })
+}
+
+fn view_rebase(k: &mut Kit) -> CaseResult {
+    k.other_writes(&[(
+        "notes",
+        "r",
+        json!({"kind": "put", "value": {"a": 1, "b": 1}}),
+    )])?;
+    k.start()?;
+    k.sync()?;
+    k.write("notes", "r", json!({"kind": "patch", "set": {"a": 2}}))?;
+    k.write("notes", "s", json!({"kind": "put", "value": {"new": true}}))?;
+    let pending = k.get("notes", "r")?;
+    ensure(pending == json!({"a": 2, "b": 1}), || {
+        format!("[CLIENT-22] the pending patch is not in the view: {pending}")
+    })?;
+    k.other_writes(&[("notes", "r", json!({"kind": "patch", "set": {"b": 2}}))])?;
+    k.sync()?;
+    let mine = k.call(json!({"op": "list", "collection": "notes"}))?;
+    let mine: Vec<(String, Value)> = mine["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or("").to_owned(),
+                r["value"].clone(),
+            )
+        })
+        .collect();
+    let server = k.server_list("notes")?;
+    ensure(mine == server, || {
+        format!("[CLIENT-8] once drained the view {mine:?} differs from the Server {server:?}")
+    })?;
+    ensure(
+        mine.iter()
+            .any(|(id, v)| id == "r" && v == &json!({"a": 2, "b": 2})),
+        || format!("[MERGE-3] r is not merged: {mine:?}"),
+    )
+}
+
+fn acknowledged_stays(k: &mut Kit) -> CaseResult {
+    // A short policy, so that a Client that ignores attempts_per_sync still gives up soon.
+    k.announce_backoff(5, 2, 20);
+    k.options(json!({"attempts_per_sync": 1}));
+    k.start()?;
+    k.write(
+        "notes",
+        "n1",
+        json!({"kind": "put", "value": {"t": "acked"}}),
+    )?;
+    k.layer.script(on("GET", "/pull", usize::MAX, |_| {
+        Action::Answer(Response::json(
+            503,
+            &problem(503, "unavailable", "kit"),
+            &[],
+        ))
+    }));
+    let _ = k.try_sync()?;
+    let on_server = k.server_value("notes", "n1")?;
+    if on_server.is_none() {
+        return Err(Verdict::Error(
+            "the push was not applied; nothing to check".into(),
+        ));
+    }
+    let v = k.get("notes", "n1")?;
+    ensure(v == json!({"t": "acked"}), || {
+        format!("[CLIENT-23] the acknowledged write vanished from the view before the pull: {v}")
+    })
+}
+
+fn unknown_fields_kept(k: &mut Kit) -> CaseResult {
+    k.other_writes(&[(
+        "notes",
+        "n1",
+        json!({"kind": "put", "value": {"title": "a", "later": 7}}),
+    )])?;
+    k.start()?;
+    k.sync()?;
+    k.call(
+        json!({"op": "update", "collection": "notes", "record_id": "n1", "set": {"title": "b"}}),
+    )?;
+    k.sync()?;
+    let v = k.server_value("notes", "n1")?;
+    ensure(v == Some(json!({"title": "b", "later": 7})), || {
+        format!("[EVO-10] after a read-modify-write the Record is {v:?}")
+    })
+}
+
+fn unknown_members_ignored(k: &mut Kit) -> CaseResult {
+    k.rewrite("GET", "/.well-known/driftless", |d| {
+        d["x_future"] = json!({"nested": [1, 2]});
+        if let Some(f) = d["features"].as_array_mut() {
+            f.push(json!("x-future-feature"));
+        }
+    });
+    k.rewrite("GET", "/pull", |d| {
+        d["x_future"] = json!(true);
+        for r in d["records"].as_array_mut().into_iter().flatten() {
+            r["x_future"] = json!(1);
+        }
+    });
+    k.rewrite("POST", "/push", |d| {
+        d["x_future"] = json!("later");
+        for r in d["results"].as_array_mut().into_iter().flatten() {
+            r["x_future"] = json!(1);
+        }
+    });
+    k.other_writes(&[("notes", "a", json!({"kind": "put", "value": {"v": 1}}))])?;
+    k.start()?;
+    k.write("notes", "b", json!({"kind": "put", "value": {"v": 2}}))?;
+    k.sync()?;
+    let status = k.call(json!({"op": "status"}))?;
+    ensure(status["pending"] == 0, || {
+        format!(
+            "[HTTP-10] with unknown members in the answers {} writes stay pending",
+            status["pending"]
+        )
+    })?;
+    let mine = k.call(json!({"op": "list", "collection": "notes"}))?;
+    let ids: Vec<&str> = mine["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    ensure(ids == ["a", "b"], || {
+        format!("[HTTP-10] the view holds {ids:?}, expected a and b")
+    })
+}
+
+fn resync_after_cursor_expired(k: &mut Kit) -> CaseResult {
+    k.other_writes(&[
+        ("notes", "gone", json!({"kind": "put", "value": {"v": 1}})),
+        ("notes", "kept", json!({"kind": "put", "value": {"v": 1}})),
+    ])?;
+    k.start()?;
+    k.sync()?;
+    k.other_writes(&[("notes", "gone", json!({"kind": "delete"}))])?;
+    k.write("notes", "mine", json!({"kind": "put", "value": {"v": 2}}))?;
+    // The Cursor expired; the tombstone of `gone` was purged by the compaction, so a pull from no
+    // Cursor no longer carries it: only a Client that discards its Mirror loses `gone`.
+    k.layer.script(on("GET", "cursor=", 1, |_| {
+        Action::Answer(Response::json(
+            410,
+            &problem(410, "cursor-expired", "kit: compacted"),
+            &[],
+        ))
+    }));
+    k.rewrite("GET", "/pull", |d| {
+        if let Some(rs) = d["records"].as_array_mut() {
+            rs.retain(|r| r["deleted"] != true);
+        }
+    });
+    k.sync()?;
+    let log = k.layer.log();
+    let expired = log
+        .iter()
+        .position(|e| e.status == 410)
+        .ok_or_else(|| Verdict::Error("the Client never pulled with a Cursor".into()))?;
+    let restarted = log[expired + 1..]
+        .iter()
+        .find(|e| e.method == "GET" && e.path.contains("/pull"));
+    ensure(
+        restarted.is_some_and(|e| !e.path.contains("cursor=")),
+        || {
+            format!(
+                "[PULL-15] after cursor-expired the next pull was {:?}",
+                restarted.map(|e| &e.path)
+            )
+        },
+    )?;
+    // [PULL-1]: every Cursor sent back is one the Server returned before.
+    let mut returned = std::collections::BTreeSet::new();
+    for e in log.iter().filter(|e| e.path.contains("/pull")) {
+        if let Some(c) = e.path.split("cursor=").nth(1) {
+            let c = c.split('&').next().unwrap_or("");
+            ensure(returned.contains(c), || {
+                format!("[PULL-1] the Client sent a Cursor the Server never returned: {c}")
+            })?;
+        }
+        if let Some(c) = e.answer["cursor"].as_str() {
+            returned.insert(c.to_owned());
+        }
+    }
+    let view = k.call(json!({"op": "list", "collection": "notes"}))?;
+    let ids: Vec<&str> = view["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    ensure(ids == ["kept", "mine"], || {
+        format!("[PULL-15] after the resync the view holds {ids:?}, expected kept and mine")
+    })
+}
+
+fn pushes_within_limits(k: &mut Kit) -> CaseResult {
+    k.rewrite("GET", "/.well-known/driftless", |d| {
+        d["limits"]["mutations_per_push_max"] = json!(2);
+    });
+    k.start()?;
+    for i in 0..5 {
+        k.write(
+            "notes",
+            &format!("n{i}"),
+            json!({"kind": "put", "value": {"i": i}}),
+        )?;
+    }
+    k.sync()?;
+    for p in k.layer.pushes() {
+        let n = p.body["mutations"].as_array().map_or(0, Vec::len);
+        ensure(n <= 2, || {
+            format!("[CLIENT-17] a push carried {n} Mutations; the announced limit is 2")
+        })?;
+    }
+    for i in 0..5 {
+        let v = k.server_value("notes", &format!("n{i}"))?;
+        ensure(v == Some(json!({"i": i})), || {
+            format!("n{i} on the Server is {v:?}")
+        })?;
+    }
+    Ok(())
+}
+
+fn v1_paths(k: &mut Kit) -> CaseResult {
+    k.start()?;
+    k.write("notes", "n1", json!({"kind": "put", "value": {}}))?;
+    k.sync()?;
+    for e in k.layer.log() {
+        ensure(
+            e.path.starts_with("/v1/") || e.path.starts_with("/.well-known/driftless"),
+            || format!("[VER-1] {} {} is outside the /v1/ prefix", e.method, e.path),
+        )?;
+    }
+    ensure(!k.layer.pushes().is_empty(), || "nothing was pushed".into())
+}
+
+fn schema_version_set(k: &mut Kit) -> CaseResult {
+    k.register_schema("tasks", &json!({"collection": "tasks", "version": 1, "schema": {"type": "object"}, "fields": {}, "migration": []}))?;
+    k.register_schema("tasks", &json!({"collection": "tasks", "version": 2, "schema": {"type": "object"}, "fields": {}, "migration": [{"op": "add_field", "field": "due", "default": null}]}))?;
+    k.other_writes(&[(
+        "tasks",
+        "t1",
+        json!({"kind": "put", "value": {"title": "a"}}),
+    )])?;
+    k.start()?;
+    // The first sync brings a tasks Record; the second lets the Client learn its Collection
+    // Schema, as a Client fetches the schemas of the Collections it holds.
+    k.sync()?;
+    k.sync()?;
+    k.write(
+        "tasks",
+        "t2",
+        json!({"kind": "put", "value": {"title": "b"}}),
+    )?;
+    k.sync()?;
+    let sent = ops(&k.layer.pushes());
+    let m = sent
+        .first()
+        .ok_or_else(|| Verdict::Fail("nothing was pushed".into()))?;
+    ensure(m["schema_version"] == 2, || {
+        format!(
+            "[EVO-1] the Client knew tasks' Collection Schema version 2 and sent schema_version {}",
+            m["schema_version"]
+        )
+    })
+}
