@@ -2,7 +2,7 @@
 //!
 //! The JSON Schemas in `schemas/v1/` are generated from these types (see [`crate::export`]), so
 //! the Rust code, the schemas and the spec's examples describe one format. Request messages are
-//! closed (`additionalProperties: false`, spec `[HTTP-7]`); response messages are open, because
+//! closed (`additionalProperties: false`, spec `[HTTP-15]`); response messages are open, because
 //! minor versions may add members and Clients ignore what they do not know (`[HTTP-10]`).
 //!
 //! A push, as a Client builds it and a Server reads it:

@@ -5,7 +5,7 @@
 //!
 //! Requirement IDs its cases check: `[DISC-3]`, `[HTTP-1]`, `[IDEM-2]`, `[IDEM-3]`, `[IDEM-4]`,
 //! `[IDEM-5]`, `[MAN-1]`, `[MAN-2]`, `[MAN-3]`, `[MAN-4]`, `[MERGE-1]`, `[ORD-1]`, `[ORD-2]`,
-//! `[PUSH-1]`, `[PUSH-3]`, `[PUSH-4]`, `[PUSH-5]`, `[PUSH-6]`, `[PUSH-7]`, `[PUSH-9]`, `[PUSH-11]`.
+//! `[HTTP-15]`, `[PUSH-1]`, `[PUSH-3]`, `[PUSH-4]`, `[PUSH-5]`, `[PUSH-6]`, `[PUSH-7]`, `[PUSH-9]`, `[PUSH-11]`.
 
 use serde_json::{json, Value};
 
@@ -45,6 +45,13 @@ pub fn cases() -> Vec<Case> {
             Must,
             "one invalid mutation is rejected alone and its rejection is stored",
             invalid_mutation_alone,
+        ),
+        case(
+            "push.unknown-member-in-mutation",
+            &["HTTP-15", "PUSH-5"],
+            Must,
+            "an unknown member inside a mutation rejects that mutation alone, not the push",
+            unknown_member_in_mutation,
         ),
         case(
             "push.number-beyond-double",
@@ -202,6 +209,22 @@ fn invalid_mutation_alone(ctx: &mut Ctx) -> CaseResult {
         replay[0]["status"] == "duplicate" && replay[0]["original"] == results[0],
         || format!("a replayed rejection answered {}", replay[0]),
     )
+}
+
+fn unknown_member_in_mutation(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let mut odd = put(ctx, "r1", json!({}));
+    odd["surprise"] = json!(true);
+    let good = put(ctx, "r2", json!({}));
+    let results = ctx.push_ok(&space, &token, C, &[odd, good])?;
+    check(
+        results[0]["status"] == "rejected"
+            && results[0]["problem"]["type"] == "urn:driftless:problem:invalid-mutation",
+        || format!("the mutation with an unknown member answered {}", results[0]),
+    )?;
+    check(results[1]["status"] == "applied", || {
+        format!("the valid mutation beside it answered {}", results[1])
+    })
 }
 
 fn number_beyond_double(ctx: &mut Ctx) -> CaseResult {
