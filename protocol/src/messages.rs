@@ -281,8 +281,10 @@ pub struct PushResponse {
 pub struct Applied {
     /// The Mutation.
     pub op_id: OpId,
-    /// Change Sequence of the first Record state that includes the Mutation.
-    #[schemars(range(min = 1))]
+    /// Change Sequence of the first Record state that includes the Mutation; for a Mutation
+    /// that changes no Record, the Space's position when it was applied, 0 before the Space's
+    /// first change (spec `[PUSH-15]`).
+    #[schemars(range(min = 0))]
     pub change_seq: u64,
 }
 

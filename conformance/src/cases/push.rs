@@ -5,11 +5,11 @@
 //!
 //! Requirement IDs its cases check: `[DISC-3]`, `[HTTP-1]`, `[IDEM-2]`, `[IDEM-3]`, `[IDEM-4]`,
 //! `[IDEM-5]`, `[MAN-1]`, `[MAN-2]`, `[MAN-3]`, `[MAN-4]`, `[MERGE-1]`, `[ORD-1]`, `[ORD-2]`,
-//! `[HTTP-15]`, `[PUSH-1]`, `[PUSH-3]`, `[PUSH-4]`, `[PUSH-5]`, `[PUSH-6]`, `[PUSH-7]`, `[PUSH-9]`, `[PUSH-11]`.
+//! `[HTTP-15]`, `[PUSH-1]`, `[PUSH-3]`, `[PUSH-4]`, `[PUSH-5]`, `[PUSH-6]`, `[PUSH-7]`, `[PUSH-9]`, `[PUSH-11]`, `[PUSH-15]`.
 
 use serde_json::{json, Value};
 
-use super::support::{case, fresh, push_via, put, space, C};
+use super::support::{case, fresh, push_via, put, register, space, task, v1_tasks, v2_tasks, C};
 use crate::client::{check, mutation, now_ms, Ctx};
 use crate::proxy::{FaultRates, Proxy};
 use crate::Level::Must;
@@ -52,6 +52,13 @@ pub fn cases() -> Vec<Case> {
             Must,
             "an unknown member inside a mutation rejects that mutation alone, not the push",
             unknown_member_in_mutation,
+        ),
+        case(
+            "push.change-seq-of-a-noop",
+            &["PUSH-15", "PULL-19", "PULL-12"],
+            Must,
+            "a mutation that changes no record takes no change_seq: it reports the space's position",
+            change_seq_of_a_noop,
         ),
         case(
             "push.number-beyond-double",
@@ -225,6 +232,46 @@ fn unknown_member_in_mutation(ctx: &mut Ctx) -> CaseResult {
     check(results[1]["status"] == "applied", || {
         format!("the valid mutation beside it answered {}", results[1])
     })
+}
+
+/// A `patch` under `tasks` version 1 of `color`, which version 2 removes (`[EVO-5]`).
+fn patch_of_removed_field(ctx: &mut Ctx, id: &str) -> Value {
+    task(ctx, id, 1, json!({"kind": "patch", "set": {"color": "blue"}}))
+}
+
+fn change_seq_of_a_noop(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "admin")?;
+    register(ctx, &space, &token, &v1_tasks())?;
+    register(ctx, &space, &token, &v2_tasks())?;
+    // Before the Space's first change its position is 0.
+    let first = patch_of_removed_field(ctx, "t0");
+    let r = ctx.push_applied(&space, &token, C, &[first])?;
+    check(r[0]["change_seq"] == 0, || {
+        format!("a no-op in a space without changes answered {}", r[0])
+    })?;
+    let seed = task(ctx, "t1", 2, json!({"kind": "put", "value": {"title": "x"}}));
+    let seeded = ctx.push_applied(&space, &token, C, &[seed])?;
+    let (_, last) = ctx.pull_all(&space, &token, 100)?;
+    let cursor = last["cursor"].as_str().unwrap_or("").to_owned();
+    let noop = patch_of_removed_field(ctx, "t1");
+    let r = ctx.push_applied(&space, &token, C, &[noop])?;
+    check(r[0]["change_seq"] == seeded[0]["change_seq"], || {
+        format!(
+            "a no-op after the change {} answered {}: no record carries a new change_seq",
+            seeded[0]["change_seq"], r[0]
+        )
+    })?;
+    let page = ctx.get(
+        &format!("/v1/spaces/{space}/pull?cursor={cursor}"),
+        Some(&token),
+    )?;
+    ctx.expect(&page, 200, "pull after the no-op")?;
+    check(
+        page.body["records"] == json!([])
+            && page.body["has_more"] == false
+            && page.body["through"] == seeded[0]["change_seq"],
+        || format!("the pull after the no-op answered {}", page.text),
+    )
 }
 
 fn number_beyond_double(ctx: &mut Ctx) -> CaseResult {
