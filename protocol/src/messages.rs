@@ -82,6 +82,22 @@ pub struct Limits {
     pub json_depth_max: u32,
 }
 
+impl Limits {
+    /// The limits the reference Server announces unless configured otherwise. The OpenAPI
+    /// document states them as the bounds of its parameters and bodies, so that generated
+    /// clients and fuzzers agree with the reference Server; another Server announces its own in
+    /// discovery (spec chapter 11, each at least its floor, `[LIM-1]`).
+    pub const REFERENCE: Limits = Limits {
+        body_bytes_max: 1_048_576,
+        mutations_per_push_max: 1000,
+        op_ids_per_manifest_max: 1000,
+        page_records_max: 1000,
+        pull_wait_ms_max: 30_000,
+        clock_skew_ms_max: 60_000,
+        json_depth_max: 32,
+    };
+}
+
 /// How long a Server keeps what deduplication and history need (spec chapter 11).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Retention {
