@@ -5,7 +5,7 @@
 //!
 //! Requirement IDs its cases check: `[DISC-3]`, `[HTTP-1]`, `[IDEM-2]`, `[IDEM-3]`, `[IDEM-4]`,
 //! `[IDEM-5]`, `[MAN-1]`, `[MAN-2]`, `[MAN-3]`, `[MAN-4]`, `[MERGE-1]`, `[ORD-1]`, `[ORD-2]`,
-//! `[HTTP-15]`, `[PUSH-1]`, `[PUSH-3]`, `[PUSH-4]`, `[PUSH-5]`, `[PUSH-6]`, `[PUSH-7]`, `[PUSH-9]`, `[PUSH-11]`, `[PUSH-15]`.
+//! `[HTTP-15]`, `[PUSH-1]`, `[PUSH-3]`, `[PUSH-4]`, `[PUSH-5]`, `[PUSH-6]`, `[PUSH-7]`, `[PUSH-9]`, `[PUSH-11]`, `[PUSH-15]`, `[PUSH-16]`.
 
 use serde_json::{json, Value};
 
@@ -124,6 +124,13 @@ pub fn cases() -> Vec<Case> {
             manifest_fates,
         ),
         case(
+            "limits.batch-size-first",
+            &["PUSH-16"],
+            Must,
+            "an oversized push or manifest is batch-too-large even when its members are invalid too",
+            batch_size_first,
+        ),
+        case(
             "manifest.too-many",
             &["MAN-4"],
             Must,
@@ -227,7 +234,12 @@ fn unknown_member_in_mutation(ctx: &mut Ctx) -> CaseResult {
     check(
         results[0]["status"] == "rejected"
             && results[0]["problem"]["type"] == "urn:driftless:problem:invalid-mutation",
-        || format!("the mutation with an unknown member answered {}", results[0]),
+        || {
+            format!(
+                "the mutation with an unknown member answered {}",
+                results[0]
+            )
+        },
     )?;
     check(results[1]["status"] == "applied", || {
         format!("the valid mutation beside it answered {}", results[1])
@@ -236,7 +248,12 @@ fn unknown_member_in_mutation(ctx: &mut Ctx) -> CaseResult {
 
 /// A `patch` under `tasks` version 1 of `color`, which version 2 removes (`[EVO-5]`).
 fn patch_of_removed_field(ctx: &mut Ctx, id: &str) -> Value {
-    task(ctx, id, 1, json!({"kind": "patch", "set": {"color": "blue"}}))
+    task(
+        ctx,
+        id,
+        1,
+        json!({"kind": "patch", "set": {"color": "blue"}}),
+    )
 }
 
 fn change_seq_of_a_noop(ctx: &mut Ctx) -> CaseResult {
@@ -249,7 +266,12 @@ fn change_seq_of_a_noop(ctx: &mut Ctx) -> CaseResult {
     check(r[0]["change_seq"] == 0, || {
         format!("a no-op in a space without changes answered {}", r[0])
     })?;
-    let seed = task(ctx, "t1", 2, json!({"kind": "put", "value": {"title": "x"}}));
+    let seed = task(
+        ctx,
+        "t1",
+        2,
+        json!({"kind": "put", "value": {"title": "x"}}),
+    );
     let seeded = ctx.push_applied(&space, &token, C, &[seed])?;
     let (_, last) = ctx.pull_all(&space, &token, 100)?;
     let cursor = last["cursor"].as_str().unwrap_or("").to_owned();
@@ -647,6 +669,27 @@ fn manifest_fates(ctx: &mut Ctx) -> CaseResult {
     check(e[2] == results[1], || {
         format!("rejected op answered {} but push said {}", e[2], results[1])
     })
+}
+
+fn batch_size_first(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    // Every element lacks a valid Op ID and the body has an unknown member: the count decides.
+    let n = ctx.limit("mutations_per_push_max") as usize + 1;
+    let r = ctx.send(
+        "POST",
+        &format!("/v1/spaces/{space}/push"),
+        Some(&token),
+        &json!({"client_id": C, "mutations": vec![json!({}); n], "surprise": true}),
+    )?;
+    ctx.expect_problem(&r, 413, "batch-too-large")?;
+    let n = ctx.limit("op_ids_per_manifest_max") as usize + 1;
+    let r = ctx.send(
+        "POST",
+        &format!("/v1/spaces/{space}/manifest"),
+        Some(&token),
+        &json!({"op_ids": vec!["?"; n], "surprise": true}),
+    )?;
+    ctx.expect_problem(&r, 413, "batch-too-large")
 }
 
 fn manifest_too_many(ctx: &mut Ctx) -> CaseResult {

@@ -224,8 +224,18 @@ fn schema_upcast(ctx: &mut Ctx) -> CaseResult {
 fn schema_new_version_reaches_pull(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "admin")?;
     register(ctx, &space, &token, &v1_tasks())?;
-    let keep = task(ctx, "t1", 1, json!({"kind": "put", "value": {"name": "same"}}));
-    let gone = task(ctx, "t2", 1, json!({"kind": "put", "value": {"name": "gone"}}));
+    let keep = task(
+        ctx,
+        "t1",
+        1,
+        json!({"kind": "put", "value": {"name": "same"}}),
+    );
+    let gone = task(
+        ctx,
+        "t2",
+        1,
+        json!({"kind": "put", "value": {"name": "gone"}}),
+    );
     let delete = task(ctx, "t2", 1, json!({"kind": "delete"}));
     ctx.push_applied(&space, &token, C, &[keep, gone, delete])?;
     let (_, last) = ctx.pull_all(&space, &token, 100)?;
@@ -243,15 +253,18 @@ fn schema_new_version_reaches_pull(ctx: &mut Ctx) -> CaseResult {
     let records = page.body["records"].as_array().cloned().unwrap_or_default();
     let find = |id: &str| records.iter().find(|r| r["id"] == id).cloned();
     check(
-        find("t1").is_some_and(|r| {
-            r["schema_version"] == 2 && r["value"] == json!({"name": "same"})
-        }),
-        || format!("the unchanged record did not come with version 2: {}", page.text),
+        find("t1")
+            .is_some_and(|r| r["schema_version"] == 2 && r["value"] == json!({"name": "same"})),
+        || {
+            format!(
+                "the unchanged record did not come with version 2: {}",
+                page.text
+            )
+        },
     )?;
-    check(
-        find("t2").is_some_and(|r| r["deleted"] == true),
-        || format!("the tombstone was not re-sequenced: {}", page.text),
-    )
+    check(find("t2").is_some_and(|r| r["deleted"] == true), || {
+        format!("the tombstone was not re-sequenced: {}", page.text)
+    })
 }
 
 fn schema_rename_collision(ctx: &mut Ctx) -> CaseResult {
