@@ -289,6 +289,8 @@ pub struct UnknownVersion {
     pub latest: u32,
 }
 
+/// Renames `from` to `to` in a `put` value or a `patch` `set`; when both are present the value
+/// under `from` wins (`[EVO-14]`).
 fn rename_member(map: &mut Map<String, Value>, from: &str, to: &str) {
     if let Some(v) = map.remove(from) {
         map.insert(to.to_owned(), v);
@@ -304,7 +306,13 @@ fn apply_step(effect: Effect, step: &MigrationStep) -> Option<Effect> {
                 rename_member(&mut value, from.as_str(), to.as_str());
                 Effect::Put { value }
             }
-            Effect::Patch { mut set, unset } => {
+            Effect::Patch { mut set, mut unset } => {
+                // A patch naming both names says what the old name means: the new name's
+                // member was preserved unknown (`[EVO-14]`).
+                if set.contains_key(from.as_str()) || unset.contains(from) {
+                    set.remove(to.as_str());
+                    unset.retain(|f| f != to);
+                }
                 rename_member(&mut set, from.as_str(), to.as_str());
                 let unset = unset
                     .into_iter()
@@ -402,6 +410,43 @@ mod tests {
         assert_eq!(h.upcast(&patch, 1), Ok(None));
         assert_eq!(h.upcast(&patch, 2), Ok(Some(patch.clone())));
         assert!(h.upcast(&patch, 3).is_err());
+    }
+
+    /// `[EVO-14]`: an old Client's Effect that names a renamed Field under both names keeps
+    /// what it says under the old name.
+    #[test]
+    fn rename_collision_keeps_the_old_name() {
+        let v1 = doc(json!({"collection": "t", "version": 1, "schema": {"type": "object"}}));
+        let v2 = doc(
+            json!({"collection": "t", "version": 2, "schema": {"type": "object"},
+            "migration": [{"op": "rename_field", "from": "name", "to": "title"}]}),
+        );
+        let h = SchemaHistory::new(vec![v1, v2]).unwrap();
+        let upcast = |e: Value| {
+            let e: Effect = serde_json::from_value(e).unwrap();
+            serde_json::to_value(h.upcast(&e, 1).unwrap().unwrap()).unwrap()
+        };
+        assert_eq!(
+            upcast(json!({"kind": "put", "value": {"name": "new", "title": "kept"}})),
+            json!({"kind": "put", "value": {"title": "new"}})
+        );
+        assert_eq!(
+            upcast(json!({"kind": "patch", "set": {"title": "kept", "name": "new"}})),
+            json!({"kind": "patch", "set": {"title": "new"}})
+        );
+        assert_eq!(
+            upcast(json!({"kind": "patch", "set": {"title": "kept"}, "unset": ["name"]})),
+            json!({"kind": "patch", "unset": ["title"]})
+        );
+        assert_eq!(
+            upcast(json!({"kind": "patch", "set": {"name": "new"}, "unset": ["title"]})),
+            json!({"kind": "patch", "set": {"title": "new"}})
+        );
+        // Without the old name, the new name passes through unchanged.
+        assert_eq!(
+            upcast(json!({"kind": "patch", "set": {"title": "kept"}})),
+            json!({"kind": "patch", "set": {"title": "kept"}})
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::collection_schema::{CollectionSchema, CollectionSchemaList};
 use crate::messages::{
-    BucketResponse, ChecksumsResponse, CompactionResponse, Discovery, HistoryResponse,
+    BucketResponse, ChecksumsResponse, CompactionResponse, Discovery, HistoryResponse, Limits,
     ManifestRequest, ManifestResponse, Mutation, PullResponse, PushRequest, PushResponse, Record,
     TokenClaims,
 };
@@ -181,27 +181,64 @@ fn query(name: &str, description: &str, schema: Value) -> Value {
     json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema })
 }
 
-/// The OpenAPI 3.1 document of every endpoint of protocol v1.
+/// A syntax pattern without its anchors, to build a larger pattern from.
+fn unanchored(pattern: &str) -> &str {
+    pattern.trim_start_matches('^').trim_end_matches('$')
+}
+
+/// The body of a push as the Server reads it before judging each Mutation on its own
+/// (`[PUSH-6]`, `[PUSH-7]`): each element of `mutations` is an object with a valid `op_id`; the
+/// rest of a Mutation is checked per Mutation and answered in its result (`[PUSH-5]`), so a
+/// fuzzer must not expect a 4xx for it.
+fn push_body(limits: &Limits) -> Value {
+    json!({
+        "type": "object",
+        "description": "A push-request (push-request.schema.json) as the Server checks it before the Mutations: each Mutation is an object with a valid op_id; every other rule of a Mutation is answered per Mutation, in a rejected result, not with a 4xx ([PUSH-5], [PUSH-13]).",
+        "required": ["client_id", "mutations"],
+        "additionalProperties": false,
+        "properties": {
+            "client_id": { "type": "string", "pattern": crate::ids::ClientId::SYNTAX.pattern },
+            "mutations": {
+                "type": "array",
+                "maxItems": limits.mutations_per_push_max,
+                "items": {
+                    "type": "object",
+                    "required": ["op_id"],
+                    "properties": { "op_id": { "type": "string", "pattern": crate::ids::OpId::SYNTAX.pattern } }
+                }
+            }
+        }
+    })
+}
+
+/// `schema_ref(name)` narrowed by `extra`, both of which a body must match.
+fn narrowed(name: &str, extra: Value) -> Value {
+    json!({ "allOf": [schema_ref(name), extra] })
+}
+
+/// The OpenAPI 3.1 document of every endpoint of protocol v1. Its bounds (page sizes, batch
+/// sizes, long-poll waits) are those of [`Limits::REFERENCE`], the reference Server's defaults.
 pub fn openapi() -> Value {
+    let limits = Limits::REFERENCE;
     let space = || path_param("space");
     let paging = || {
         vec![query(
             "limit",
-            "Most entries in the page, from 1 to limits.page_records_max.",
-            json!({"type": "integer", "minimum": 1}),
+            "Most entries in the page, from 1 to limits.page_records_max (here the reference Server's default).",
+            json!({"type": "integer", "minimum": 1, "maximum": limits.page_records_max}),
         )]
     };
     let mut pull_params = vec![
         space(),
         query(
             "cursor",
-            "A Cursor from an earlier pull response; absent to start from the beginning.",
-            json!({"type": "string"}),
+            "A Cursor from an earlier pull response of the same Space; absent to start from the beginning. A Cursor the Server did not issue for this Space is invalid-cursor (400), an expired one cursor-expired (410).",
+            json!({"type": "string", "minLength": 1}),
         ),
         query(
             "wait_ms",
-            "Long-poll: wait up to this long for a change, from 0 to limits.pull_wait_ms_max.",
-            json!({"type": "integer", "minimum": 0}),
+            "Long-poll: wait up to this long for a change, from 0 to limits.pull_wait_ms_max (here the reference Server's default).",
+            json!({"type": "integer", "minimum": 0, "maximum": limits.pull_wait_ms_max}),
         ),
     ];
     pull_params.extend(paging());
@@ -210,8 +247,12 @@ pub fn openapi() -> Value {
         path_param("bucket"),
         query(
             "after",
-            "The next_after of the previous page.",
-            json!({"type": "string"}),
+            "The next_after of the previous page: a Collection name and a Record ID joined by a slash.",
+            json!({"type": "string", "pattern": format!(
+                "^{}/{}$",
+                unanchored(crate::ids::CollectionName::SYNTAX.pattern),
+                unanchored(crate::ids::RecordId::SYNTAX.pattern)
+            )}),
         ),
     ];
     bucket_params.extend(paging());
@@ -222,7 +263,7 @@ pub fn openapi() -> Value {
         query(
             "after",
             "A position from an earlier page.",
-            json!({"type": "integer", "minimum": 0}),
+            json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
         ),
     ];
     history_params.extend(paging());
@@ -241,6 +282,46 @@ pub fn openapi() -> Value {
     );
     compact["description"] = Value::String(
         "Requires the `admin` Scope on the Space. Offered only by Servers whose discovery document lists the feature `compaction-trigger`.".into(),
+    );
+
+    let mut push = operation(
+        "push",
+        "Push a batch of Mutations",
+        "write",
+        vec![space()],
+        Some("push-request"),
+        ("200", "push-response"),
+        &[
+            ("413", "payload-too-large or batch-too-large"),
+            ("415", "unsupported-media-type"),
+        ],
+    );
+    push["requestBody"]["content"]["application/json"]["schema"] = push_body(&limits);
+    let mut manifest = operation(
+        "manifest",
+        "Learn the fate of Op IDs",
+        "write",
+        vec![space()],
+        Some("manifest-request"),
+        ("200", "manifest-response"),
+        &[
+            ("413", "payload-too-large or batch-too-large"),
+            ("415", "unsupported-media-type"),
+        ],
+    );
+    manifest["requestBody"]["content"]["application/json"]["schema"] = narrowed(
+        "manifest-request",
+        json!({"properties": {"op_ids": {"maxItems": limits.op_ids_per_manifest_max}}}),
+    );
+    // What [SCHEMA-6] refuses and a JSON Schema can say: a root other than `"type": "object"`,
+    // and a migration in version 1.
+    let collection_schema_body = narrowed(
+        "collection-schema",
+        json!({
+            "properties": {"schema": {"required": ["type"], "properties": {"type": {"const": "object"}}}},
+            "if": {"properties": {"version": {"const": 1}}, "required": ["version"]},
+            "then": {"properties": {"migration": {"maxItems": 0}}}
+        }),
     );
 
     let mut discovery = json!({
@@ -267,14 +348,8 @@ pub fn openapi() -> Value {
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "paths": {
             "/.well-known/driftless": { "get": discovery },
-            "/v1/spaces/{space}/push": { "post": operation(
-                "push", "Push a batch of Mutations", "write", vec![space()], Some("push-request"),
-                ("200", "push-response"),
-                &[("413", "payload-too-large or batch-too-large"), ("415", "unsupported-media-type")]) },
-            "/v1/spaces/{space}/manifest": { "post": operation(
-                "manifest", "Learn the fate of Op IDs", "write", vec![space()], Some("manifest-request"),
-                ("200", "manifest-response"),
-                &[("413", "payload-too-large or batch-too-large"), ("415", "unsupported-media-type")]) },
+            "/v1/spaces/{space}/push": { "post": push },
+            "/v1/spaces/{space}/manifest": { "post": manifest },
             "/v1/spaces/{space}/pull": { "get": operation(
                 "pull", "Pull changed Records after a Cursor, optionally long-polling", "read", pull_params, None,
                 ("200", "pull-response"),
@@ -302,7 +377,7 @@ pub fn openapi() -> Value {
                 "description": "Requires the `admin` Scope on the Space. Answers 201 on first registration and 200 when the same document is already registered.",
                 "security": [{ "bearer": [] }],
                 "parameters": [space(), path_param("collection"), path_param("version")],
-                "requestBody": { "required": true, "content": { "application/json": { "schema": schema_ref("collection-schema") } } },
+                "requestBody": { "required": true, "description": "The document; its collection and version equal those of the path ([SCHEMA-1]), which a JSON Schema cannot say.", "content": { "application/json": { "schema": collection_schema_body } } },
                 "responses": {
                     "201": { "description": "Registered.", "content": { "application/json": { "schema": schema_ref("collection-schema") } } },
                     "200": { "description": "Already registered with the same document.", "content": { "application/json": { "schema": schema_ref("collection-schema") } } },

@@ -2,7 +2,7 @@
 //!
 //! The JSON Schemas in `schemas/v1/` are generated from these types (see [`crate::export`]), so
 //! the Rust code, the schemas and the spec's examples describe one format. Request messages are
-//! closed (`additionalProperties: false`, spec `[HTTP-7]`); response messages are open, because
+//! closed (`additionalProperties: false`, spec `[HTTP-15]`); response messages are open, because
 //! minor versions may add members and Clients ignore what they do not know (`[HTTP-10]`).
 //!
 //! A push, as a Client builds it and a Server reads it:
@@ -80,6 +80,22 @@ pub struct Limits {
     /// Deepest nesting of arrays and objects in a request body.
     #[schemars(range(min = 16))]
     pub json_depth_max: u32,
+}
+
+impl Limits {
+    /// The limits the reference Server announces unless configured otherwise. The OpenAPI
+    /// document states them as the bounds of its parameters and bodies, so that generated
+    /// clients and fuzzers agree with the reference Server; another Server announces its own in
+    /// discovery (spec chapter 11, each at least its floor, `[LIM-1]`).
+    pub const REFERENCE: Limits = Limits {
+        body_bytes_max: 1_048_576,
+        mutations_per_push_max: 1000,
+        op_ids_per_manifest_max: 1000,
+        page_records_max: 1000,
+        pull_wait_ms_max: 30_000,
+        clock_skew_ms_max: 60_000,
+        json_depth_max: 32,
+    };
 }
 
 /// How long a Server keeps what deduplication and history need (spec chapter 11).
@@ -281,8 +297,10 @@ pub struct PushResponse {
 pub struct Applied {
     /// The Mutation.
     pub op_id: OpId,
-    /// Change Sequence of the first Record state that includes the Mutation.
-    #[schemars(range(min = 1))]
+    /// Change Sequence of the first Record state that includes the Mutation; for a Mutation
+    /// that changes no Record, the Space's position when it was applied, 0 before the Space's
+    /// first change (spec `[PUSH-15]`).
+    #[schemars(range(min = 0))]
     pub change_seq: u64,
 }
 

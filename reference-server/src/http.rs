@@ -216,8 +216,9 @@ fn query_params(query: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
-/// Whether JSON text nests arrays and objects deeper than `max` (`[LIM-4]`). Scans bytes without
-/// parsing, skipping strings, so a hostile body cannot exhaust the stack.
+/// Whether JSON text nests arrays and objects deeper than `max` (`[LIM-14]`): a container at the
+/// top is depth 1, so a body of depth exactly `max` passes. Scans bytes without parsing, skipping
+/// strings, so a hostile body cannot exhaust the stack.
 fn too_deep(body: &[u8], max: u32) -> bool {
     let (mut depth, mut in_string, mut escaped) = (0u32, false, false);
     for &b in body {

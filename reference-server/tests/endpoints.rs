@@ -946,6 +946,19 @@ fn checksums_match_the_records_and_buckets_hold_exactly_theirs() {
     }
     let r = c.get("/v1/spaces/demo/buckets/64", Some(&t));
     assert_eq!((r.status, r.problem().as_str()), (400, "invalid-request"));
+    // An `after` that no page ever gave (not a Collection name and a Record ID) is refused, as
+    // the OpenAPI document's pattern says.
+    for after in ["no-slash", "Tasks/r1", "tasks/", "tasks/a%20b"] {
+        let r = c.get(
+            &format!("/v1/spaces/demo/buckets/0?after={after}"),
+            Some(&t),
+        );
+        assert_eq!(
+            (r.status, r.problem().as_str()),
+            (400, "invalid-request"),
+            "after={after}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 //! content types, malformed or wrongly shaped bodies).
 //!
 //! Requirement IDs its cases check: `[DISC-1]`, `[DISC-2]`, `[DISC-4]`, `[DISC-7]`, `[ERR-8]`,
-//! `[HTTP-2]`, `[HTTP-5]`, `[HTTP-6]`, `[HTTP-7]`, `[HTTP-8]`, `[HTTP-9]`, `[HTTP-12]`,
+//! `[HTTP-2]`, `[HTTP-5]`, `[HTTP-6]`, `[HTTP-15]`, `[HTTP-8]`, `[HTTP-9]`, `[HTTP-12]`,
 //! `[HTTP-14]`, `[LIM-1]`,
 //! `[RET-1]`, `[RET-11]`, `[VER-3]`, `[VER-4]`, `[VER-6]`.
 
@@ -89,7 +89,7 @@ pub fn cases() -> Vec<Case> {
         ),
         case(
             "push.unknown-member",
-            &["HTTP-7"],
+            &["HTTP-15"],
             Must,
             "an unknown member in a push is invalid-request",
             push_unknown_member,

@@ -2,7 +2,7 @@
 //! (`spec/11-limits-and-retention.md`): JSON depth, body size, rate limits, and writes older than
 //! retention.
 //!
-//! Requirement IDs its cases check: `[IDEM-7]`, `[LIM-2]`, `[LIM-4]`, `[LIM-5]`, `[LIM-13]`,
+//! Requirement IDs its cases check: `[IDEM-7]`, `[LIM-2]`, `[LIM-5]`, `[LIM-13]`, `[LIM-14]`,
 //! `[RET-2]`.
 
 use serde_json::json;
@@ -17,10 +17,17 @@ pub fn cases() -> Vec<Case> {
     vec![
         case(
             "limits.deep-nesting",
-            &["LIM-4"],
+            &["LIM-14"],
             Must,
             "a body nested deeper than json_depth_max is invalid-json",
             deep_nesting,
+        ),
+        case(
+            "limits.depth-boundary",
+            &["LIM-14"],
+            Must,
+            "a push of depth exactly json_depth_max is served; one level more is invalid-json",
+            depth_boundary,
         ),
         case(
             "limits.oversized-body",
@@ -58,6 +65,39 @@ fn deep_nesting(ctx: &mut Ctx) -> CaseResult {
     let depth = ctx.limit("json_depth_max") as usize + 2;
     let body = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
     let r = ctx.push_text(&space, &token, body)?;
+    ctx.expect_problem(&r, 400, "invalid-json")
+}
+
+/// A push body of the given depth (`[LIM-14]`: the outermost object is depth 1): the push
+/// object, `mutations`, the Mutation, its Effect and the `put` value take 5 levels, and the value
+/// nests single-member objects for the rest.
+fn push_of_depth(ctx: &mut Ctx, depth: usize) -> String {
+    let mut value = json!({});
+    for _ in 5..depth {
+        value = json!({ "a": value });
+    }
+    let m = put(ctx, "deep", value);
+    json!({"client_id": C, "mutations": [m]}).to_string()
+}
+
+fn depth_boundary(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let max = ctx.limit("json_depth_max") as usize;
+    if !(5..=100).contains(&max) {
+        return Err(Verdict::Skip(format!(
+            "json_depth_max {max} leaves no push body at exactly that depth to send"
+        )));
+    }
+    let at_max = push_of_depth(ctx, max);
+    let r = ctx.push_text(&space, &token, at_max)?;
+    check(r.status == 200, || {
+        format!(
+            "a push of depth {max} (json_depth_max, the outermost object counted as 1) answered {}: {}",
+            r.status, r.text
+        )
+    })?;
+    let over = push_of_depth(ctx, max + 1);
+    let r = ctx.push_text(&space, &token, over)?;
     ctx.expect_problem(&r, 400, "invalid-json")
 }
 

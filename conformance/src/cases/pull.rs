@@ -4,8 +4,8 @@
 //!
 //! Requirement IDs its cases check: `[AUDIT-1]`, `[AUDIT-2]`, `[AUDIT-3]`, `[AUDIT-5]`,
 //! `[AUTH-10]`, `[IDEM-8]`, `[PULL-2]`, `[PULL-3]`, `[PULL-4]`, `[PULL-5]`, `[PULL-6]`, `[PULL-7]`,
-//! `[PULL-8]`, `[PULL-9]`, `[PULL-10]`, `[PULL-11]`, `[PULL-12]`, `[PULL-13]`, `[PULL-14]`,
-//! `[PULL-16]`, `[PUSH-2]`, `[REC-1]`, `[REC-2]`, `[RET-3]`, `[RET-5]`, `[RET-6]`, `[RET-7]`,
+//! `[PULL-8]`, `[PULL-9]`, `[PULL-11]`, `[PULL-12]`, `[PULL-13]`, `[PULL-14]`,
+//! `[PULL-16]`, `[PULL-19]`, `[PUSH-2]`, `[REC-1]`, `[REC-2]`, `[RET-3]`, `[RET-5]`, `[RET-6]`, `[RET-7]`,
 //! `[RET-9]`, `[RET-10]`, `[RET-12]`.
 
 use std::collections::BTreeMap;
@@ -88,7 +88,7 @@ pub fn cases() -> Vec<Case> {
         ),
         case(
             "pull.empty-page-position",
-            &["PULL-10"],
+            &["PULL-19", "PULL-4"],
             Must,
             "an empty page keeps the request's position",
             empty_page_position,

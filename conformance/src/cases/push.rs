@@ -5,11 +5,11 @@
 //!
 //! Requirement IDs its cases check: `[DISC-3]`, `[HTTP-1]`, `[IDEM-2]`, `[IDEM-3]`, `[IDEM-4]`,
 //! `[IDEM-5]`, `[MAN-1]`, `[MAN-2]`, `[MAN-3]`, `[MAN-4]`, `[MERGE-1]`, `[ORD-1]`, `[ORD-2]`,
-//! `[PUSH-1]`, `[PUSH-3]`, `[PUSH-4]`, `[PUSH-5]`, `[PUSH-6]`, `[PUSH-7]`, `[PUSH-9]`, `[PUSH-11]`.
+//! `[HTTP-15]`, `[PUSH-1]`, `[PUSH-3]`, `[PUSH-4]`, `[PUSH-5]`, `[PUSH-6]`, `[PUSH-7]`, `[PUSH-9]`, `[PUSH-11]`, `[PUSH-15]`, `[PUSH-16]`.
 
 use serde_json::{json, Value};
 
-use super::support::{case, fresh, push_via, put, space, C};
+use super::support::{case, fresh, push_via, put, register, space, task, v1_tasks, v2_tasks, C};
 use crate::client::{check, mutation, now_ms, Ctx};
 use crate::proxy::{FaultRates, Proxy};
 use crate::Level::Must;
@@ -45,6 +45,20 @@ pub fn cases() -> Vec<Case> {
             Must,
             "one invalid mutation is rejected alone and its rejection is stored",
             invalid_mutation_alone,
+        ),
+        case(
+            "push.unknown-member-in-mutation",
+            &["HTTP-15", "PUSH-5"],
+            Must,
+            "an unknown member inside a mutation rejects that mutation alone, not the push",
+            unknown_member_in_mutation,
+        ),
+        case(
+            "push.change-seq-of-a-noop",
+            &["PUSH-15", "PULL-19", "PULL-12"],
+            Must,
+            "a mutation that changes no record takes no change_seq: it reports the space's position",
+            change_seq_of_a_noop,
         ),
         case(
             "push.number-beyond-double",
@@ -108,6 +122,13 @@ pub fn cases() -> Vec<Case> {
             Must,
             "the manifest reports applied, rejected and unknown in order, as first sent",
             manifest_fates,
+        ),
+        case(
+            "limits.batch-size-first",
+            &["PUSH-16"],
+            Must,
+            "an oversized push or manifest is batch-too-large even when its members are invalid too",
+            batch_size_first,
         ),
         case(
             "manifest.too-many",
@@ -201,6 +222,77 @@ fn invalid_mutation_alone(ctx: &mut Ctx) -> CaseResult {
     check(
         replay[0]["status"] == "duplicate" && replay[0]["original"] == results[0],
         || format!("a replayed rejection answered {}", replay[0]),
+    )
+}
+
+fn unknown_member_in_mutation(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    let mut odd = put(ctx, "r1", json!({}));
+    odd["surprise"] = json!(true);
+    let good = put(ctx, "r2", json!({}));
+    let results = ctx.push_ok(&space, &token, C, &[odd, good])?;
+    check(
+        results[0]["status"] == "rejected"
+            && results[0]["problem"]["type"] == "urn:driftless:problem:invalid-mutation",
+        || {
+            format!(
+                "the mutation with an unknown member answered {}",
+                results[0]
+            )
+        },
+    )?;
+    check(results[1]["status"] == "applied", || {
+        format!("the valid mutation beside it answered {}", results[1])
+    })
+}
+
+/// A `patch` under `tasks` version 1 of `color`, which version 2 removes (`[EVO-5]`).
+fn patch_of_removed_field(ctx: &mut Ctx, id: &str) -> Value {
+    task(
+        ctx,
+        id,
+        1,
+        json!({"kind": "patch", "set": {"color": "blue"}}),
+    )
+}
+
+fn change_seq_of_a_noop(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "admin")?;
+    register(ctx, &space, &token, &v1_tasks())?;
+    register(ctx, &space, &token, &v2_tasks())?;
+    // Before the Space's first change its position is 0.
+    let first = patch_of_removed_field(ctx, "t0");
+    let r = ctx.push_applied(&space, &token, C, &[first])?;
+    check(r[0]["change_seq"] == 0, || {
+        format!("a no-op in a space without changes answered {}", r[0])
+    })?;
+    let seed = task(
+        ctx,
+        "t1",
+        2,
+        json!({"kind": "put", "value": {"title": "x"}}),
+    );
+    let seeded = ctx.push_applied(&space, &token, C, &[seed])?;
+    let (_, last) = ctx.pull_all(&space, &token, 100)?;
+    let cursor = last["cursor"].as_str().unwrap_or("").to_owned();
+    let noop = patch_of_removed_field(ctx, "t1");
+    let r = ctx.push_applied(&space, &token, C, &[noop])?;
+    check(r[0]["change_seq"] == seeded[0]["change_seq"], || {
+        format!(
+            "a no-op after the change {} answered {}: no record carries a new change_seq",
+            seeded[0]["change_seq"], r[0]
+        )
+    })?;
+    let page = ctx.get(
+        &format!("/v1/spaces/{space}/pull?cursor={cursor}"),
+        Some(&token),
+    )?;
+    ctx.expect(&page, 200, "pull after the no-op")?;
+    check(
+        page.body["records"] == json!([])
+            && page.body["has_more"] == false
+            && page.body["through"] == seeded[0]["change_seq"],
+        || format!("the pull after the no-op answered {}", page.text),
     )
 }
 
@@ -577,6 +669,27 @@ fn manifest_fates(ctx: &mut Ctx) -> CaseResult {
     check(e[2] == results[1], || {
         format!("rejected op answered {} but push said {}", e[2], results[1])
     })
+}
+
+fn batch_size_first(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "write")?;
+    // Every element lacks a valid Op ID and the body has an unknown member: the count decides.
+    let n = ctx.limit("mutations_per_push_max") as usize + 1;
+    let r = ctx.send(
+        "POST",
+        &format!("/v1/spaces/{space}/push"),
+        Some(&token),
+        &json!({"client_id": C, "mutations": vec![json!({}); n], "surprise": true}),
+    )?;
+    ctx.expect_problem(&r, 413, "batch-too-large")?;
+    let n = ctx.limit("op_ids_per_manifest_max") as usize + 1;
+    let r = ctx.send(
+        "POST",
+        &format!("/v1/spaces/{space}/manifest"),
+        Some(&token),
+        &json!({"op_ids": vec!["?"; n], "surprise": true}),
+    )?;
+    ctx.expect_problem(&r, 413, "batch-too-large")
 }
 
 fn manifest_too_many(ctx: &mut Ctx) -> CaseResult {

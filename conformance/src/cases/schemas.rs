@@ -3,8 +3,8 @@
 //! writes, schema violations, unknown versions and removed fields.
 //!
 //! Requirement IDs its cases check: `[EVO-2]`, `[EVO-3]`, `[EVO-4]`, `[EVO-5]`, `[EVO-6]`,
-//! `[EVO-7]`, `[EVO-8]`, `[EVO-9]`, `[EVO-12]`, `[SCHEMA-1]`, `[SCHEMA-2]`, `[SCHEMA-3]`,
-//! `[SCHEMA-4]`, `[SCHEMA-5]`, `[SCHEMA-6]`, `[SCHEMA-7]`, `[SCHEMA-8]`, `[SCHEMA-9]`.
+//! `[EVO-7]`, `[EVO-8]`, `[EVO-9]`, `[EVO-12]`, `[EVO-14]`, `[SCHEMA-1]`, `[SCHEMA-2]`, `[SCHEMA-3]`,
+//! `[SCHEMA-4]`, `[SCHEMA-5]`, `[SCHEMA-6]`, `[SCHEMA-7]`, `[SCHEMA-8]`, `[SCHEMA-10]`, `[SCHEMA-11]`.
 
 use serde_json::json;
 
@@ -31,6 +31,13 @@ pub fn cases() -> Vec<Case> {
             schema_conflict_and_gap,
         ),
         case(
+            "schema.check-order",
+            &["SCHEMA-11"],
+            Must,
+            "a broken schema is invalid-schema before conflict or gap; a gap before the other rules",
+            schema_check_order,
+        ),
+        case(
             "schema.invalid-documents",
             &["SCHEMA-6", "EVO-12"],
             Must,
@@ -39,10 +46,24 @@ pub fn cases() -> Vec<Case> {
         ),
         case(
             "schema.upcast-and-unknown-fields",
-            &["EVO-2", "EVO-4", "EVO-8", "EVO-9", "SCHEMA-7", "SCHEMA-9"],
+            &["EVO-2", "EVO-4", "EVO-8", "EVO-9", "SCHEMA-7", "SCHEMA-10"],
             Must,
             "old writes are upcast, defaults served, unknown fields kept, records re-sequenced",
             schema_upcast,
+        ),
+        case(
+            "schema.new-version-reaches-incremental-pull",
+            &["SCHEMA-10", "EVO-9"],
+            Must,
+            "a new version re-sequences every record, unchanged values and tombstones included",
+            schema_new_version_reaches_pull,
+        ),
+        case(
+            "schema.rename-collision",
+            &["EVO-14", "EVO-4"],
+            Must,
+            "an old write naming a renamed field under both names keeps the old name's value",
+            schema_rename_collision,
         ),
         case(
             "schema.violations",
@@ -198,6 +219,111 @@ fn schema_upcast(ctx: &mut Ctx) -> CaseResult {
             .is_some_and(|r| r["value"]["title"] == "Call Ada"),
         || "a write without schema_version was not treated as v1".into(),
     )
+}
+
+fn schema_new_version_reaches_pull(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "admin")?;
+    register(ctx, &space, &token, &v1_tasks())?;
+    let keep = task(
+        ctx,
+        "t1",
+        1,
+        json!({"kind": "put", "value": {"name": "same"}}),
+    );
+    let gone = task(
+        ctx,
+        "t2",
+        1,
+        json!({"kind": "put", "value": {"name": "gone"}}),
+    );
+    let delete = task(ctx, "t2", 1, json!({"kind": "delete"}));
+    ctx.push_applied(&space, &token, C, &[keep, gone, delete])?;
+    let (_, last) = ctx.pull_all(&space, &token, 100)?;
+    let cursor = last["cursor"].as_str().unwrap_or("").to_owned();
+    // Version 2 only declares one more optional Field: no stored value changes.
+    let mut v2 = v1_tasks();
+    v2["version"] = json!(2);
+    v2["schema"]["properties"]["note"] = json!({"type": "string"});
+    register(ctx, &space, &token, &v2)?;
+    let page = ctx.get(
+        &format!("/v1/spaces/{space}/pull?cursor={cursor}"),
+        Some(&token),
+    )?;
+    ctx.expect(&page, 200, "the pull after registering version 2")?;
+    let records = page.body["records"].as_array().cloned().unwrap_or_default();
+    let find = |id: &str| records.iter().find(|r| r["id"] == id).cloned();
+    check(
+        find("t1")
+            .is_some_and(|r| r["schema_version"] == 2 && r["value"] == json!({"name": "same"})),
+        || {
+            format!(
+                "the unchanged record did not come with version 2: {}",
+                page.text
+            )
+        },
+    )?;
+    check(find("t2").is_some_and(|r| r["deleted"] == true), || {
+        format!("the tombstone was not re-sequenced: {}", page.text)
+    })
+}
+
+fn schema_rename_collision(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "admin")?;
+    register(ctx, &space, &token, &v1_tasks())?;
+    register(ctx, &space, &token, &v2_tasks())?;
+    // An old Client preserves `title`, unknown to version 1 ([EVO-10]), beside its own edit.
+    let put = task(
+        ctx,
+        "t1",
+        1,
+        json!({"kind": "put", "value": {"title": "preserved", "name": "edited"}}),
+    );
+    let patch = task(
+        ctx,
+        "t2",
+        1,
+        json!({"kind": "patch", "set": {"title": "preserved", "name": "edited"}}),
+    );
+    ctx.push_applied(&space, &token, C, &[put, patch])?;
+    for id in ["t1", "t2"] {
+        let r = ctx.record(&space, &token, "tasks", id)?;
+        ctx.expect(&r, 200, "the record written under both names")?;
+        check(r.body["value"]["title"] == "edited", || {
+            format!(
+                "tasks/{id} written as title \"preserved\" and name \"edited\" reads {}",
+                r.body["value"]
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn schema_check_order(ctx: &mut Ctx) -> CaseResult {
+    let (space, token) = space(ctx, "admin")?;
+    register(ctx, &space, &token, &v1_tasks())?;
+    let put = |ctx: &Ctx, doc: &serde_json::Value| {
+        let path = format!(
+            "/v1/spaces/{space}/collections/tasks/schemas/{}",
+            doc["version"]
+        );
+        ctx.send("PUT", &path, Some(&token), doc)
+    };
+    // Not a draft 2020-12 schema: step 3, before the registered version (4) and the gap (5).
+    let mut broken = v1_tasks();
+    broken["schema"]["type"] = json!(5);
+    let r = put(ctx, &broken)?;
+    ctx.expect_problem(&r, 422, "invalid-schema")?;
+    broken["version"] = json!(3);
+    let r = put(ctx, &broken)?;
+    ctx.expect_problem(&r, 422, "invalid-schema")?;
+    // A counter in `required` (step 6) loses to the registered version and to the gap.
+    let mut required_counter = v1_tasks();
+    required_counter["fields"] = json!({"name": {"policy": "counter"}});
+    let r = put(ctx, &required_counter)?;
+    ctx.expect_problem(&r, 409, "schema-conflict")?;
+    required_counter["version"] = json!(3);
+    let r = put(ctx, &required_counter)?;
+    ctx.expect_problem(&r, 409, "schema-version-gap")
 }
 
 fn schema_violations(ctx: &mut Ctx) -> CaseResult {

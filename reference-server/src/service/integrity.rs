@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use driftless_protocol::checksum::{self, to_hex, SpaceChecksums};
+use driftless_protocol::ids::{CollectionName, RecordId};
 use driftless_protocol::messages::{BucketChecksum, BucketResponse, ChecksumsResponse};
 
 use super::{internal, invalid_request, parse_range, to_wire, Answer, Service};
@@ -71,13 +72,20 @@ impl<S: Storage> Service<S> {
         let after = match after {
             None => None,
             Some(a) => {
-                let (c, i) = a.split_once('/').ok_or_else(|| {
-                    invalid_request(
-                        "/query/after",
-                        "expected collection/id",
-                        "after must be the next_after of a previous page",
-                    )
-                })?;
+                // A `next_after` is a Collection name and a Record ID; anything else was never
+                // one, and the OpenAPI document says so.
+                let (c, i) = a
+                    .split_once('/')
+                    .filter(|(c, i)| {
+                        c.parse::<CollectionName>().is_ok() && i.parse::<RecordId>().is_ok()
+                    })
+                    .ok_or_else(|| {
+                        invalid_request(
+                            "/query/after",
+                            "expected collection/id",
+                            "after must be the next_after of a previous page",
+                        )
+                    })?;
                 Some((c.to_owned(), i.to_owned()))
             }
         };

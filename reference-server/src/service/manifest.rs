@@ -18,6 +18,10 @@ impl<S: Storage> Service<S> {
     pub async fn manifest(self: &Arc<Self>, space: &str, body: Value) -> Answer<ManifestResponse> {
         let op_ids = match body {
             Value::Object(mut obj) => {
+                // The count comes before the other members and the elements (`[PUSH-16]`).
+                if let Some(Value::Array(ids)) = obj.get("op_ids") {
+                    self.check_manifest_size(ids.len())?;
+                }
                 if let Some(k) = obj.keys().find(|k| *k != "op_ids") {
                     return Err(invalid_request(
                         &format!("/{k}"),
@@ -44,16 +48,6 @@ impl<S: Storage> Service<S> {
                 ))
             }
         };
-        if op_ids.len() > self.config.limits.op_ids_per_manifest_max as usize {
-            return Err(Problem::new(
-                ProblemType::BatchTooLarge,
-                format!(
-                    "{} op IDs exceed the limit of {}",
-                    op_ids.len(),
-                    self.config.limits.op_ids_per_manifest_max
-                ),
-            ));
-        }
         let mut parsed = Vec::with_capacity(op_ids.len());
         let mut problem = Problem::new(ProblemType::InvalidRequest, "op_ids holds invalid op IDs");
         let mut bad = false;
@@ -105,5 +99,17 @@ impl<S: Storage> Service<S> {
             server_clock: self.clock.issue(),
             entries,
         })
+    }
+
+    /// `batch-too-large` for a manifest over `op_ids_per_manifest_max` (`[MAN-4]`, `[PUSH-16]`).
+    fn check_manifest_size(&self, n: usize) -> Answer<()> {
+        let max = self.config.limits.op_ids_per_manifest_max as usize;
+        if n > max {
+            return Err(Problem::new(
+                ProblemType::BatchTooLarge,
+                format!("{n} op IDs exceed the limit of {max}"),
+            ));
+        }
+        Ok(())
     }
 }

@@ -73,15 +73,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            limits: Limits {
-                body_bytes_max: 1_048_576,
-                mutations_per_push_max: 1000,
-                op_ids_per_manifest_max: 1000,
-                page_records_max: 1000,
-                pull_wait_ms_max: 30_000,
-                clock_skew_ms_max: 60_000,
-                json_depth_max: 32,
-            },
+            limits: Limits::REFERENCE,
             retention: Retention {
                 op_ids_s: 30 * 86_400,
                 history_s: 30 * 86_400,

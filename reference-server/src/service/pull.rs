@@ -1,6 +1,6 @@
 //! Pull, spec chapter 05: `GET /v1/spaces/{space}/pull` pages the Records changed after a
 //! Cursor in `change_seq` order from one snapshot, and holds a long-poll until a change arrives
-//! (`[PULL-2]` to `[PULL-5]`, `[PULL-7]` to `[PULL-10]`, `[PULL-13]`, `[PULL-14]`, `[PULL-16]`).
+//! (`[PULL-2]` to `[PULL-5]`, `[PULL-7]` to `[PULL-9]`, `[PULL-19]`, `[PULL-13]`, `[PULL-14]`, `[PULL-16]`).
 //! The Cursor format lives here too.
 
 use std::sync::Arc;

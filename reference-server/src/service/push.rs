@@ -664,9 +664,11 @@ impl<S: Storage> Service<S> {
         Ok(Ok(Some(effect)))
     }
 
-    /// Applies a Mutation's upcast Effect to its Record and returns the new Change Sequence.
-    /// `None` is an upcast Effect that changes nothing (`[EVO-5]`): it still gets a Change
-    /// Sequence, so that its `applied` Outcome has one, but no Record changes.
+    /// Applies a Mutation's upcast Effect to its Record and returns the Change Sequence its
+    /// `applied` result reports (`[PUSH-15]`): the next one of the Space, now carried by the
+    /// Record. `None` is an upcast Effect that changes nothing (`[EVO-5]`): it takes no Change
+    /// Sequence and reports the Space's latest (0 before the first change), so that every
+    /// reported Change Sequence is one a pull reaches and no Record is missing for it.
     fn apply(
         &self,
         tx: &mut dyn SpaceWrite,
@@ -674,10 +676,10 @@ impl<S: Storage> Service<S> {
         m: &Mutation,
         effect: Option<&Effect>,
     ) -> Result<u64, StorageError> {
-        let change_seq = tx.next_change_seq()?;
         let Some(effect) = effect else {
-            return Ok(change_seq);
+            return Ok(tx.meta()?.latest_seq);
         };
+        let change_seq = tx.next_change_seq()?;
         let history = ctx.schemas(tx, m.collection.as_str())?;
         let mut record = tx
             .record(m.collection.as_str(), m.record_id.as_str())?

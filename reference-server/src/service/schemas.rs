@@ -1,6 +1,6 @@
 //! Collection Schemas, spec chapter 10: `GET .../collections/{collection}/schemas` lists the
 //! registered versions and `PUT .../schemas/{version}` registers one, upcasting every stored Record
-//! to it (`[SCHEMA-1]` to `[SCHEMA-9]`, `[EVO-12]`). Push uses the compiled schemas and
+//! to it (`[SCHEMA-1]` to `[SCHEMA-8]`, `[SCHEMA-10]`, `[EVO-12]`). Push uses the compiled schemas and
 //! [`conforms`] to validate an upcast Effect (`[EVO-6]`, `[EVO-7]`).
 
 use std::sync::Arc;
@@ -137,7 +137,8 @@ impl<S: Storage> Service<S> {
     }
 
     /// Migrates the stored state of every Record of a Collection to a newly registered version
-    /// (`[SCHEMA-7]`, `[SCHEMA-9]`).
+    /// (`[SCHEMA-7]`). Every Record, tombstones included, takes a new Change Sequence, because
+    /// its `schema_version` changes even when its value does not (`[SCHEMA-10]`).
     fn upcast_records(
         &self,
         tx: &mut dyn SpaceWrite,
