@@ -19,7 +19,7 @@ pub mod report;
 use std::time::{Duration, Instant};
 
 pub use client::{Ctx, TokenSource};
-pub use report::{Grade, Report, Summary};
+pub use report::{Evidence, Exchange, Grade, Mismatch, Report, Summary};
 
 /// The level of a case: that of the requirements it checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -141,7 +141,10 @@ pub fn run(
             (Err(Verdict::Skip(d)), _) => Grade::skipped(d),
             (Err(Verdict::Error(d)), _) => Grade::errored(d),
         };
-        results.push(report::CaseReport::new(case, grade, start.elapsed()));
+        results.push(
+            report::CaseReport::new(case, grade, start.elapsed())
+                .with_evidence(ctx.take_evidence()),
+        );
         progress(i + 1, selected.len(), case.id);
     }
     Ok(Report::new(
