@@ -108,3 +108,24 @@ fn assert_no_token(text: &str) {
         "an authorization header leaked"
     );
 }
+
+#[test]
+fn the_html_report_shows_the_failure_its_requirement_and_its_transcript() {
+    let (code, html) = report_of("wrong-checksum", "integrity.checksums-match-model", "html");
+    assert_eq!(code, 1, "{html}");
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(
+        html.contains("data-outcome=\"fail\"") && html.contains("integrity.checksums-match-model"),
+        "the failing case's row"
+    );
+    assert!(html.contains("href=\"#req-INT-"), "a requirement link");
+    assert!(html.contains("<dt id=\"req-INT-"), "the requirement's text");
+    assert!(
+        html.contains("<pre class=\"exchange\">&gt; GET /v1/spaces/"),
+        "the transcript"
+    );
+    assert!(html.contains("class=\"canonical\""), "the canonical text");
+    // Self-contained: nothing is fetched.
+    assert!(!html.contains("<link") && !html.contains("src=\"http"));
+    assert_no_token(&html);
+}

@@ -10,11 +10,13 @@
 pub mod cases;
 pub mod client;
 pub mod concurrent;
+pub mod html;
 pub mod proxy;
 pub mod raw;
 
 pub use cases::NOT_CHECKABLE;
 pub mod report;
+pub mod spec_text;
 
 use std::time::{Duration, Instant};
 
