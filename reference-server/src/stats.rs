@@ -321,11 +321,11 @@ impl Stats {
     }
 
     /// The statistics of `space` as of `now_ms`, given its latest Change Sequence (`None`
-    /// when unknown). `None` when the Space has had no traffic since the server started.
+    /// when unknown). All zero when the Space has had no traffic since the server started.
     pub fn space_view(&self, space: &str, latest_seq: Option<u64>, now_ms: u64) -> SpaceView {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let Some(s) = inner.spaces.get(space) else {
-            return SpaceView::empty(space, now_ms);
+            return SpaceView::empty(space);
         };
         let mut clients: Vec<ClientView> = s
             .clients
@@ -539,7 +539,7 @@ pub struct SpaceView {
 }
 
 impl SpaceView {
-    fn empty(space: &str, _now_ms: u64) -> Self {
+    fn empty(space: &str) -> Self {
         Self {
             space: space.to_owned(),
             clients: Vec::new(),
