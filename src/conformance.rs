@@ -14,6 +14,9 @@ pub enum Format {
     Text,
     Json,
     Junit,
+    /// One self-contained page (inline CSS and JS): summary, filters, failures with their
+    /// exchanges, requirement text.
+    Html,
 }
 
 #[derive(clap::Args)]
@@ -43,6 +46,10 @@ pub struct Args {
     /// Write the report to this file instead of stdout.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// With --format html: the URL of the spec chapters' folder that requirement links point
+    /// to, absolute or relative to the report file.
+    #[arg(long, value_name = "URL", default_value = "spec")]
+    spec_url: String,
     /// Timeout of each HTTP request, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
@@ -231,6 +238,7 @@ pub fn main(mut args: Args) -> Result<u8, String> {
         Format::Text => report.to_text(color),
         Format::Json => report.to_json() + "\n",
         Format::Junit => report.to_junit(),
+        Format::Html => report.to_html(&args.spec_url),
     };
     write(&args.output, &text)?;
     Ok(report.exit_code())

@@ -24,6 +24,26 @@ fn every_example_file_the_readme_names_exists() {
 }
 
 #[test]
+fn every_image_the_readme_shows_exists() {
+    let text = readme();
+    let images: Vec<&str> = text
+        .split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next())
+        .filter(|target| target.ends_with(".png"))
+        .collect();
+    assert!(
+        images.len() >= 2,
+        "the README shows the screenshots: {images:?}"
+    );
+    for image in images {
+        let bytes = std::fs::read(common::root().join(image))
+            .unwrap_or_else(|e| panic!("README shows {image}: {e}"));
+        assert!(bytes.starts_with(b"\x89PNG"), "{image} is not a PNG");
+    }
+}
+
+#[test]
 fn the_readme_opens_with_the_two_commands_and_hard_codes_no_case_count() {
     let text = readme();
     // The README opens with the two commands that work on a fresh machine (the project's rule);

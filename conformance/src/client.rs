@@ -1,11 +1,13 @@
 //! What a case sees: an HTTP client for one Server, Tokens, fresh Spaces, clocks and the bundled
 //! message schemas.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::report::{Evidence, Exchange, Mismatch, EXCHANGES_KEPT};
 use crate::{CaseResult, Verdict};
 
 /// Where Tokens come from.
@@ -119,6 +121,9 @@ pub struct Ctx {
     rng: u64,
     counter: u64,
     case: String,
+    /// The current case's last exchanges and failed comparison, for its report. Behind a mutex
+    /// because requests are made through `&self`.
+    evidence: Mutex<(VecDeque<Exchange>, Option<Mismatch>)>,
 }
 
 impl Ctx {
@@ -180,6 +185,7 @@ impl Ctx {
             rng: seed | 1,
             counter: 0,
             case: String::new(),
+            evidence: Mutex::default(),
         };
         let resp = ctx
             .request("GET", "/.well-known/driftless", None, &[], None)
@@ -198,9 +204,101 @@ impl Ctx {
         Ok(ctx)
     }
 
-    /// Called before each case.
+    /// Called before each case: forgets the previous case's evidence.
     pub fn begin_case(&mut self, id: &str) {
         self.case = id.to_owned();
+        *self.evidence_mut() = Default::default();
+    }
+
+    /// The current case's evidence (its last exchanges, the last failed comparison), taken
+    /// away, for its report.
+    pub fn take_evidence(&mut self) -> Evidence {
+        let (exchanges, mismatch) = std::mem::take(&mut *self.evidence_mut());
+        Evidence {
+            exchanges: exchanges.into(),
+            mismatch,
+        }
+    }
+
+    fn evidence_mut(&self) -> std::sync::MutexGuard<'_, (VecDeque<Exchange>, Option<Mismatch>)> {
+        // A poisoned lock only means a case thread panicked; the log itself is still whole.
+        self.evidence.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record_exchange(&self, exchange: Exchange) {
+        let mut ev = self.evidence_mut();
+        if ev.0.len() == EXCHANGES_KEPT {
+            ev.0.pop_front();
+        }
+        ev.0.push_back(exchange);
+    }
+
+    /// The failure of a comparison: `what` was expected to be `expected` and is `actual`. The
+    /// pair goes to the case's report (`mismatch`); the verdict's text says the same in a line.
+    pub fn mismatch(
+        &self,
+        what: &str,
+        expected: impl std::fmt::Display,
+        actual: impl std::fmt::Display,
+    ) -> Verdict {
+        self.mismatch_with_canonical(what, expected, actual, None)
+    }
+
+    fn mismatch_with_canonical(
+        &self,
+        what: &str,
+        expected: impl std::fmt::Display,
+        actual: impl std::fmt::Display,
+        canonical: Option<String>,
+    ) -> Verdict {
+        let (expected, actual) = (expected.to_string(), actual.to_string());
+        let line = format!(
+            "{what}: expected {}, got {}",
+            truncate(&expected),
+            truncate(&actual)
+        );
+        self.evidence_mut().1 = Some(Mismatch {
+            what: what.to_owned(),
+            expected,
+            actual,
+            canonical,
+        });
+        Verdict::Fail(line)
+    }
+
+    /// `Ok` when `actual == expected`, else a failure carrying both ([`Ctx::mismatch`]).
+    pub fn check_eq(&self, what: &str, expected: &Value, actual: &Value) -> CaseResult {
+        if expected == actual {
+            Ok(())
+        } else {
+            Err(self.mismatch(what, expected, actual))
+        }
+    }
+
+    /// `Ok` when the Server's `actual` digest (a JSON string) is the Record digest of
+    /// `collection`/`id` holding `value` (`[INT-1]`), else a failure carrying both digests and
+    /// the canonical text the expected digest hashes.
+    pub fn check_record_digest(
+        &self,
+        collection: &str,
+        id: &str,
+        value: &serde_json::Map<String, Value>,
+        actual: &Value,
+    ) -> CaseResult {
+        use driftless_protocol::checksum::{record_digest, to_hex};
+        let expected = to_hex(&record_digest(collection, id, value));
+        if actual == expected.as_str() {
+            return Ok(());
+        }
+        let canonical = driftless_protocol::canonical::to_canonical_string(
+            &json!({"collection": collection, "id": id, "value": value}),
+        );
+        Err(self.mismatch_with_canonical(
+            &format!("digest of {collection}/{id}"),
+            json!(expected),
+            actual,
+            Some(canonical),
+        ))
     }
 
     /// Before any case: a Token from the token command must be accepted. A Server that answers
@@ -354,18 +452,36 @@ impl Ctx {
             builder = builder.header(*k, *v);
         }
         let req = |b| builder.body(b).map_err(|e| Verdict::Error(e.to_string()));
-        let result = match body {
-            Some(b) => self.agent.run(req(b)?),
-            None => self.agent.run(req(Vec::new())?),
+        let body = body.unwrap_or_default();
+        // The exchange is recorded without any request header, so no Token reaches a report.
+        let mut exchange = Exchange {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            request_body: Exchange::trim_body(&String::from_utf8_lossy(&body)),
+            status: None,
+            response_content_type: None,
+            response_body: String::new(),
+            error: None,
         };
-        let mut resp = result.map_err(|e| Verdict::Error(format!("{method} {path}: {e}")))?;
+        let mut resp = match self.agent.run(req(body)?) {
+            Ok(resp) => resp,
+            Err(e) => {
+                exchange.error = Some(e.to_string());
+                self.record_exchange(exchange);
+                return Err(Verdict::Error(format!("{method} {path}: {e}")));
+            }
+        };
         let status = resp.status().as_u16();
-        let headers = resp
+        let headers: BTreeMap<String, String> = resp
             .headers()
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
             .collect();
         let text = resp.body_mut().read_to_string().unwrap_or_default();
+        exchange.status = Some(status);
+        exchange.response_content_type = headers.get("content-type").cloned();
+        exchange.response_body = Exchange::trim_body(&text);
+        self.record_exchange(exchange);
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         let reply = Resp {
             status,
@@ -553,17 +669,43 @@ impl Ctx {
 
     /// A failure unless the status is `status`.
     pub fn expect(&self, r: &Resp, status: u16, what: &str) -> CaseResult {
-        check(r.status == status, || {
-            format!(
-                "{what}: expected status {status}, got {}: {}",
-                r.status,
-                truncate(&r.text)
-            )
-        })
+        if r.status == status {
+            return Ok(());
+        }
+        self.note_mismatch(&format!("status of {what}"), status, r.status);
+        Err(fail(format!(
+            "{what}: expected status {status}, got {}: {}",
+            r.status,
+            truncate(&r.text)
+        )))
+    }
+
+    /// Records a failed comparison for the report without making a verdict (for checks that
+    /// keep their own failure text).
+    fn note_mismatch(
+        &self,
+        what: &str,
+        expected: impl std::fmt::Display,
+        actual: impl std::fmt::Display,
+    ) {
+        self.evidence_mut().1 = Some(Mismatch {
+            what: what.to_owned(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+            canonical: None,
+        });
     }
 
     /// A failure unless the response is the Problem `code` with `status`, as problem+json.
     pub fn expect_problem(&self, r: &Resp, status: u16, code: &str) -> CaseResult {
+        let expected = format!("urn:driftless:problem:{code}");
+        if r.status != status || r.body["type"] != expected.as_str() {
+            self.note_mismatch(
+                "status and Problem type",
+                format!("{status} {expected}"),
+                format!("{} {}", r.status, r.body["type"]),
+            );
+        }
         check(r.status == status, || {
             format!(
                 "expected {status} {code}, got {}: {}",
@@ -576,7 +718,6 @@ impl Ctx {
             format!("expected application/problem+json, got {ct:?} ([HTTP-4])")
         })?;
         self.validate("problem", &r.body)?;
-        let expected = format!("urn:driftless:problem:{code}");
         check(r.body["type"] == expected.as_str(), || {
             format!("expected Problem type {expected}, got {}", r.body["type"])
         })?;
@@ -671,6 +812,76 @@ pub fn mutation(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_digest_mismatch_carries_the_canonical_text_its_expected_digest_hashes() {
+        let ctx = offline_ctx();
+        let value = json!({"b": 1.0, "a": "é"}).as_object().cloned().unwrap();
+        let err = ctx
+            .check_record_digest("things", "r1", &value, &json!("00"))
+            .unwrap_err();
+        assert!(matches!(err, Verdict::Fail(_)));
+        let m = ctx
+            .evidence_mut()
+            .1
+            .clone()
+            .expect("a mismatch is recorded");
+        let canonical = m
+            .canonical
+            .expect("a digest mismatch has its canonical text");
+        assert_eq!(
+            canonical,
+            r#"{"collection":"things","id":"r1","value":{"a":"é","b":1}}"#
+        );
+        let hashed = driftless_protocol::checksum::to_hex(&driftless_protocol::checksum::sha256(
+            canonical.as_bytes(),
+        ));
+        assert_eq!(m.expected, format!("\"{hashed}\""));
+        assert_eq!(m.actual, "\"00\"");
+    }
+
+    #[test]
+    fn only_the_last_exchanges_are_kept_and_begin_case_forgets_them() {
+        let mut ctx = offline_ctx();
+        for i in 0..EXCHANGES_KEPT + 2 {
+            ctx.record_exchange(Exchange {
+                method: "GET".into(),
+                path: format!("/p{i}"),
+                request_body: String::new(),
+                status: Some(200),
+                response_content_type: None,
+                response_body: String::new(),
+                error: None,
+            });
+        }
+        let ev = ctx.take_evidence();
+        let paths: Vec<&str> = ev.exchanges.iter().map(|x| x.path.as_str()).collect();
+        assert_eq!(paths, ["/p2", "/p3", "/p4", "/p5"]);
+        ctx.record_exchange(ev.exchanges[0].clone());
+        ctx.begin_case("next");
+        assert_eq!(ctx.take_evidence(), Evidence::default());
+    }
+
+    /// A context that has never connected, for the bookkeeping tests.
+    fn offline_ctx() -> Ctx {
+        struct NoTokens;
+        impl TokenSource for NoTokens {
+            fn token(&self, _: &str, _: &str, _: &str, _: i64) -> Result<String, String> {
+                Err("no tokens".into())
+            }
+        }
+        Ctx {
+            agent: ureq::Agent::new_with_defaults(),
+            base: "http://127.0.0.1:9".into(),
+            tokens: Box::new(NoTokens),
+            discovery: Value::Null,
+            validators: BTreeMap::new(),
+            rng: 1,
+            counter: 0,
+            case: String::new(),
+            evidence: Mutex::default(),
+        }
+    }
 
     fn resp(status: u16, ct: &str) -> Resp {
         Resp {

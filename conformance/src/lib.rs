@@ -11,16 +11,18 @@ pub mod cases;
 pub mod client;
 pub mod client_kit;
 pub mod concurrent;
+pub mod html;
 pub mod proxy;
 pub mod raw;
 
 pub use cases::NOT_CHECKABLE;
 pub mod report;
+pub mod spec_text;
 
 use std::time::{Duration, Instant};
 
 pub use client::{Ctx, TokenSource};
-pub use report::{Grade, Report, Summary};
+pub use report::{Evidence, Exchange, Grade, Mismatch, Report, Summary};
 
 /// The level of a case: that of the requirements it checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -142,7 +144,10 @@ pub fn run(
             (Err(Verdict::Skip(d)), _) => Grade::skipped(d),
             (Err(Verdict::Error(d)), _) => Grade::errored(d),
         };
-        results.push(report::CaseReport::new(case, grade, start.elapsed()));
+        results.push(
+            report::CaseReport::new(case, grade, start.elapsed())
+                .with_evidence(ctx.take_evidence()),
+        );
         progress(i + 1, selected.len(), case.id);
     }
     Ok(Report::new(

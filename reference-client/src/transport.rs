@@ -76,11 +76,15 @@ impl Client {
         let url = format!("{}{path}", self.cfg.server.trim_end_matches('/'));
         let auth = format!("Bearer {}", self.cfg.token);
         let result = match (method, body) {
+            // The Client ID on reads lets a Server's diagnostics (the reference server's
+            // dashboard) tell which Client is behind; it is not part of the protocol, and a
+            // Server ignores header fields it does not know (RFC 9110, section 5.1).
             ("GET", _) => self
                 .agent
                 .get(&url)
                 .header("authorization", &auth)
                 .header("driftless-version", "1.0")
+                .header("driftless-client-id", &self.client_id)
                 .call(),
             (_, Some(b)) => {
                 let bytes = serde_json::to_vec(b).map_err(|e| (e.to_string(), false))?;

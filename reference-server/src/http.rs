@@ -50,6 +50,10 @@ enum Route {
     Schemas(String, String),
     Schema(String, String, String),
     Compact(String),
+    /// The dashboard page (not part of the protocol; `crate::dashboard`).
+    Dashboard,
+    /// The dashboard's JSON, for Tokens with `admin` on some Space.
+    DashboardStats,
 }
 
 impl Route {
@@ -70,6 +74,8 @@ impl Route {
                 Route::Schema(s(3), s(5), s(7))
             }
             ["", "v1", "spaces", _, "compact"] => Route::Compact(s(3)),
+            ["", "dashboard"] => Route::Dashboard,
+            ["", "dashboard", "api", "stats"] => Route::DashboardStats,
             _ => return None,
         })
     }
@@ -88,6 +94,8 @@ impl Route {
             Route::Schemas(..) => "list_schemas",
             Route::Schema(..) => "put_schema",
             Route::Compact(_) => "compact",
+            Route::Dashboard => "dashboard",
+            Route::DashboardStats => "dashboard_stats",
         }
     }
 
@@ -109,7 +117,7 @@ impl Route {
     /// The Space and the Scope the endpoint needs on it.
     fn access(&self) -> Option<(&str, Scope)> {
         Some(match self {
-            Route::Discovery => return None,
+            Route::Discovery | Route::Dashboard | Route::DashboardStats => return None,
             Route::Push(s) | Route::Manifest(s) => (s, Scope::Write),
             Route::Pull(s)
             | Route::Record(s, ..)
@@ -148,6 +156,22 @@ struct Reply {
 }
 
 impl Reply {
+    fn html(page: &'static str) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            body: page.as_bytes().to_vec(),
+            content_type: "text/html; charset=utf-8",
+            // The page loads nothing from elsewhere and may only call this server.
+            headers: vec![(
+                hyper::header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
+                     connect-src 'self'; img-src data:; form-action 'none'; frame-ancestors 'none'",
+                ),
+            )],
+        }
+    }
+
     fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
         Reply {
             status,
@@ -280,13 +304,16 @@ impl<S: Storage> App<S> {
                 .get(CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() != b"0");
         let mut body_read = false;
+        // The Space of an authorized request, for the dashboard's per-Space counts (set only
+        // after authorization, so that unauthenticated traffic cannot fill its tables).
+        let mut authorized_space: Option<String> = None;
         // The fault `ack-before-durable` makes the writes it acknowledged before this request
         // once this request's answer is computed, so that answer cannot see them.
         #[cfg(feature = "fault-injection")]
         let delayed = self.service.take_delayed_writes();
         let reply = self
             .clone()
-            .dispatch(route, req, &conn, &mut body_read)
+            .dispatch(route, req, &conn, &mut body_read, &mut authorized_space)
             .instrument(span.clone())
             .await;
         #[cfg(feature = "fault-injection")]
@@ -312,6 +339,20 @@ impl<S: Storage> App<S> {
         self.service
             .metrics()
             .observe_request(route_name, status.as_u16(), elapsed);
+        if let Some(space) = &authorized_space {
+            let kind = match route_name {
+                "push" => Some(crate::stats::Kind::Push),
+                "pull" => Some(crate::stats::Kind::Pull),
+                _ => None,
+            };
+            self.service.stats().note_request(
+                space,
+                kind,
+                status.as_u16(),
+                elapsed,
+                self.service.clock().now_ms(),
+            );
+        }
         span.in_scope(|| {
             tracing::info!(status = status.as_u16(), elapsed_ms = elapsed, "answered")
         });
@@ -326,8 +367,12 @@ impl<S: Storage> App<S> {
         req: Request<Incoming>,
         conn: &ConnInfo,
         body_read: &mut bool,
+        authorized_space: &mut Option<String>,
     ) -> Reply {
-        match self.answer(route, req, conn, body_read).await {
+        match self
+            .answer(route, req, conn, body_read, authorized_space)
+            .await
+        {
             Ok(reply) => reply,
             Err(problem) => Reply::problem(problem),
         }
@@ -339,6 +384,7 @@ impl<S: Storage> App<S> {
         req: Request<Incoming>,
         conn: &ConnInfo,
         body_read: &mut bool,
+        authorized_space: &mut Option<String>,
     ) -> Result<Reply, Problem> {
         let Some(route) = route else {
             return Err(Problem::new(
@@ -365,6 +411,9 @@ impl<S: Storage> App<S> {
         if route == Route::Discovery {
             return Ok(Reply::json(StatusCode::OK, &self.service.discovery()));
         }
+        if route == Route::Dashboard {
+            return Ok(Reply::html(crate::dashboard::PAGE));
+        }
         self.check_version(&req)?;
         let limits = &self.service.config().limits;
         let declared = req
@@ -384,6 +433,40 @@ impl<S: Storage> App<S> {
                 "too many failed authentications from this address".into(),
             ));
         }
+        if route == Route::DashboardStats {
+            let claims = match self.claims(&req) {
+                Ok(claims) => claims,
+                Err(p) => {
+                    let _ = self.auth_failures.take(&peer);
+                    return Err(p);
+                }
+            };
+            if let Err(retry_after) = self.service_limiter_take(&claims.sub) {
+                return Ok(rate_limited(
+                    retry_after,
+                    format!(
+                        "more than {} requests per second",
+                        self.service.config().rate_limit_per_s
+                    ),
+                ));
+            }
+            let mut reply = Reply::json(
+                StatusCode::OK,
+                &crate::dashboard::stats(&self.service, &claims).await?,
+            );
+            reply.headers.push((
+                hyper::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ));
+            return Ok(reply);
+        }
+        // The Client ID a Client may send on reads, for the dashboard only; ignored unless it
+        // is a valid Client ID.
+        let client_header = req
+            .headers()
+            .get("driftless-client-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<driftless_protocol::ids::ClientId>().ok());
         let caller = match self.authorize(&req, &route) {
             Ok(caller) => caller,
             Err(p) => {
@@ -393,6 +476,7 @@ impl<S: Storage> App<S> {
                 return Err(p);
             }
         };
+        *authorized_space = route.access().map(|(space, _)| space.to_owned());
         if let Err(retry_after) = self.service_limiter_take(&caller.user) {
             return Ok(rate_limited(
                 retry_after,
@@ -483,12 +567,25 @@ impl<S: Storage> App<S> {
                 } else {
                     None
                 };
-                Reply::json(
-                    StatusCode::OK,
-                    &service
-                        .pull(space, q("cursor"), q("limit"), q("wait_ms"))
-                        .await?,
-                )
+                let pulled = service
+                    .pull(space, q("cursor"), q("limit"), q("wait_ms"))
+                    .await;
+                // The dashboard's hook: who pulled through where, and expired Cursors.
+                match &pulled {
+                    Ok(page) => service.stats().note_pull(
+                        space,
+                        &caller.user,
+                        client_header.as_ref().map(|c| c.as_str()),
+                        q("cursor").is_some(),
+                        page.through,
+                        service.clock().now_ms(),
+                    ),
+                    Err(p) if p.known_type() == Some(ProblemType::CursorExpired) => {
+                        service.stats().note_cursor_expired(space)
+                    }
+                    Err(_) => {}
+                }
+                Reply::json(StatusCode::OK, &pulled?)
             }
             Route::Record(space, c, id) => {
                 Reply::json(StatusCode::OK, &service.record(space, c, id).await?)
@@ -521,7 +618,9 @@ impl<S: Storage> App<S> {
                 )
             }
             Route::Compact(space) => Reply::json(StatusCode::OK, &service.compact(space).await?),
-            Route::Discovery => unreachable!("answered above"),
+            Route::Discovery | Route::Dashboard | Route::DashboardStats => {
+                unreachable!("answered above")
+            }
         })
     }
 
@@ -559,26 +658,7 @@ impl<S: Storage> App<S> {
     /// Authentication (`[AUTH-2]`) then authorization (`[AUTH-4]`), before anything about the
     /// Space or the body is looked at (`[AUTH-6]`).
     fn authorize(&self, req: &Request<Incoming>, route: &Route) -> Result<Caller, Problem> {
-        let unauthorized = |detail: &str| Problem::new(ProblemType::Unauthorized, detail);
-        let header = req
-            .headers()
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let token = match header {
-            None => return Err(unauthorized("a bearer token is required")),
-            Some(h) => match h
-                .strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-            {
-                Some(t) => t.trim(),
-                None => return Err(unauthorized("the Authorization header must be Bearer")),
-            },
-        };
-        let now_s = unix_s(self.service.clock().now_ms());
-        let claims: TokenClaims = self
-            .key
-            .verify(token, now_s)
-            .map_err(|e| unauthorized(&e.to_string()))?;
+        let claims = self.claims(req)?;
         let (space, needed) = route.access().expect("only Space routes are authorized");
         let ignore = fault!(self.service.faults(), AuthIgnoredOnChecksums)
             && matches!(route, Route::Checksums(_));
@@ -596,6 +676,29 @@ impl<S: Storage> App<S> {
             ));
         }
         Ok(Caller { user: claims.sub })
+    }
+
+    /// The claims of the request's bearer Token, verified (`[AUTH-2]`).
+    fn claims(&self, req: &Request<Incoming>) -> Result<TokenClaims, Problem> {
+        let unauthorized = |detail: &str| Problem::new(ProblemType::Unauthorized, detail);
+        let header = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let token = match header {
+            None => return Err(unauthorized("a bearer token is required")),
+            Some(h) => match h
+                .strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+            {
+                Some(t) => t.trim(),
+                None => return Err(unauthorized("the Authorization header must be Bearer")),
+            },
+        };
+        let now_s = unix_s(self.service.clock().now_ms());
+        self.key
+            .verify(token, now_s)
+            .map_err(|e| unauthorized(&e.to_string()))
     }
 }
 

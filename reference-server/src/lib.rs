@@ -18,11 +18,13 @@
 
 pub mod auth;
 pub mod conn;
+pub mod dashboard;
 pub mod faults;
 pub mod http;
 pub mod metrics;
 pub mod rate_limit;
 pub mod service;
+pub mod stats;
 pub mod storage;
 
 use std::future::Future;

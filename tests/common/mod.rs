@@ -230,3 +230,4 @@ pub fn read(path: &Path) -> String {
 }
 
 pub mod server;
+pub mod traffic;

@@ -41,7 +41,7 @@ fn canonical(v: &Value) -> String {
 }
 
 fn checksums_match_model(ctx: &mut Ctx) -> CaseResult {
-    use driftless_protocol::checksum::{record_digest, to_hex, SpaceChecksums};
+    use driftless_protocol::checksum::{to_hex, SpaceChecksums};
     let (space, token) = space(ctx, "write")?;
     let pushed: BTreeMap<String, Map<String, Value>> = (0..30)
         .map(|i| {
@@ -62,7 +62,6 @@ fn checksums_match_model(ctx: &mut Ctx) -> CaseResult {
     let mut model = SpaceChecksums::default();
     for (id, value) in &pushed {
         let key = format!("things/{id}");
-        let digest = to_hex(&record_digest("things", id, value));
         let rec = records
             .get(&key)
             .ok_or_else(|| fail(format!("{key} was applied but the pull lacks it ([INT-6])")))?;
@@ -70,12 +69,7 @@ fn checksums_match_model(ctx: &mut Ctx) -> CaseResult {
             rec["deleted"] == false && canonical(&rec["value"]) == canonical(&json!(value)),
             || format!("{key} pulled as {rec}, pushed as {}", json!(value)),
         )?;
-        check(rec["digest"] == digest.as_str(), || {
-            format!(
-                "{key} digest {} differs from the spec's {digest}",
-                rec["digest"]
-            )
-        })?;
+        ctx.check_record_digest("things", id, value, &rec["digest"])?;
         model.add("things", id, value);
     }
     check(records.len() == pushed.len(), || {
@@ -92,12 +86,7 @@ fn checksums_match_model(ctx: &mut Ctx) -> CaseResult {
         "checksums and pull disagree on through".into()
     })?;
     let expected = to_hex(&model.space_digest());
-    check(r.body["space_digest"] == expected.as_str(), || {
-        format!(
-            "space_digest {} differs from the model's {expected}",
-            r.body["space_digest"]
-        )
-    })
+    ctx.check_eq("space_digest", &json!(expected), &r.body["space_digest"])
 }
 
 fn bucket_repair(ctx: &mut Ctx) -> CaseResult {

@@ -193,6 +193,8 @@ pub struct Service<S: Storage> {
     notifiers: Mutex<HashMap<String, Arc<Notify>>>,
     compiled: Mutex<HashMap<(String, String, u32), Arc<CompiledSchema>>>,
     metrics: Arc<Metrics>,
+    /// Per-Space sync-health statistics for the dashboard (in memory, bounded).
+    stats: crate::stats::Stats,
     faults: Faults,
     /// The writes [`crate::faults::Fault::AckBeforeDurable`] acknowledged but has not made yet.
     #[cfg(feature = "fault-injection")]
@@ -242,6 +244,7 @@ impl<S: Storage> Service<S> {
             notifiers: Mutex::new(HashMap::new()),
             compiled: Mutex::new(HashMap::new()),
             metrics,
+            stats: Default::default(),
             faults,
             #[cfg(feature = "fault-injection")]
             delayed: Mutex::new(Vec::new()),
@@ -261,6 +264,16 @@ impl<S: Storage> Service<S> {
     /// The metrics registry.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The dashboard's statistics.
+    pub fn stats(&self) -> &crate::stats::Stats {
+        &self.stats
+    }
+
+    /// The storage (for the dashboard's Space facts).
+    pub fn storage(&self) -> &Arc<S> {
+        &self.storage
     }
 
     /// The faults in force (empty unless built with `fault-injection` and asked for).

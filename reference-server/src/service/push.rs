@@ -156,12 +156,21 @@ impl<S: Storage> Service<S> {
                 .push_acked_before_durable(space, user, client_id, items)
                 .await;
         }
+        let client = client_id.as_str().to_owned();
         let results = self
             .blocking(move |me| {
                 me.push_batch(&space_owned, &user, &client_id, &items)
                     .map_err(internal)
             })
             .await?;
+        // The dashboard's hook: results, Op IDs and Problem types only, never values.
+        self.stats.note_push(
+            space,
+            &caller.user,
+            &client,
+            results.iter().map(|d| &d.result),
+            self.clock.now_ms(),
+        );
         let mut any_applied = false;
         for d in &results {
             any_applied |= d.applied;
