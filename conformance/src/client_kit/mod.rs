@@ -435,6 +435,13 @@ pub fn run(
             (Err(Verdict::Skip(d)), _) => Grade::skipped(d),
             (Err(Verdict::Error(d)), _) => Grade::errored(d),
         };
+        // Evidence for a case that did not pass: the last requests the Client sent, as the
+        // fault layer recorded them (the layer sees no Token: it forwards headers unread).
+        let exchanges = if grade.outcome == "pass" || grade.outcome == "skipped" {
+            Vec::new()
+        } else {
+            last_exchanges(&kit.layer.log())
+        };
         results.push(report::CaseReport {
             id: case.id.to_owned(),
             requirements: case.requirements.iter().map(|s| s.to_string()).collect(),
@@ -443,6 +450,8 @@ pub fn run(
             outcome: grade.outcome,
             detail: grade.detail,
             duration_ms: start.elapsed().as_millis() as u64,
+            exchanges,
+            mismatch: None,
         });
         progress(i + 1, selected.len(), case.id);
     }
@@ -452,4 +461,24 @@ pub fn run(
         seed,
         results,
     ))
+}
+
+/// The last four exchanges of `log` in the report's form (bodies cut at 2 KB).
+fn last_exchanges(log: &[layer::Exchange]) -> Vec<report::Exchange> {
+    let text = |v: &Value| match v {
+        Value::Null => String::new(),
+        v => report::Exchange::trim_body(&v.to_string()),
+    };
+    log.iter()
+        .skip(log.len().saturating_sub(4))
+        .map(|e| report::Exchange {
+            method: e.method.clone(),
+            path: e.path.clone(),
+            request_body: text(&e.body),
+            status: (e.status != 0).then_some(e.status),
+            response_content_type: None,
+            response_body: text(&e.answer),
+            error: (e.status == 0).then(|| "closed without an answer".to_owned()),
+        })
+        .collect()
 }
