@@ -33,6 +33,10 @@ pub struct Args {
     /// Write the report to this file instead of stdout.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// With --format html: the URL of the spec chapters' folder that requirement links point
+    /// to, absolute or relative to the report file.
+    #[arg(long, value_name = "URL", default_value = "spec")]
+    spec_url: String,
     /// Seed of every random choice; printed in every report, so a failure replays.
     #[arg(long)]
     seed: Option<u64>,
@@ -158,6 +162,7 @@ pub fn main(args: Args) -> Result<u8, String> {
         ),
         Format::Json => report.to_json() + "\n",
         Format::Junit => report.to_junit(),
+        Format::Html => report.to_html(&args.spec_url),
     };
     write(&args.output, &text)?;
     Ok(report.exit_code())
