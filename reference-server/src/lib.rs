@@ -147,6 +147,8 @@ pub fn open_storage<S: storage::Storage>(
     }))
 }
 
+pub use tokio_rustls::TlsAcceptor;
+
 /// Why a TLS certificate or key could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot load TLS {what} from {path}: {reason}")]

@@ -314,8 +314,8 @@ fn migrations_are_recorded_and_applied_once() {
     assert_eq!(
         psql(
             &url,
-            "SELECT string_agg(version::text, ',') FROM schema_migrations"
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations"
         ),
-        "1"
+        "1,2"
     );
 }

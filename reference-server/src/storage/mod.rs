@@ -93,6 +93,11 @@ pub struct SpaceMeta {
     pub horizon: Option<Hlc>,
     /// Cursors before this position have expired.
     pub compaction_point: u64,
+    /// The greatest server clock saved with a write to this Space by any instance sharing the
+    /// store (`None` where one process owns the store: its own clock is never behind). An
+    /// instance merges it before answering, so that no response of the deployment is stamped
+    /// before a Mutation another instance applied (`[HLC-6]`).
+    pub clock: Option<Hlc>,
 }
 
 /// Reads of one Space, all from one snapshot.

@@ -59,9 +59,10 @@ use super::{
 /// Versioned migrations, applied in order at start; each runs once per database, recorded in
 /// `schema_migrations`. Text columns use the "C" collation so that comparisons (HLCs, Record
 /// keys) are byte order, as in the SQLite backend.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE spaces (
     space TEXT COLLATE "C" PRIMARY KEY,
     latest_seq BIGINT NOT NULL DEFAULT 0,
@@ -119,7 +120,15 @@ CREATE TABLE clocks (
 -- Only the naive-sequence test switch uses it (see `PgStorage::naive_sequences`).
 CREATE SEQUENCE naive_change_seq;
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- The greatest server clock saved with a write to the Space, by any instance (SpaceMeta::clock).
+ALTER TABLE spaces ADD COLUMN clock TEXT COLLATE "C";
+"#,
+    ),
+];
 
 /// The channel every instance listens on; the payload is the Space.
 const CHANNEL: &str = "driftless";
@@ -321,19 +330,23 @@ impl Tx<'_, '_> {
 impl SpaceRead for Tx<'_, '_> {
     fn meta(&self) -> Result<SpaceMeta, StorageError> {
         let rows = self.query(
-            "SELECT latest_seq, horizon, compaction_point FROM spaces WHERE space = $1",
+            "SELECT latest_seq, horizon, compaction_point, clock FROM spaces WHERE space = $1",
             &[&self.space],
         )?;
         let Some(row) = rows.first() else {
             return Ok(SpaceMeta::default());
         };
         let horizon: Option<String> = row.try_get(1).map_err(backend)?;
+        let clock: Option<String> = row.try_get(3).map_err(backend)?;
         Ok(SpaceMeta {
             latest_seq: row.try_get::<_, i64>(0).map_err(backend)? as u64,
             horizon: horizon
                 .map(|h| h.parse().map_err(|e| corrupt("horizon", e)))
                 .transpose()?,
             compaction_point: row.try_get::<_, i64>(2).map_err(backend)? as u64,
+            clock: clock
+                .map(|c| c.parse().map_err(|e| corrupt("space clock", e)))
+                .transpose()?,
         })
     }
 
@@ -610,6 +623,11 @@ impl SpaceWrite for Tx<'_, '_> {
             "INSERT INTO clocks (node, space, value) VALUES ($1, $2, $3)
              ON CONFLICT (node, space) DO UPDATE SET value = GREATEST(clocks.value, EXCLUDED.value)",
             &[&self.node, &self.space, &clock.to_string()],
+        )?;
+        // The Space's row is locked by this transaction already: no added contention.
+        self.execute(
+            "UPDATE spaces SET clock = GREATEST(clock, $2) WHERE space = $1",
+            &[&self.space, &clock.to_string()],
         )?;
         Ok(())
     }
