@@ -77,10 +77,15 @@ impl Deployment {
 
     /// A write Token for `space` from `driftless token --token-secret`.
     fn token(&self, space: &str) -> String {
+        self.token_scoped(space, "write")
+    }
+
+    /// A Token for `space` with `scope` from `driftless token --token-secret`.
+    fn token_scoped(&self, space: &str, scope: &str) -> String {
         let out = driftless()
             .args(["token", "--token-secret"])
             .arg(self.secret())
-            .args(["--user", "crasher", "--space", space, "--scope", "write"])
+            .args(["--user", "crasher", "--space", space, "--scope", scope])
             .output()
             .unwrap();
         assert!(
@@ -266,4 +271,165 @@ fn sigkill_of_one_of_three_instances_never_loses_acknowledged_writes_nor_applies
         assert!(results.iter().all(|r| r["status"] == "duplicate"), "{resp}");
     }
     verify(&bases[0], &token, &batches);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reference client through three instances behind the round-robin proxy: a subset of
+// tests/client_e2e.rs (convergence of two Clients under every Policy, and watch by long-poll),
+// which exercises push, pull, long-poll wakeups across instances and convergence.
+
+fn e2e_client(dir: &std::path::Path, server: &str, token: &str) -> driftless_client::Client {
+    let cfg = driftless_client::Config {
+        server: server.into(),
+        token: token.into(),
+        space: "demo".into(),
+        retry: driftless_client::RetryPolicy {
+            initial_delay_ms: 1,
+            delay_ms_cap: 20,
+            multiplier: 2,
+            attempts_per_sync: 2,
+        },
+        batch_max: 50,
+        timeout: std::time::Duration::from_secs(30),
+    };
+    driftless_client::Client::open(dir, cfg).unwrap()
+}
+
+fn three_behind_a_proxy() -> (Deployment, Proxy) {
+    let d = Deployment::start(3);
+    let bases = d.bases();
+    let refs: Vec<&str> = bases.iter().map(String::as_str).collect();
+    let proxy = Proxy::round_robin(&refs).unwrap();
+    (d, proxy)
+}
+
+#[test]
+fn two_clients_converge_under_every_policy_through_three_instances() {
+    let (d, proxy) = three_behind_a_proxy();
+    let t = d.token_scoped("demo", "admin");
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = e2e_client(&dir.path().join("a"), proxy.base(), &t);
+    let mut b = e2e_client(&dir.path().join("b"), proxy.base(), &t);
+    let doc = json!({"collection": "notes", "version": 1, "schema": {"type": "object"},
+        "fields": {"likes": {"policy": "counter"}, "tags": {"policy": "add_wins_set"}, "body": {"policy": "keep_both"}}});
+    assert_eq!(a.register_schema(&doc).unwrap(), 201);
+    assert_eq!(b.register_schema(&doc).unwrap(), 200);
+    for (c, who) in [(&mut a, "a"), (&mut b, "b")] {
+        c.sync().unwrap();
+        for effect in [
+            json!({"kind": "patch", "set": {"title": who, "body": who}}),
+            json!({"kind": "increment", "field": "likes", "by": 3}),
+            json!({"kind": "set_add", "field": "tags", "elements": [who, "shared"]}),
+        ] {
+            c.write("notes", "n1", effect, 0).unwrap();
+        }
+        c.write(
+            "notes",
+            "n2",
+            json!({"kind": "put", "value": {"from": who}}),
+            0,
+        )
+        .unwrap();
+        c.sync().unwrap();
+    }
+    a.sync().unwrap();
+    a.write(
+        "notes",
+        "n1",
+        json!({"kind": "set_remove", "field": "tags", "elements": ["shared"]}),
+        0,
+    )
+    .unwrap();
+    a.sync().unwrap();
+    b.sync().unwrap();
+    // As in tests/client_e2e.rs, derived by hand from chapter 03's rules.
+    let n1 = json!({"title": "b", "body": "b", "likes": 6, "tags": ["a", "b"]});
+    let n2 = json!({"from": "b"});
+    for base in d.bases() {
+        let (_, rec) = call(
+            &agent(),
+            "GET",
+            &format!("{base}/v1/spaces/demo/records/notes/n1"),
+            &t,
+            None,
+        )
+        .unwrap();
+        assert_eq!(rec["value"], n1, "{rec}");
+        assert_eq!(rec["conflicts"], json!({"body": ["a", "b"]}), "{rec}");
+    }
+    for (c, who) in [(&a, "a"), (&b, "b")] {
+        assert_eq!(c.status().unwrap().pending, 0, "{who}");
+        for (id, expected) in [("n1", &n1), ("n2", &n2)] {
+            let got = Value::Object(c.get("notes", id).unwrap().unwrap());
+            assert_eq!(got, *expected, "{id} on {who}");
+        }
+    }
+}
+
+#[test]
+fn watch_receives_another_clients_change_by_long_poll_through_three_instances() {
+    use driftless_client::Event as ClientEvent;
+    let (d, proxy) = three_behind_a_proxy();
+    let t = d.token("demo");
+    let dir = tempfile::tempdir().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen_tx, seen_rx) = mpsc::channel::<ClientEvent>();
+    let (base, tok, store, flag) = (
+        proxy.base().to_owned(),
+        t.clone(),
+        dir.path().join("watcher"),
+        stop.clone(),
+    );
+    // Each held pull may wait 30 s, far longer than the test runs: no empty page can come
+    // back from a held pull, so an empty page means the wakeup across instances failed.
+    let watcher = std::thread::spawn(move || {
+        let mut w = e2e_client(&store, &base, &tok);
+        w.on_event(move |e| {
+            let _ = seen_tx.send(e.clone());
+        });
+        w.watch(&flag, 30_000).unwrap();
+        w.get("notes", "live").unwrap()
+    });
+    let wait_for = |done: &mut dyn FnMut(&ClientEvent) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match seen_rx.recv_timeout(left) {
+                Ok(e) if done(&e) => return,
+                Ok(_) => {}
+                Err(e) => panic!("the awaited event never came: {e}"),
+            }
+        }
+    };
+    wait_for(&mut |e| matches!(e, ClientEvent::Pulled { .. }));
+    let mut writer = e2e_client(&dir.path().join("writer"), proxy.base(), &t);
+    writer
+        .write(
+            "notes",
+            "live",
+            json!({"kind": "put", "value": {"hello": true}}),
+            0,
+        )
+        .unwrap();
+    writer.sync().unwrap();
+    let mut empty_pages = 0;
+    wait_for(&mut |e| match e {
+        ClientEvent::Pulled { records: 0, .. } => {
+            empty_pages += 1;
+            false
+        }
+        ClientEvent::Pulled { .. } => true,
+        _ => false,
+    });
+    assert_eq!(
+        empty_pages, 0,
+        "the watcher pulled empty pages instead of holding a pull"
+    );
+    stop.store(true, Ordering::Relaxed);
+    writer
+        .write("notes", "wake", json!({"kind": "put", "value": {}}), 0)
+        .unwrap();
+    writer.sync().unwrap();
+    let live = watcher.join().unwrap().unwrap();
+    assert_eq!(Value::Object(live), json!({"hello": true}));
 }
