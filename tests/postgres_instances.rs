@@ -433,3 +433,99 @@ fn watch_receives_another_clients_change_by_long_poll_through_three_instances() 
     let live = watcher.join().unwrap().unwrap();
     assert_eq!(Value::Object(live), json!({"hello": true}));
 }
+
+/// The README's command for three instances on one database runs as written (with the test's
+/// database, binary and free ports put in), and its Token works on every instance: a push
+/// through one is pulled through another.
+#[test]
+fn the_readme_command_runs_three_instances_on_one_database() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let line = |start: &str| {
+        readme
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("README has no line starting {start:?}"))
+            .to_owned()
+    };
+    let url = pg::fresh_database();
+    let bin = env!("CARGO_BIN_EXE_driftless");
+    let substitute = |l: String| {
+        for shown in [
+            "./target/release/driftless",
+            "postgres://postgres@127.0.0.1:5432/driftless",
+        ] {
+            assert!(l.contains(shown) || !l.contains("serve"), "{l}");
+        }
+        l.replace("./target/release/driftless", bin)
+            .replace("postgres://postgres@127.0.0.1:5432/driftless", &url)
+            .replace("127.0.0.1:787$i", "127.0.0.1:0")
+    };
+    let serve = substitute(line("for i in 0 1 2; do ./target/release/driftless serve"));
+    assert!(
+        serve.contains("127.0.0.1:0"),
+        "the README's ports moved: {serve}"
+    );
+    let token_line = substitute(line("./target/release/driftless token --token-secret"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut group = std::process::Command::new("bash")
+        .args(["-c", &format!("{serve}\nwait")])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pgid = group.id() as i32;
+    let mut lines = std::io::BufReader::new(group.stdout.take().unwrap()).lines();
+    let bases: Vec<String> = (0..3)
+        .map(|_| {
+            let l = lines
+                .next()
+                .expect("an instance printed its address")
+                .unwrap();
+            l.strip_prefix("listening on ").unwrap().to_owned()
+        })
+        .collect();
+    let out = std::process::Command::new("bash")
+        .args(["-c", &token_line])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let agent = agent();
+    let push = json!({"client_id": "client-r", "mutations": [{"op_id": "op-readme-1", "seq": 1,
+        "collection": "notes", "record_id": "n1", "hlc": format!("{:012x}-0000-client-r", common::server::now_ms()),
+        "effect": {"kind": "put", "value": {"from": "readme"}}}]});
+    let (status, body) = call(
+        &agent,
+        "POST",
+        &format!("{}/v1/spaces/demo/push", bases[0]),
+        &token,
+        Some(&push),
+    )
+    .unwrap();
+    let pulled = call(
+        &agent,
+        "GET",
+        &format!("{}/v1/spaces/demo/pull", bases[2]),
+        &token,
+        None,
+    )
+    .unwrap();
+    // SAFETY: signalling the process group this test started.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    let _ = group.wait();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        pulled.1["records"][0]["value"],
+        json!({"from": "readme"}),
+        "{}",
+        pulled.1
+    );
+}
