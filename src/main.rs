@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod bench;
 mod bench_load;
+#[cfg(feature = "postgres")]
+mod bench_pg;
 mod client_cmd;
 mod conformance;
 mod embedded;
@@ -66,6 +68,15 @@ enum BenchCommand {
         /// Batch sizes to measure.
         #[arg(long, value_delimiter = ',', default_values_t = [1, 100, 1000])]
         batches: Vec<usize>,
+        /// Measure the PostgreSQL backend on this database (postgres://USER@HOST:PORT/DB)
+        /// beside a raw PostgreSQL insert and the SQLite backend. Needs `--features postgres`.
+        /// Writes Spaces named bench-<run>-... into it.
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
+        /// With --database: server instances on it; a write mix over many Spaces is pushed
+        /// through one and through all of them.
+        #[arg(long, default_value_t = 1, requires = "database")]
+        instances: usize,
     },
     /// N offline writes through the reference client and the sync that pushes them, beside
     /// raw-SQLite writes of the same rows and a raw HTTP push of the same mutations.
@@ -612,12 +623,33 @@ fn main() -> ExitCode {
             .map(|r| print!("{r}"))
             .map_err(CliError::Bench),
         Command::Bench {
-            command: BenchCommand::Push { mutations, batches },
+            command:
+                BenchCommand::Push {
+                    mutations,
+                    batches,
+                    database,
+                    instances,
+                },
         } => {
-            if mutations == 0 || batches.contains(&0) {
+            if mutations == 0 || batches.contains(&0) || instances == 0 {
                 Err(CliError::Usage(
-                    "--mutations and every batch size must be at least 1".into(),
+                    "--mutations, --instances and every batch size must be at least 1".into(),
                 ))
+            } else if let Some(url) = database {
+                #[cfg(feature = "postgres")]
+                {
+                    bench_pg::run(&url, mutations, &batches, instances)
+                        .map(|r| print!("{r}"))
+                        .map_err(CliError::Bench)
+                }
+                #[cfg(not(feature = "postgres"))]
+                {
+                    let _ = url;
+                    Err(CliError::Usage(
+                        "this driftless was built without PostgreSQL; build it with --features postgres"
+                            .into(),
+                    ))
+                }
             } else {
                 bench::push(mutations, &batches)
                     .map(|rows| print!("{}", bench::report(mutations, &rows)))

@@ -319,3 +319,43 @@ fn migrations_are_recorded_and_applied_once() {
         "1,2"
     );
 }
+
+/// A server whose last handle goes away on a runtime thread (the runtime shuts down while only
+/// its tasks hold the server) closes its PostgreSQL connections without panicking: the sync
+/// client's close blocks on its own runtime, which a tokio worker thread forbids. (Before the
+/// fix this aborted the process: a panic in a destructor during the runtime's shutdown.)
+#[test]
+fn the_last_handle_dropped_on_a_runtime_thread_closes_cleanly() {
+    let url = fresh_database();
+    let app = driftless_server::open_storage(
+        Arc::new(PgStorage::open(&url, "server-a").unwrap()),
+        TokenKey::from_bytes(SECRET),
+        Config::default(),
+        EdgeConfig::default(),
+        Faults::default(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(driftless_server::run(
+        app.clone(),
+        listener,
+        std::future::pending(),
+        Duration::from_secs(3600),
+        Duration::from_secs(1),
+    ));
+    let r = Client::new(&base).pull("demo", &token("demo"), "");
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Only the runtime's tasks hold the server now; shutting it down drops the last handle on
+    // one of its threads.
+    drop(app);
+    runtime.shutdown_timeout(Duration::from_secs(2));
+}

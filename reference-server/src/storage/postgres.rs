@@ -16,9 +16,9 @@
 //! `n` sees every number below it. Different Spaces lock different rows and commit in parallel.
 //!
 //! The same lock makes the other cross-instance guarantees hold:
-//! - **Dedup** (`[PUSH-7]`): a replay that races its original on another instance waits for the
-//!   lock, then reads the committed Outcome (statements under READ COMMITTED see every commit
-//!   before them) and returns it; the unique key `(space, op_id)` backs this up.
+//! - **Dedup** (`[IDEM-1]`, `[IDEM-2]`): a replay that races its original on another instance
+//!   waits for the lock, then reads the committed Outcome (statements under READ COMMITTED see
+//!   every commit before them) and returns it; the unique key `(space, op_id)` backs this up.
 //! - **Compaction**: one per Space at a time, serialised with that Space's pushes.
 //!
 //! Reads run in REPEATABLE READ, READ ONLY transactions: one snapshot per `read` closure.
@@ -160,7 +160,8 @@ impl r2d2::CustomizeConnection<Client, postgres::Error> for Setup {
 
 /// A PostgreSQL database of Spaces, shared by any number of server instances.
 pub struct PgStorage {
-    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    /// Always `Some` until dropped (see the `Drop` impl).
+    pool: Option<r2d2::Pool<PostgresConnectionManager<NoTls>>>,
     config: postgres::Config,
     node: String,
     naive: bool,
@@ -191,7 +192,7 @@ impl PgStorage {
             .build(PostgresConnectionManager::new(config.clone(), NoTls))
             .map_err(|e| StorageError::Backend(format!("connections: {e}")))?;
         Ok(Self {
-            pool,
+            pool: Some(pool),
             config,
             node: node.to_owned(),
             naive: false,
@@ -212,6 +213,8 @@ impl PgStorage {
         &self,
     ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StorageError> {
         self.pool
+            .as_ref()
+            .ok_or_else(|| StorageError::Backend("the storage is closed".into()))?
             .get()
             .map_err(|e| StorageError::Backend(format!("no database connection: {e}")))
     }
@@ -220,6 +223,13 @@ impl PgStorage {
 impl Drop for PgStorage {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // A postgres::Client closes by blocking on its own runtime, which panics on a thread
+        // that drives a tokio runtime, and the last handle of the server may go away on one
+        // (at shutdown). So the connections are closed on a plain thread.
+        if let Some(pool) = self.pool.take() {
+            let closing = std::thread::spawn(move || drop(pool));
+            let _ = closing.join();
+        }
     }
 }
 
@@ -786,4 +796,80 @@ fn listen(config: &postgres::Config, stop: &AtomicBool, listener: &ChangeListene
             }
         }
     }
+}
+
+/// The raw-PostgreSQL ceiling for the push benchmark: the rows one applied `put` writes (Space
+/// bookkeeping under its row lock, Record, Outcome, history entry, clock) inserted directly into
+/// the database at `url` for Space `space`, one transaction per batch of `batch`, with the same
+/// tables, indexes and `synchronous_commit`. Returns the elapsed time for `mutations` rows of
+/// each kind.
+pub fn raw_insert_ceiling(
+    url: &str,
+    space: &str,
+    mutations: usize,
+    batch: usize,
+) -> Result<Duration, StorageError> {
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|e| StorageError::Backend(format!("database URL: {e}")))?;
+    let mut client = config.connect(NoTls).map_err(backend)?;
+    migrate(&mut client)?;
+    client
+        .batch_execute("SET synchronous_commit = on")
+        .map_err(backend)?;
+    let state = r#"{"last_write":{"hlc":"019b76daa87b-0000-client-a","op_id":"op-00000001"},"puts":{"client-a":{"hlc":"019b76daa87b-0000-client-a","op_id":"op-00000001"}},"fields":{"n":{"assigns":{"client-a":{"stamp":{"hlc":"019b76daa87b-0000-client-a","op_id":"op-00000001"},"value":1}}},"title":{"assigns":{"client-a":{"stamp":{"hlc":"019b76daa87b-0000-client-a","op_id":"op-00000001"},"value":"benchmark record"}}}}}"#;
+    let value = r#"{"n":1,"title":"benchmark record"}"#;
+    let outcome = r#"{"status":"applied","op_id":"op-00000001","change_seq":1}"#;
+    let entry = r#"{"position":0,"op_id":"op-00000001","client_id":"client-a","user":"bench","kind":"put","fields":["n","title"],"hlc":"019b76daa87b-0000-client-a","received_at":"2026-01-01T00:00:00.000Z","status":"applied","change_seq":1}"#;
+    let digest = vec![7u8; 32];
+    let start = std::time::Instant::now();
+    let mut n = 0usize;
+    while n < mutations {
+        let mut tx = client.transaction().map_err(backend)?;
+        tx.execute(
+            "INSERT INTO spaces (space) VALUES ($1) ON CONFLICT (space) DO NOTHING",
+            &[&space],
+        )
+        .map_err(backend)?;
+        tx.execute(
+            "SELECT 1 FROM spaces WHERE space = $1 FOR UPDATE",
+            &[&space],
+        )
+        .map_err(backend)?;
+        for _ in 0..batch.min(mutations - n) {
+            n += 1;
+            let id = format!("r{n}");
+            let seq: i64 = tx
+                .query_one(
+                    "UPDATE spaces SET latest_seq = latest_seq + 1 WHERE space = $1 RETURNING latest_seq",
+                    &[&space],
+                )
+                .map_err(backend)?
+                .get(0);
+            tx.execute(
+                "INSERT INTO records (space, collection, id, change_seq, deleted, deleted_hlc, state, value, conflicts, digest, bucket, schema_version)
+                 VALUES ($1, 'things', $2, $3, false, NULL, $4, $5, NULL, $6, $7, NULL)",
+                &[&space, &id, &seq, &state, &value, &digest, &((n % 64) as i32)],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO ops (space, op_id, body_digest, text_digest, outcome, hlc_ms) VALUES ($1, $2, $3, $3, $4, 0)",
+                &[&space, &format!("op-{n:08}"), &"0".repeat(64), &outcome],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO history (space, collection, id, hlc_ms, entry) VALUES ($1, 'things', $2, 0, $3)",
+                &[&space, &id, &entry],
+            )
+            .map_err(backend)?;
+        }
+        tx.execute(
+            "INSERT INTO clocks (node, space, value) VALUES ('bench', $1, '019b76daa87b-0000-server')
+             ON CONFLICT (node, space) DO UPDATE SET value = GREATEST(clocks.value, EXCLUDED.value)",
+            &[&space],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+    }
+    Ok(start.elapsed())
 }
