@@ -48,7 +48,7 @@ use driftless_protocol::merge::RecordState;
 use driftless_protocol::messages::HistoryEntry;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
-use postgres::{Client, IsolationLevel, NoTls, Row, Transaction};
+use postgres::{Client, IsolationLevel, NoTls, Row, Statement, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 
 use super::{
@@ -148,20 +148,58 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StorageError {
     StorageError::Corrupt(format!("{what}: {e}"))
 }
 
-/// Sets every pooled connection up for durable commits.
-#[derive(Debug)]
-struct Setup;
+/// A pooled connection and the statements prepared on it, by SQL text: each statement is
+/// parsed once per connection rather than once per call (a round trip each). Bounded by the
+/// backend's fixed set of SQL texts.
+struct Conn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
 
-impl r2d2::CustomizeConnection<Client, postgres::Error> for Setup {
-    fn on_acquire(&self, conn: &mut Client) -> Result<(), postgres::Error> {
-        conn.batch_execute("SET synchronous_commit = on")
+/// Opens pooled connections set up for durable commits (`synchronous_commit = on`).
+#[derive(Debug)]
+struct Manager(PostgresConnectionManager<NoTls>);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Conn, postgres::Error> {
+        let mut client = self.0.connect()?;
+        client.batch_execute("SET synchronous_commit = on")?;
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
     }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// The statement for `sql`, prepared on this connection once.
+fn prepared(
+    tx: &mut Transaction<'_>,
+    statements: &mut HashMap<String, Statement>,
+    sql: &str,
+) -> Result<Statement, StorageError> {
+    if let Some(s) = statements.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = tx.prepare(sql).map_err(backend)?;
+    statements.insert(sql.to_owned(), s.clone());
+    Ok(s)
 }
 
 /// A PostgreSQL database of Spaces, shared by any number of server instances.
 pub struct PgStorage {
     /// Always `Some` until dropped (see the `Drop` impl).
-    pool: Option<r2d2::Pool<PostgresConnectionManager<NoTls>>>,
+    pool: Option<r2d2::Pool<Manager>>,
     config: postgres::Config,
     node: String,
     naive: bool,
@@ -188,8 +226,10 @@ impl PgStorage {
             .max_size(CONNECTIONS)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
-            .connection_customizer(Box::new(Setup))
-            .build(PostgresConnectionManager::new(config.clone(), NoTls))
+            .build(Manager(PostgresConnectionManager::new(
+                config.clone(),
+                NoTls,
+            )))
             .map_err(|e| StorageError::Backend(format!("connections: {e}")))?;
         Ok(Self {
             pool: Some(pool),
@@ -209,9 +249,7 @@ impl PgStorage {
         self
     }
 
-    fn conn(
-        &self,
-    ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StorageError> {
+    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StorageError> {
         self.pool
             .as_ref()
             .ok_or_else(|| StorageError::Backend("the storage is closed".into()))?
@@ -272,6 +310,7 @@ fn migrate(client: &mut Client) -> Result<(), StorageError> {
 
 struct Tx<'a, 'c> {
     tx: RefCell<&'a mut Transaction<'c>>,
+    statements: RefCell<&'a mut HashMap<String, Statement>>,
     space: &'a str,
     node: &'a str,
     naive: bool,
@@ -318,11 +357,15 @@ fn record_from_row(row: &Row) -> Result<StoredRecord, StorageError> {
 
 impl Tx<'_, '_> {
     fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StorageError> {
-        self.tx.borrow_mut().query(sql, params).map_err(backend)
+        let mut tx = self.tx.borrow_mut();
+        let statement = prepared(&mut tx, &mut self.statements.borrow_mut(), sql)?;
+        tx.query(&statement, params).map_err(backend)
     }
 
     fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StorageError> {
-        self.tx.borrow_mut().execute(sql, params).map_err(backend)
+        let mut tx = self.tx.borrow_mut();
+        let statement = prepared(&mut tx, &mut self.statements.borrow_mut(), sql)?;
+        tx.execute(&statement, params).map_err(backend)
     }
 
     fn records(
@@ -662,34 +705,39 @@ impl Storage for PgStorage {
         f: impl FnOnce(&mut dyn SpaceWrite) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let mut conn = self.conn()?;
-        let mut tx = conn
+        let Conn { client, statements } = &mut *conn;
+        let mut tx = client
             .build_transaction()
             .isolation_level(IsolationLevel::ReadCommitted)
             .start()
             .map_err(backend)?;
-        // Create the Space's row if needed (a concurrent creator makes this wait for its commit,
-        // then do nothing), then lock it for the whole transaction: see the module docs.
-        tx.execute(
-            "INSERT INTO spaces (space) VALUES ($1) ON CONFLICT (space) DO NOTHING",
-            &[&space],
-        )
-        .map_err(backend)?;
-        if !self.naive {
-            tx.execute(
-                "SELECT 1 FROM spaces WHERE space = $1 FOR UPDATE",
+        let result = {
+            let w = Tx {
+                tx: RefCell::new(&mut tx),
+                statements: RefCell::new(statements),
+                space,
+                node: &self.node,
+                naive: self.naive,
+            };
+            // Create the Space's row if needed (a concurrent creator makes this wait for its
+            // commit, then do nothing), then lock it for the whole transaction: see the module
+            // docs.
+            w.execute(
+                "INSERT INTO spaces (space) VALUES ($1) ON CONFLICT (space) DO NOTHING",
                 &[&space],
-            )
-            .map_err(backend)?;
-        }
-        let result = f(&mut Tx {
-            tx: RefCell::new(&mut tx),
-            space,
-            node: &self.node,
-            naive: self.naive,
-        })?;
-        // Delivered to every listening instance at commit, and only if it commits.
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &space])
-            .map_err(backend)?;
+            )?;
+            if !self.naive {
+                w.execute(
+                    "SELECT 1 FROM spaces WHERE space = $1 FOR UPDATE",
+                    &[&space],
+                )?;
+            }
+            let mut w = w;
+            let result = f(&mut w)?;
+            // Delivered to every listening instance at commit, and only if it commits.
+            w.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &space])?;
+            result
+        };
         tx.commit().map_err(backend)?;
         Ok(result)
     }
@@ -700,7 +748,8 @@ impl Storage for PgStorage {
         f: impl FnOnce(&dyn SpaceRead) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let mut conn = self.conn()?;
-        let mut tx = conn
+        let Conn { client, statements } = &mut *conn;
+        let mut tx = client
             .build_transaction()
             .isolation_level(IsolationLevel::RepeatableRead)
             .read_only(true)
@@ -708,6 +757,7 @@ impl Storage for PgStorage {
             .map_err(backend)?;
         let result = f(&Tx {
             tx: RefCell::new(&mut tx),
+            statements: RefCell::new(statements),
             space,
             node: &self.node,
             naive: self.naive,
@@ -719,6 +769,7 @@ impl Storage for PgStorage {
     fn spaces(&self) -> Result<Vec<String>, StorageError> {
         let mut conn = self.conn()?;
         let rows = conn
+            .client
             .query("SELECT space FROM spaces ORDER BY space", &[])
             .map_err(backend)?;
         rows.iter().map(|r| r.try_get(0).map_err(backend)).collect()
@@ -727,6 +778,7 @@ impl Storage for PgStorage {
     fn load_clock(&self) -> Result<Option<Hlc>, StorageError> {
         let mut conn = self.conn()?;
         let text: Option<String> = conn
+            .client
             .query_one(
                 "SELECT MAX(value) FROM clocks WHERE node = $1",
                 &[&self.node],
