@@ -29,7 +29,7 @@ const BACKLOG_WRITE_RATIO_GOAL: f64 = 0.50;
 const BACKLOG_SYNC_RATIO_GOAL: f64 = 0.25;
 
 /// The verdict line: `PASS` when every goal is met, else `FAIL` naming the goals missed.
-fn verdict(checks: &[(String, bool)]) -> String {
+pub(crate) fn verdict(checks: &[(String, bool)]) -> String {
     let missed: Vec<&str> = checks
         .iter()
         .filter(|(_, ok)| !ok)
@@ -58,7 +58,7 @@ fn step_done() {
     step("");
 }
 
-fn per_s(n: usize, d: Duration) -> f64 {
+pub(crate) fn per_s(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }
 
@@ -73,7 +73,7 @@ fn bench_server(space: &str) -> Result<(crate::embedded::Embedded, String), Stri
     Ok((server, token))
 }
 
-fn now_ms() -> Result<u64, String> {
+pub(crate) fn now_ms() -> Result<u64, String> {
     Ok(std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| e.to_string())?
@@ -93,7 +93,7 @@ fn bench_mutation(i: usize, base_ms: u64) -> Value {
 
 /// Push bodies of the first `n` benchmark Mutations in batches of `batch`, serialized once
 /// (outside any timed loop: the client's own JSON work is not the server's cost).
-fn push_bodies(n: usize, batch: usize, base_ms: u64) -> Vec<String> {
+pub(crate) fn push_bodies(n: usize, batch: usize, base_ms: u64) -> Vec<String> {
     (0..n)
         .collect::<Vec<_>>()
         .chunks(batch.max(1))
@@ -104,7 +104,7 @@ fn push_bodies(n: usize, batch: usize, base_ms: u64) -> Vec<String> {
         .collect()
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(120)))
         .build()
@@ -112,7 +112,12 @@ fn agent() -> ureq::Agent {
 }
 
 /// POSTs a serialized push body; returns the parsed response.
-fn post_push(agent: &ureq::Agent, url: &str, token: &str, body: &str) -> Result<Value, String> {
+pub(crate) fn post_push(
+    agent: &ureq::Agent,
+    url: &str,
+    token: &str,
+    body: &str,
+) -> Result<Value, String> {
     agent
         .post(url)
         .header("authorization", &format!("Bearer {token}"))
@@ -144,7 +149,10 @@ fn bench_client(
 
 /// Pushes `mutations` puts in batches of `batch` to a fresh in-process server and re-pushes them;
 /// returns (first push, re-push) durations.
-fn measure_server(mutations: usize, batch: usize) -> Result<(Duration, Duration), String> {
+pub(crate) fn measure_server(
+    mutations: usize,
+    batch: usize,
+) -> Result<(Duration, Duration), String> {
     let (server, token) = bench_server("bench")?;
     let url = format!("{}/v1/spaces/bench/push", server.base);
     let bodies = push_bodies(mutations, batch, now_ms()?);

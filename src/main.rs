@@ -14,6 +14,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod bench;
 mod bench_load;
 mod client_adapter;
+#[cfg(feature = "postgres")]
+mod bench_pg;
 mod client_cmd;
 mod conformance;
 mod conformance_client;
@@ -68,6 +70,15 @@ enum BenchCommand {
         /// Batch sizes to measure.
         #[arg(long, value_delimiter = ',', default_values_t = [1, 100, 1000])]
         batches: Vec<usize>,
+        /// Measure the PostgreSQL backend on this database (postgres://USER@HOST:PORT/DB)
+        /// beside a raw PostgreSQL insert and the SQLite backend. Needs `--features postgres`.
+        /// Writes Spaces named bench-<run>-... into it.
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
+        /// With --database: server instances on it; a write mix over many Spaces is pushed
+        /// through one and through all of them.
+        #[arg(long, default_value_t = 1, requires = "database")]
+        instances: usize,
     },
     /// N offline writes through the reference client and the sync that pushes them, beside
     /// raw-SQLite writes of the same rows and a raw HTTP push of the same mutations.
@@ -95,6 +106,18 @@ struct ServeArgs {
     /// Data folder (created if missing): the database and the token-signing secret.
     #[arg(long, default_value = "./driftless-data")]
     data: PathBuf,
+    /// Keep the Spaces in PostgreSQL (postgres://USER@HOST:PORT/DB) instead of SQLite in
+    /// DATA; several instances may share one database (give each its own --node). Needs a
+    /// build with the `postgres` feature.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    /// This instance's node name in the Server's HLCs; unique per instance on one database.
+    #[arg(long, default_value = "server")]
+    node: String,
+    /// The token-signing secret file (64 hex digits; created if missing) instead of
+    /// DATA/token-secret: give every instance of a deployment the same file.
+    #[arg(long, value_name = "FILE")]
+    token_secret: Option<PathBuf>,
     /// Requests per second each User may make before getting 429.
     #[arg(long, default_value_t = 500)]
     rate_limit: u32,
@@ -154,6 +177,10 @@ struct TokenArgs {
     /// The server's data folder (holds the signing secret).
     #[arg(long, default_value = "./driftless-data")]
     data: PathBuf,
+    /// The signing secret file the servers were given with --token-secret (instead of
+    /// DATA/token-secret).
+    #[arg(long, value_name = "FILE")]
+    token_secret: Option<PathBuf>,
     /// The User the Token names.
     #[arg(long)]
     user: String,
@@ -234,6 +261,8 @@ enum CliError {
     Bench(String),
     #[error("{} holds no token-signing secret; check --data (the server's data folder), or add --init to create one", .0.display())]
     NoSecret(PathBuf),
+    #[error("{} does not exist; check --token-secret (the file the servers were given), or add --init to create it", .0.display())]
+    NoSecretFile(PathBuf),
 }
 
 fn export(out: &Path, check: bool) -> Result<(), CliError> {
@@ -299,21 +328,32 @@ fn token(args: TokenArgs) -> Result<(), CliError> {
             args.ttl
         )));
     }
-    if !args.init
-        && !args
-            .data
-            .join(driftless_server::auth::SECRET_FILE)
-            .is_file()
-    {
-        return Err(CliError::NoSecret(args.data.clone()));
+    let key = match &args.token_secret {
+        Some(file) => {
+            if !args.init && !file.is_file() {
+                return Err(CliError::NoSecretFile(file.clone()));
+            }
+            driftless_server::auth::TokenKey::load_or_create_file(file)
+        }
+        None => {
+            if !args.init
+                && !args
+                    .data
+                    .join(driftless_server::auth::SECRET_FILE)
+                    .is_file()
+            {
+                return Err(CliError::NoSecret(args.data.clone()));
+            }
+            // With --init, minting before the server's first start creates the folder and its
+            // secret.
+            std::fs::create_dir_all(&args.data).map_err(|source| CliError::CreateDir {
+                path: args.data.clone(),
+                source,
+            })?;
+            driftless_server::auth::TokenKey::load_or_create(&args.data)
+        }
     }
-    // With --init, minting before the server's first start creates the folder and its secret.
-    std::fs::create_dir_all(&args.data).map_err(|source| CliError::CreateDir {
-        path: args.data.clone(),
-        source,
-    })?;
-    let key = driftless_server::auth::TokenKey::load_or_create(&args.data)
-        .map_err(driftless_server::StartError::from)?;
+    .map_err(driftless_server::StartError::from)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -345,7 +385,11 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
             "retention must be at least 86400 seconds (spec [RET-1])".into(),
         ));
     }
+    if let Err(e) = driftless_protocol::hlc::Clock::new(&args.node) {
+        return Err(CliError::Usage(format!("--node {:?}: {e}", args.node)));
+    }
     let config = driftless_server::service::Config {
+        node: args.node.clone(),
         rate_limit_per_s: args.rate_limit,
         retention: driftless_protocol::messages::Retention {
             op_ids_s: args.op_retention_s,
@@ -365,13 +409,73 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
         long_polls_max: args.max_long_polls,
         ..Default::default()
     };
-    let app = driftless_server::open_with_edge(
-        &args.data,
-        config,
-        edge,
-        faults,
-        std::sync::Arc::new(driftless_server::service::SystemClock),
-    )?;
+    let wall = std::sync::Arc::new(driftless_server::service::SystemClock);
+    match args.database.clone() {
+        None => {
+            let app = match &args.token_secret {
+                None => driftless_server::open_with_edge(&args.data, config, edge, faults, wall)?,
+                Some(file) => {
+                    let key = driftless_server::auth::TokenKey::load_or_create_file(file)
+                        .map_err(driftless_server::StartError::from)?;
+                    std::fs::create_dir_all(&args.data).map_err(|source| CliError::CreateDir {
+                        path: args.data.clone(),
+                        source,
+                    })?;
+                    let storage =
+                        driftless_server::storage::sqlite::SqliteStorage::open(&args.data)
+                            .map_err(driftless_server::StartError::from)?;
+                    driftless_server::open_storage(
+                        std::sync::Arc::new(storage),
+                        key,
+                        config,
+                        edge,
+                        faults,
+                        wall,
+                    )?
+                }
+            };
+            serve_app(app, args, tls)
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            #[cfg(feature = "postgres")]
+            {
+                let key = match &args.token_secret {
+                    Some(file) => driftless_server::auth::TokenKey::load_or_create_file(file),
+                    None => {
+                        std::fs::create_dir_all(&args.data).map_err(|source| {
+                            CliError::CreateDir {
+                                path: args.data.clone(),
+                                source,
+                            }
+                        })?;
+                        driftless_server::auth::TokenKey::load_or_create(&args.data)
+                    }
+                }
+                .map_err(driftless_server::StartError::from)?;
+                let app = driftless_server::open_postgres(&url, key, config, edge, faults, wall)?;
+                serve_app(app, args, tls)
+            }
+            #[cfg(not(feature = "postgres"))]
+            {
+                let _ = (config, edge, faults, wall, tls);
+                Err(CliError::Usage(
+                    "this driftless was built without PostgreSQL; build it with --features postgres"
+                        .into(),
+                ))
+            }
+        }
+        Some(url) => Err(CliError::Usage(format!(
+            "--database {url:?} is not a postgres:// URL"
+        ))),
+    }
+}
+
+/// Serves `app` as `args` say until SIGINT or SIGTERM.
+fn serve_app<S: driftless_server::storage::Storage>(
+    app: std::sync::Arc<driftless_server::http::App<S>>,
+    args: ServeArgs,
+    tls: Option<driftless_server::TlsAcceptor>,
+) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -527,12 +631,33 @@ fn main() -> ExitCode {
             .map(|r| print!("{r}"))
             .map_err(CliError::Bench),
         Command::Bench {
-            command: BenchCommand::Push { mutations, batches },
+            command:
+                BenchCommand::Push {
+                    mutations,
+                    batches,
+                    database,
+                    instances,
+                },
         } => {
-            if mutations == 0 || batches.contains(&0) {
+            if mutations == 0 || batches.contains(&0) || instances == 0 {
                 Err(CliError::Usage(
-                    "--mutations and every batch size must be at least 1".into(),
+                    "--mutations, --instances and every batch size must be at least 1".into(),
                 ))
+            } else if let Some(url) = database {
+                #[cfg(feature = "postgres")]
+                {
+                    bench_pg::run(&url, mutations, &batches, instances)
+                        .map(|r| print!("{r}"))
+                        .map_err(CliError::Bench)
+                }
+                #[cfg(not(feature = "postgres"))]
+                {
+                    let _ = url;
+                    Err(CliError::Usage(
+                        "this driftless was built without PostgreSQL; build it with --features postgres"
+                            .into(),
+                    ))
+                }
             } else {
                 bench::push(mutations, &batches)
                     .map(|rows| print!("{}", bench::report(mutations, &rows)))

@@ -104,3 +104,30 @@ fn the_schema_examples_give_the_results_the_readme_shows() {
         Some(0)
     );
 }
+
+/// The PostgreSQL and browser tests need a feature (and PostgreSQL or Chromium on the machine),
+/// so a plain `cargo test --workspace` does not build them: it says so here, and this fails if
+/// `.ci/run` ever stops running them.
+#[test]
+fn the_tests_behind_features_run_in_ci() {
+    let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).unwrap();
+    for needed in [
+        "--features postgres --test postgres",
+        "--features postgres --test postgres_instances",
+        "--features browser-tests --test browser",
+    ] {
+        assert!(ci.contains(needed), ".ci/run no longer runs `{needed}`");
+    }
+    if !cfg!(feature = "postgres") {
+        eprintln!(
+            "note: the PostgreSQL tests are not built without `--features postgres` \
+             (.ci/run runs them: cargo test -p driftless --features postgres --test postgres_instances)"
+        );
+    }
+    if !cfg!(feature = "browser-tests") {
+        eprintln!(
+            "note: the browser tests are not built without `--features browser-tests` \
+             (.ci/run runs them with Debian's chromium and chromium-driver)"
+        );
+    }
+}

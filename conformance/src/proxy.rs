@@ -22,6 +22,16 @@ pub struct FaultRates {
     pub delay_ms_max: u64,
 }
 
+impl FaultRates {
+    /// No faults: every request is forwarded at once.
+    pub const NONE: Self = Self {
+        drop_response: 0,
+        duplicate: 0,
+        delay: 0,
+        delay_ms_max: 0,
+    };
+}
+
 /// What the proxy did, for the case's report.
 #[derive(Debug, Default)]
 pub struct Counts {
@@ -148,6 +158,10 @@ impl Proxy {
             .ok_or("the fault-injecting proxy needs an http:// server")?
             .trim_end_matches('/')
             .to_owned();
+        Self::spawn(vec![upstream], seed, rates)
+    }
+
+    fn spawn(upstreams: Vec<String>, seed: u64, rates: FaultRates) -> Result<Self, String> {
         let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         let addr = listener
             .local_addr()
@@ -158,12 +172,16 @@ impl Proxy {
         let rng = Arc::new(Rng(Mutex::new(seed | 1)));
         let (stop_flag, counts_ref) = (stop.clone(), counts.clone());
         let thread = std::thread::spawn(move || {
+            // One request per connection, so taking turns per connection is per request.
+            let mut turn = 0usize;
             for conn in listener.incoming() {
                 if stop_flag.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (upstream, rng, counts) = (upstream.clone(), rng.clone(), counts_ref.clone());
+                let upstream = upstreams[turn % upstreams.len()].clone();
+                turn += 1;
+                let (rng, counts) = (rng.clone(), counts_ref.clone());
                 std::thread::spawn(move || serve(conn, &upstream, &rng, rates, &counts));
             }
         });
@@ -173,6 +191,24 @@ impl Proxy {
             counts,
             thread: Some(thread),
         })
+    }
+
+    /// Starts a plain forwarding proxy on a free loopback port that sends each request to the
+    /// next of `upstreams` in turn (`http://host:port` base URLs): several server instances
+    /// behind one address, where consecutive requests of one Client land on different ones.
+    pub fn round_robin(upstreams: &[&str]) -> Result<Self, String> {
+        let upstreams: Vec<String> = upstreams
+            .iter()
+            .map(|u| {
+                u.strip_prefix("http://")
+                    .map(|u| u.trim_end_matches('/').to_owned())
+                    .ok_or_else(|| format!("the proxy needs http:// servers, not {u}"))
+            })
+            .collect::<Result<_, _>>()?;
+        if upstreams.is_empty() {
+            return Err("the proxy needs at least one server".into());
+        }
+        Self::spawn(upstreams, 1, FaultRates::NONE)
     }
 
     /// The proxy's base URL.

@@ -1,6 +1,7 @@
 //! Tokens in the reference format of spec chapter 09: `dl1.PAYLOAD.SIGNATURE`, where PAYLOAD is
 //! the base64url JSON of [`TokenClaims`] and SIGNATURE the base64url HMAC-SHA256 of `dl1.PAYLOAD`
-//! under a secret that lives in the data folder (file mode 0600, created on first start).
+//! under a secret that lives in the data folder (file mode 0600, created on first start), or in
+//! a file every instance of a deployment is given (`--token-secret`).
 
 use std::io::Write;
 use std::path::Path;
@@ -68,43 +69,64 @@ impl TokenKey {
 
     /// Loads the secret from `data_dir`, creating it (mode 0600) if it does not exist.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, SecretError> {
-        let path = data_dir.join(SECRET_FILE);
+        Self::load_or_create_file(&data_dir.join(SECRET_FILE))
+    }
+
+    /// Loads the secret from the file `path` (64 hex digits), creating it (mode 0600) if it
+    /// does not exist. Several server instances may start on one new file at once: the secret
+    /// is written to a temporary file and linked into place, so each reads the one that won.
+    pub fn load_or_create_file(path: &Path) -> Result<Self, SecretError> {
         let io = |source| SecretError::Io {
             path: path.display().to_string(),
             source,
         };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let text = text.trim();
-                if text.len() != 64 {
-                    return Err(SecretError::Invalid(path.display().to_string()));
-                }
-                let mut secret = [0u8; 32];
-                for (i, b) in secret.iter_mut().enumerate() {
-                    *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-                        .map_err(|_| SecretError::Invalid(path.display().to_string()))?;
-                }
-                Ok(Self { secret })
-            }
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut secret = [0u8; 32];
                 getrandom::fill(&mut secret)
                     .map_err(|e| io(std::io::Error::other(e.to_string())))?;
                 let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+                let mut name = path.as_os_str().to_owned();
+                name.push(format!(".{}.tmp", std::process::id()));
+                let tmp = std::path::PathBuf::from(name);
                 let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
+                options.write(true).create(true).truncate(true);
                 #[cfg(unix)]
                 {
                     use std::os::unix::fs::OpenOptionsExt;
                     options.mode(0o600);
                 }
-                let mut file = options.open(&path).map_err(io)?;
-                file.write_all(hex.as_bytes()).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                Ok(Self { secret })
+                let written = options.open(&tmp).and_then(|mut file| {
+                    file.write_all(hex.as_bytes())?;
+                    file.sync_all()
+                });
+                let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+                let _ = std::fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => Ok(Self { secret }),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let text = std::fs::read_to_string(path).map_err(io)?;
+                        Self::parse(path, &text)
+                    }
+                    Err(e) => Err(io(e)),
+                }
             }
             Err(e) => Err(io(e)),
         }
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<Self, SecretError> {
+        let text = text.trim();
+        if text.len() != 64 {
+            return Err(SecretError::Invalid(path.display().to_string()));
+        }
+        let mut secret = [0u8; 32];
+        for (i, b) in secret.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                .map_err(|_| SecretError::Invalid(path.display().to_string()))?;
+        }
+        Ok(Self { secret })
     }
 
     fn mac(&self, signed: &str) -> hmac::Hmac<Sha256> {

@@ -7,8 +7,8 @@
 //! - [`http`]: routing, headers, limits, authentication, problem+json. With `conn`, the only
 //!   hyper code.
 //! - [`service`]: the protocol handlers. Knows the spec, the storage traits and nothing of HTTP.
-//! - [`storage`]: the [`storage::Storage`] trait with its written contracts, and the SQLite
-//!   backend, the only code that knows SQL.
+//! - [`storage`]: the [`storage::Storage`] trait with its written contracts, and the SQLite and
+//!   (feature `postgres`) PostgreSQL backends, the only code that knows SQL.
 //!
 //! [`run`] serves until a shutdown future completes, then lets in-flight requests finish.
 
@@ -97,6 +97,34 @@ pub fn open_with_edge(
     })?;
     let key = TokenKey::load_or_create(data_dir)?;
     let storage = Arc::new(SqliteStorage::open(data_dir)?);
+    open_storage(storage, key, config, edge, faults, wall)
+}
+
+/// The server over the PostgreSQL database at `url` (`postgres://USER@HOST:PORT/DB`), signing
+/// Tokens with `key`. Any number of instances may share the database; each needs its own
+/// `config.node` (its clock is persisted under that name).
+#[cfg(feature = "postgres")]
+pub fn open_postgres(
+    url: &str,
+    key: TokenKey,
+    config: Config,
+    edge: EdgeConfig,
+    faults: Faults,
+    wall: Arc<dyn WallClock>,
+) -> Result<Arc<App<storage::postgres::PgStorage>>, StartError> {
+    let storage = Arc::new(storage::postgres::PgStorage::open(url, &config.node)?);
+    open_storage(storage, key, config, edge, faults, wall)
+}
+
+/// The server over an opened store.
+pub fn open_storage<S: storage::Storage>(
+    storage: Arc<S>,
+    key: TokenKey,
+    config: Config,
+    edge: EdgeConfig,
+    faults: Faults,
+    wall: Arc<dyn WallClock>,
+) -> Result<Arc<App<S>>, StartError> {
     let limiter = RateLimiter::new(config.rate_limit_per_s);
     let service = Arc::new(Service::new(
         storage,
@@ -120,6 +148,8 @@ pub fn open_with_edge(
         long_polls_taken: tokio::sync::watch::Sender::new(0),
     }))
 }
+
+pub use tokio_rustls::TlsAcceptor;
 
 /// Why a TLS certificate or key could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -229,5 +229,6 @@ pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+pub mod crash;
 pub mod server;
 pub mod traffic;

@@ -158,17 +158,22 @@ fn server_clock_merges(ctx: &mut Ctx) -> CaseResult {
             r.body["results"][0]
         )
     })?;
-    let mut last = String::new();
+    // The last value seen from each node.
+    let mut last_of: std::collections::BTreeMap<String, String> = Default::default();
     for _ in 0..3 {
         let resp = ctx.get(&format!("/v1/spaces/{space}/pull"), Some(&token))?;
         let clock = resp.header("driftless-clock").unwrap_or("").to_owned();
         check(clock.as_str() > stamp.as_str(), || {
             format!("Driftless-Clock {clock} is not after the applied hlc {stamp}")
         })?;
+        // `[HLC-11]` binds each node: a Server of several instances answers with several
+        // node names, and each node's values must grow.
+        let node = clock.splitn(3, '-').nth(2).unwrap_or("").to_owned();
+        let last = last_of.get(&node).cloned().unwrap_or_default();
         check(clock > last, || {
             format!("Driftless-Clock went back from {last} to {clock}")
         })?;
-        last = clock;
+        last_of.insert(node, clock);
     }
     Ok(())
 }

@@ -190,7 +190,7 @@ pub struct Service<S: Storage> {
     storage: Arc<S>,
     config: Config,
     clock: ServerClock,
-    notifiers: Mutex<HashMap<String, Arc<Notify>>>,
+    notifiers: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     compiled: Mutex<HashMap<(String, String, u32), Arc<CompiledSchema>>>,
     metrics: Arc<Metrics>,
     /// Per-Space sync-health statistics for the dashboard (in memory, bounded).
@@ -237,11 +237,23 @@ impl<S: Storage> Service<S> {
     ) -> Result<Self, StorageError> {
         let last = storage.load_clock()?;
         let clock = ServerClock::new(&config.node, last, wall);
+        let notifiers: Arc<Mutex<HashMap<String, Arc<Notify>>>> = Arc::default();
+        {
+            // Writes committed by other instances wake this one's long-polls (`[PULL-8]`).
+            let notifiers = notifiers.clone();
+            storage.on_change(Box::new(move |space| {
+                let map = notifiers.lock().unwrap_or_else(|p| p.into_inner());
+                match space {
+                    Some(space) => map.get(space).iter().for_each(|n| n.notify_waiters()),
+                    None => map.values().for_each(|n| n.notify_waiters()),
+                }
+            }));
+        }
         Ok(Self {
             storage,
             config,
             clock,
-            notifiers: Mutex::new(HashMap::new()),
+            notifiers,
             compiled: Mutex::new(HashMap::new()),
             metrics,
             stats: Default::default(),

@@ -52,6 +52,10 @@ impl<S: Storage> Service<S> {
                         .map_err(internal)
                 })
                 .await?;
+            if let Some(clock) = &meta.clock {
+                // A write through another instance of the deployment (`[HLC-6]`).
+                self.clock.merge(clock);
+            }
             if cursor.is_some()
                 && position < meta.compaction_point
                 && !fault!(self.faults, NoCursorExpiry)

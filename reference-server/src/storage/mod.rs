@@ -13,9 +13,12 @@
 //!   [`SpaceRead::record_digests`] and [`SpaceRead::collection_records`], which are bounded by the
 //!   size of a Space or Collection and are used only by checksums and schema upcasts.
 //!
-//! A second backend (PostgreSQL, say) implements these traits and plugs in without touching
-//! the handlers. Storage never sees an HTTP type.
+//! Backends: [`sqlite`] (one file, one process) and, with the `postgres` feature,
+//! [`postgres`] (one database shared by several server instances; its module docs say how it
+//! keeps Change Sequences gap-free across them). Storage never sees an HTTP type.
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 use driftless_protocol::collection_schema::CollectionSchema;
@@ -90,6 +93,11 @@ pub struct SpaceMeta {
     pub horizon: Option<Hlc>,
     /// Cursors before this position have expired.
     pub compaction_point: u64,
+    /// The greatest server clock saved with a write to this Space by any instance sharing the
+    /// store (`None` where one process owns the store: its own clock is never behind). An
+    /// instance merges it before answering, so that no response of the deployment is stamped
+    /// before a Mutation another instance applied (`[HLC-6]`).
+    pub clock: Option<Hlc>,
 }
 
 /// Reads of one Space, all from one snapshot.
@@ -159,6 +167,10 @@ pub trait SpaceWrite: SpaceRead {
     fn expire(&mut self, before_ms: u64, history_before_ms: u64) -> Result<(), StorageError>;
 }
 
+/// Called with a Space after another process committed a write to it, or with `None` when
+/// writes may have been missed (every waiter looks again).
+pub type ChangeListener = Box<dyn Fn(Option<&str>) + Send + Sync + 'static>;
+
 /// A store of Spaces.
 pub trait Storage: Send + Sync + 'static {
     /// Runs `f` in one atomic transaction on `space`, durable when this returns `Ok`. Nothing
@@ -181,4 +193,11 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The greatest server clock value persisted by [`SpaceWrite::save_clock`].
     fn load_clock(&self) -> Result<Option<Hlc>, StorageError>;
+
+    /// Asks to be told of writes committed by other processes sharing this store (long-polls
+    /// of one instance wake on pushes that landed on another, `[PULL-8]`). A store only one
+    /// process writes never calls `listener`; that is the default.
+    fn on_change(&self, listener: ChangeListener) {
+        drop(listener);
+    }
 }

@@ -278,6 +278,7 @@ impl SpaceRead for Tx<'_> {
                 .map(|h| h.parse().map_err(|e| corrupt("horizon", e)))
                 .transpose()?,
             compaction_point: point as u64,
+            clock: None,
         })
     }
 
