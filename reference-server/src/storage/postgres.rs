@@ -204,8 +204,9 @@ pub struct PgStorage {
     node: String,
     naive: bool,
     stop: Arc<AtomicBool>,
-    /// The session that holds this instance's node name (an advisory lock) for its lifetime.
-    node_claim: Option<Client>,
+    /// The session that holds this instance's node name (an advisory lock) for its lifetime;
+    /// in a mutex only because a `Client` is not `Sync` (nothing uses it after `open`).
+    node_claim: std::sync::Mutex<Option<Client>>,
 }
 
 impl PgStorage {
@@ -256,7 +257,7 @@ impl PgStorage {
             node: node.to_owned(),
             naive: false,
             stop: Arc::new(AtomicBool::new(false)),
-            node_claim: Some(client),
+            node_claim: std::sync::Mutex::new(Some(client)),
         })
     }
 
@@ -284,7 +285,11 @@ impl Drop for PgStorage {
         // A postgres::Client closes by blocking on its own runtime, which panics on a thread
         // that drives a tokio runtime, and the last handle of the server may go away on one
         // (at shutdown). So the connections are closed on a plain thread.
-        let (pool, claim) = (self.pool.take(), self.node_claim.take());
+        let claim = match self.node_claim.get_mut() {
+            Ok(claim) => claim.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        let pool = self.pool.take();
         let closing = std::thread::spawn(move || drop((pool, claim)));
         let _ = closing.join();
     }
