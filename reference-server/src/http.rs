@@ -482,12 +482,15 @@ impl<S: Storage> App<S> {
                 } else {
                     None
                 };
-                Reply::json(
-                    StatusCode::OK,
-                    &service
-                        .pull(space, q("cursor"), q("limit"), q("wait_ms"))
-                        .await?,
-                )
+                let page = service
+                    .pull_page(space, q("cursor"), q("limit"), q("wait_ms"))
+                    .await?;
+                Reply {
+                    status: StatusCode::OK,
+                    body: page.body,
+                    content_type: "application/json",
+                    headers: Vec::new(),
+                }
             }
             Route::Record(space, c, id) => {
                 Reply::json(StatusCode::OK, &service.record(space, c, id).await?)

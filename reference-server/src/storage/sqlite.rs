@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS records (
     digest BLOB,
     bucket INTEGER NOT NULL,
     schema_version INTEGER,
+    wire TEXT,
     PRIMARY KEY (space, collection, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_by_seq ON records (space, change_seq);
@@ -81,19 +82,23 @@ pub const PRAGMAS: &str =
 const STATEMENT_CACHE: usize = 64;
 
 /// Brings a database written by an earlier version up to [`SCHEMA`]: `ops.text_digest` came
-/// later (its rows read as `None`, and are then recognised by their canonical digest alone).
+/// later (its rows read as `None`, and are then recognised by their canonical digest alone), and
+/// so did `records.wire` (its rows read as NULL, and pull derives their wire form from the
+/// stored state until the Record is next written).
 fn migrate(conn: &Connection) -> Result<(), StorageError> {
-    let has_text_digest: bool = conn
-        .query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('ops') WHERE name = 'text_digest'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .map_err(backend)?
-        > 0;
-    if !has_text_digest {
-        conn.execute_batch("ALTER TABLE ops ADD COLUMN text_digest TEXT")
-            .map_err(backend)?;
+    for (table, column) in [("ops", "text_digest"), ("records", "wire")] {
+        let present: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                [table, column],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(backend)?
+            > 0;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} TEXT"))
+                .map_err(backend)?;
+        }
     }
     Ok(())
 }
@@ -329,6 +334,42 @@ impl SpaceRead for Tx<'_> {
         self.records(&sql, params![self.space, after as i64, limit as i64])
     }
 
+    fn wire_records_changed_after(
+        &self,
+        after: u64,
+        limit: usize,
+        each: &mut dyn FnMut(u64, &str) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "SELECT change_seq, wire, collection, id FROM records
+                 WHERE space = ?1 AND change_seq > ?2 ORDER BY change_seq LIMIT ?3",
+            )
+            .map_err(backend)?;
+        let mut rows = stmt
+            .query(params![self.space, after as i64, limit as i64])
+            .map_err(backend)?;
+        while let Some(row) = rows.next().map_err(backend)? {
+            let seq = row.get::<_, i64>(0).map_err(backend)? as u64;
+            // The text is borrowed from SQLite's row buffer: no copy, no decoding.
+            match row.get_ref(1).map_err(backend)?.as_str_or_null() {
+                Ok(Some(wire)) => each(seq, wire)?,
+                Ok(None) => {
+                    // Written before the column existed: derive it from the stored state.
+                    let (collection, id): (String, String) =
+                        (row.get(2).map_err(backend)?, row.get(3).map_err(backend)?);
+                    let record = self
+                        .record(&collection, &id)?
+                        .ok_or_else(|| corrupt("record", "vanished during a read"))?;
+                    each(seq, &super::wire_json(&record))?;
+                }
+                Err(e) => return Err(corrupt("record wire form", e)),
+            }
+        }
+        Ok(())
+    }
+
     fn record_digests(&self) -> Result<Vec<(u8, [u8; 32])>, StorageError> {
         let mut stmt = self
             .tx
@@ -447,11 +488,13 @@ impl SpaceWrite for Tx<'_> {
         } else {
             r.state.deleted.as_ref().map(|d| d.hlc.to_string())
         };
+        // The wire form is derived once here, so that every pull copies it out as it is.
+        let wire = super::wire_json(r);
         self.tx
             .prepare_cached(
                 "INSERT OR REPLACE INTO records
-                 (space, collection, id, change_seq, deleted, deleted_hlc, state, value, conflicts, digest, bucket, schema_version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 (space, collection, id, change_seq, deleted, deleted_hlc, state, value, conflicts, digest, bucket, schema_version, wire)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .map_err(backend)?
             .execute(params![
@@ -467,6 +510,7 @@ impl SpaceWrite for Tx<'_> {
                 r.view.digest.map(|d| d.to_vec()),
                 r.view.bucket as i64,
                 r.view.schema_version.map(|v| v as i64),
+                wire,
             ])
             .map_err(backend)?;
         Ok(())
@@ -641,6 +685,7 @@ pub fn raw_insert_ceiling(
     let state = r#"{"last_write":{"hlc":"019b76daa87b-0000-client-a","op_id":"op-00000001"},"puts":{"client-a":{"hlc":"019b76daa87b-0000-client-a","op_id":"op-00000001"}},"fields":{"n":{"assigns":{"client-a":{"stamp":{"hlc":"019b76daa87b-0000-client-a","op_id":"op-00000001"},"value":1}}},"title":{"assigns":{"client-a":{"stamp":{"hlc":"019b76daa87b-0000-client-a","op_id":"op-00000001"},"value":"benchmark record"}}}}}"#;
     let value = r#"{"n":1,"title":"benchmark record"}"#;
     let outcome = r#"{"status":"applied","op_id":"op-00000001","change_seq":1}"#;
+    let wire = r#"{"collection":"things","id":"r1","change_seq":1,"deleted":false,"value":{"n":1,"title":"benchmark record"},"digest":"0707070707070707070707070707070707070707070707070707070707070707"}"#;
     let entry = r#"{"position":0,"op_id":"op-00000001","client_id":"client-a","user":"bench","kind":"put","fields":["n","title"],"hlc":"019b76daa87b-0000-client-a","received_at":"2026-01-01T00:00:00.000Z","status":"applied","change_seq":1}"#;
     let start = std::time::Instant::now();
     let mut n = 0usize;
@@ -661,11 +706,11 @@ pub fn raw_insert_ceiling(
                 .map_err(backend)?;
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO records
-                 (space, collection, id, change_seq, deleted, deleted_hlc, state, value, conflicts, digest, bucket, schema_version)
-                 VALUES ('bench', 'things', ?1, ?2, 0, NULL, ?3, ?4, NULL, ?5, ?6, NULL)",
+                 (space, collection, id, change_seq, deleted, deleted_hlc, state, value, conflicts, digest, bucket, schema_version, wire)
+                 VALUES ('bench', 'things', ?1, ?2, 0, NULL, ?3, ?4, NULL, ?5, ?6, NULL, ?7)",
             )
             .map_err(backend)?
-            .execute(params![id, seq, state, value, vec![7u8; 32], (n % 64) as i64])
+            .execute(params![id, seq, state, value, vec![7u8; 32], (n % 64) as i64, wire])
             .map_err(backend)?;
             tx.prepare_cached("INSERT INTO ops (space, op_id, body_digest, text_digest, outcome, hlc_ms) VALUES ('bench', ?1, ?2, ?2, ?3, 0)")
                 .map_err(backend)?
@@ -787,5 +832,91 @@ mod tests {
         assert_eq!(got.len(), 1);
         let got = got.get("op-new-1").cloned();
         assert_eq!(got, Some(new));
+    }
+
+    fn stored(id: &str, change_seq: u64, n: i64) -> StoredRecord {
+        let value = serde_json::json!({"n": n, "title": "a \"quoted\" title"});
+        StoredRecord {
+            collection: "things".into(),
+            id: id.into(),
+            change_seq,
+            state: RecordState::default(),
+            view: RecordView {
+                exists: true,
+                value: value.as_object().cloned(),
+                conflicts: None,
+                digest: Some([7; 32]),
+                bucket: 3,
+                schema_version: Some(2),
+            },
+        }
+    }
+
+    fn wire_page(storage: &SqliteStorage, after: u64, limit: usize) -> Vec<(u64, String)> {
+        storage
+            .read("demo", |tx| {
+                let mut out = Vec::new();
+                tx.wire_records_changed_after(after, limit, &mut |seq, text| {
+                    out.push((seq, text.to_owned()));
+                    Ok(())
+                })?;
+                Ok(out)
+            })
+            .unwrap()
+    }
+
+    /// Pull copies out the wire form stored at write time: the same text the Record's wire
+    /// message serializes to, in `change_seq` order, bounded by `limit`.
+    #[test]
+    fn wire_records_are_the_serialized_wire_form_in_change_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        let records = [stored("b", 1, 1), stored("a", 2, 2), stored("c", 3, 3)];
+        storage
+            .write("demo", |tx| {
+                for r in &records {
+                    tx.put_record(r)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let page = wire_page(&storage, 1, 10);
+        let expected: Vec<(u64, String)> = records[1..]
+            .iter()
+            .map(|r| {
+                (
+                    r.change_seq,
+                    serde_json::to_string(&super::super::wire_record(r)).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(page, expected);
+        assert_eq!(wire_page(&storage, 0, 2).len(), 2);
+    }
+
+    /// A data folder from before `records.wire` opens, and pulls its old Records in the same
+    /// wire form as if they had been written now (derived from the stored state).
+    #[test]
+    fn a_database_without_wire_forms_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        storage
+            .write("demo", |tx| tx.put_record(&stored("a", 1, 1)))
+            .unwrap();
+        let before = wire_page(&storage, 0, 10);
+        drop(storage);
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch("ALTER TABLE records DROP COLUMN wire")
+                .unwrap();
+        }
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        assert_eq!(wire_page(&storage, 0, 10), before);
+        storage
+            .write("demo", |tx| tx.put_record(&stored("b", 2, 2)))
+            .unwrap();
+        let page = wire_page(&storage, 0, 10);
+        assert_eq!(page.len(), 2);
+        assert_eq!(page[0], before[0]);
     }
 }
