@@ -12,12 +12,7 @@ impl Client {
     /// that views merge by the right Policies and writes carry the version (`[EVO-1]`).
     pub(crate) fn refresh_schemas(&mut self) -> Result<(), ClientError> {
         let space = self.cfg.space.clone();
-        let mut collections: Vec<String> = self
-            .store
-            .mirror_keys(&space)?
-            .into_iter()
-            .map(|(c, _)| c)
-            .collect();
+        let mut collections = self.store.mirror_collections(&space)?;
         collections.extend(self.store.outbox_collections(&space)?);
         collections.sort();
         collections.dedup();

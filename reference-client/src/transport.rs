@@ -13,7 +13,6 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::clock::now_ms;
 use crate::retry::is_transient;
-use crate::store::Store;
 use crate::{Client, ClientError};
 
 /// The HTTP client a [`Client`] keeps for its requests.
@@ -57,7 +56,21 @@ pub(crate) struct Reply {
     pub(crate) status: u16,
     pub(crate) retry_after: Option<u64>,
     pub(crate) clock: Option<String>,
+    /// The body as a JSON tree (`Null` when it is not JSON, or when a 200's tree was not asked
+    /// for: see [`Body`]).
     pub(crate) body: Value,
+    /// The body as it arrived, when a 200's tree was not asked for (else empty).
+    pub(crate) text: String,
+}
+
+/// How a successful (200) body is handed back. Other statuses always get a tree: the protocol
+/// reads their Problem.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Body {
+    /// Parsed into [`Reply::body`].
+    Tree,
+    /// Kept as text in [`Reply::text`], for a caller that parses it into borrowed values.
+    Text,
 }
 
 impl Client {
@@ -68,6 +81,7 @@ impl Client {
         method: &str,
         path: &str,
         body: Option<&Value>,
+        want: Body,
     ) -> Result<Reply, (String, bool)> {
         let url = format!("{}{path}", self.cfg.server.trim_end_matches('/'));
         let auth = format!("Bearer {}", self.cfg.token);
@@ -133,15 +147,23 @@ impl Client {
             .body_mut()
             .read_to_string()
             .map_err(|e| (e.to_string(), true))?;
-        let bytes = text.len() as i64;
-        let _ = self
-            .store
-            .tx(|tx| Store::count(tx, "bytes_received", bytes));
+        // Counted with the next durable transaction: a commit of its own would cost an fsync
+        // per request.
+        self.store.count_later("bytes_received", text.len() as i64);
+        let (body, text) = if status == 200 && want == Body::Text {
+            (Value::Null, text)
+        } else {
+            (
+                serde_json::from_str(&text).unwrap_or(Value::Null),
+                String::new(),
+            )
+        };
         Ok(Reply {
             status,
             retry_after,
             clock,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            body,
+            text,
         })
     }
 
@@ -153,10 +175,25 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Reply, ClientError> {
+        self.call_as(method, path, body, Body::Tree)
+    }
+
+    /// [`Client::call`] for a GET whose 200 body the caller parses itself from [`Reply::text`].
+    pub(crate) fn call_text(&mut self, path: &str) -> Result<Reply, ClientError> {
+        self.call_as("GET", path, None, Body::Text)
+    }
+
+    fn call_as(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        want: Body,
+    ) -> Result<Reply, ClientError> {
         let resumed = self.resume_schedule()?;
         let policy = self.retry_policy();
         for attempt in 0..=policy.attempts_per_sync {
-            let outcome = self.request(method, path, body);
+            let outcome = self.request(method, path, body, want);
             let (reason, retry_after) = match outcome {
                 Ok(r) => {
                     if let Some(c) = r.clock.as_deref().and_then(|c| c.parse::<Hlc>().ok()) {
