@@ -1,12 +1,18 @@
 //! The SQLite backend: one database file in the data folder, WAL journal, `synchronous=FULL`.
 //!
-//! One connection, behind a mutex, serves reads and writes. Callers run it on blocking threads
-//! (`tokio::task::spawn_blocking`); the reference server favours being obviously correct over
-//! parallel reads.
+//! One writer connection, behind a mutex, and a pool of read connections. Callers run them on
+//! blocking threads (`tokio::task::spawn_blocking`).
+//!
+//! **Group commit.** Writes that arrive while another is running share its transaction and its
+//! one fsync: each `write` runs in a savepoint of the open transaction (so its own failure rolls
+//! back only its own work), and the writer that finds nobody queued behind it commits for all
+//! of them. Every writer whose closure succeeded waits for that commit before it returns, so
+//! an `Ok` still means durable; if the commit fails, every one of them gets the error.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use driftless_protocol::collection_schema::CollectionSchema;
 use driftless_protocol::hlc::Hlc;
@@ -120,8 +126,86 @@ pub const READERS: u32 = 4;
 /// In WAL mode a read transaction sees the snapshot of its first read, unchanged by commits of
 /// the writer, and never waits for it.
 pub struct SqliteStorage {
-    conn: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// Writers waiting for [`SqliteStorage::writer`]: while there are any, a finished write
+    /// leaves the transaction open for them to join.
+    queued: AtomicUsize,
+    /// Group transactions committed so far.
+    commits: std::sync::atomic::AtomicU64,
     readers: r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>,
+}
+
+/// Writes one commit may carry at most: bounds how long the first of them waits for its answer.
+pub const GROUP_WRITES_MAX: usize = 64;
+
+/// The writer connection and the transaction its writes share.
+struct Writer {
+    conn: Connection,
+    /// The open group transaction, if any, and how many writes have joined it.
+    group: Option<(Arc<Group>, usize)>,
+}
+
+/// One group transaction: the writes that joined it wait here for its commit.
+#[derive(Default)]
+struct Group {
+    outcome: Mutex<Option<Result<(), String>>>,
+    done: Condvar,
+}
+
+impl Group {
+    fn finish(&self, outcome: Result<(), String>) {
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+        self.done.notify_all();
+    }
+
+    fn wait(&self) -> Result<(), StorageError> {
+        let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match &*outcome {
+                Some(result) => return result.clone().map_err(StorageError::Backend),
+                None => outcome = self.done.wait(outcome).unwrap_or_else(|p| p.into_inner()),
+            }
+        }
+    }
+}
+
+/// Holds the writer while one write runs in the group transaction. Dropped without
+/// [`Joined::leave`] (a closure panicked), it rolls the whole group back and fails every write
+/// that joined it, so none of them waits forever or reports a write that was not made.
+struct Joined<'a> {
+    writer: std::sync::MutexGuard<'a, Writer>,
+    group: Arc<Group>,
+    left: bool,
+}
+
+impl Joined<'_> {
+    /// Commits the group if `commit`, then lets the next writer in.
+    fn leave(mut self, commit: bool) {
+        self.left = true;
+        if commit {
+            let result = self
+                .writer
+                .conn
+                .execute_batch("COMMIT")
+                .map_err(|e| e.to_string());
+            if result.is_err() {
+                let _ = self.writer.conn.execute_batch("ROLLBACK");
+            }
+            self.writer.group = None;
+            self.group.finish(result);
+        }
+    }
+}
+
+impl Drop for Joined<'_> {
+    fn drop(&mut self) {
+        if !self.left {
+            let _ = self.writer.conn.execute_batch("ROLLBACK");
+            self.writer.group = None;
+            self.group
+                .finish(Err("a write of the same commit failed unexpectedly".into()));
+        }
+    }
 }
 
 /// Sets up each read connection of the pool as the writer is set up, and read-only.
@@ -156,7 +240,9 @@ impl SqliteStorage {
             .build(r2d2_sqlite::SqliteConnectionManager::file(&path))
             .map_err(|e| StorageError::Backend(format!("read connections: {e}")))?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            writer: Mutex::new(Writer { conn, group: None }),
+            queued: AtomicUsize::new(0),
+            commits: Default::default(),
             readers,
         })
     }
@@ -169,15 +255,24 @@ impl SqliteStorage {
             .map_err(|e| StorageError::Backend(format!("no read connection: {e}")))
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StorageError> {
+    /// How many transactions the writer has committed: with group commit, at most the number
+    /// of writes, fewer when writes arrived together.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Writer> {
         // A panic while holding the lock cannot leave a half-written transaction behind
-        // (SQLite rolls it back), so a poisoned lock is safe to reuse.
-        Ok(self.conn.lock().unwrap_or_else(|p| p.into_inner()))
+        // ([`Joined`] rolls it back), so a poisoned lock is safe to reuse.
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        writer
     }
 }
 
 struct Tx<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
+    tx: &'a Connection,
     space: &'a str,
 }
 
@@ -621,14 +716,45 @@ impl Storage for SqliteStorage {
         space: &str,
         f: impl FnOnce(&mut dyn SpaceWrite) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        let result = f(&mut Tx { tx: &tx, space })?;
-        // With synchronous=FULL, commit returns only after the WAL is fsynced.
-        tx.commit().map_err(backend)?;
-        Ok(result)
+        let mut writer = self.lock();
+        let group = match &mut writer.group {
+            Some((group, joined)) => {
+                *joined += 1;
+                group.clone()
+            }
+            None => {
+                writer
+                    .conn
+                    .execute_batch("BEGIN IMMEDIATE")
+                    .map_err(backend)?;
+                let group = Arc::new(Group::default());
+                writer.group = Some((group.clone(), 1));
+                group
+            }
+        };
+        let mut joined = Joined {
+            writer,
+            group: group.clone(),
+            left: false,
+        };
+        let result = (|| {
+            let sp = joined.writer.conn.savepoint().map_err(backend)?;
+            let value = f(&mut Tx { tx: &sp, space })?;
+            sp.commit().map_err(backend)?;
+            Ok(value)
+        })();
+        // Whoever finds nobody queued behind it commits for the group (also when its own
+        // write failed and was rolled back: the others' still wait for that commit).
+        let joined_count = joined.writer.group.as_ref().map_or(0, |(_, n)| *n);
+        let commit = self.queued.load(Ordering::SeqCst) == 0 || joined_count >= GROUP_WRITES_MAX;
+        joined.leave(commit);
+        if commit {
+            self.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        let value = result?;
+        // With synchronous=FULL, the commit returns only after the WAL is fsynced.
+        group.wait()?;
+        Ok(value)
     }
 
     fn read<T>(
@@ -918,5 +1044,124 @@ mod tests {
         let page = wire_page(&storage, 0, 10);
         assert_eq!(page.len(), 2);
         assert_eq!(page[0], before[0]);
+    }
+
+    /// Waits until `n` writers are queued for the writer: a condition, not a duration.
+    fn until_queued(storage: &SqliteStorage, n: usize) {
+        while storage.queued.load(Ordering::SeqCst) < n {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Starts a write of Op `op` on another thread that holds the writer until `release` says
+    /// so; returns once it runs.
+    fn held_write(
+        storage: &std::sync::Arc<SqliteStorage>,
+        op: &'static str,
+    ) -> (
+        mpsc::Sender<()>,
+        std::thread::JoinHandle<Result<(), StorageError>>,
+    ) {
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let storage = storage.clone();
+        let handle = std::thread::spawn(move || {
+            storage.write("demo", |tx| {
+                tx.put_op(op, &op_of(), 0)?;
+                started_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                Ok(())
+            })
+        });
+        started.recv().unwrap();
+        (release, handle)
+    }
+
+    fn op_of() -> StoredOp {
+        StoredOp {
+            body_digest: "abc".into(),
+            text_digest: None,
+            outcome: "{}".into(),
+        }
+    }
+
+    fn known_ops(storage: &SqliteStorage, ids: &[&str]) -> usize {
+        storage.read("demo", |tx| tx.ops(ids)).unwrap().len()
+    }
+
+    /// Writes that queue behind a running one share its commit; one that fails is rolled back
+    /// alone; every one that succeeded is durable when it returns.
+    #[test]
+    fn writes_arriving_together_share_one_commit_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = std::sync::Arc::new(SqliteStorage::open(dir.path()).unwrap());
+        let (release, first) = held_write(&storage, "op-1");
+        let queued: Vec<_> = ["op-2", "op-bad", "op-3"]
+            .into_iter()
+            .enumerate()
+            .map(|(i, op)| {
+                let mine = storage.clone();
+                let handle = std::thread::spawn(move || {
+                    mine.write("demo", |tx| {
+                        tx.put_op(op, &op_of(), 0)?;
+                        if op == "op-bad" {
+                            return Err(StorageError::Corrupt("refused".into()));
+                        }
+                        Ok(())
+                    })
+                });
+                until_queued(&storage, i + 1);
+                handle
+            })
+            .collect();
+        release.send(()).unwrap();
+        assert!(first.join().unwrap().is_ok());
+        let results: Vec<bool> = queued
+            .into_iter()
+            .map(|h| h.join().unwrap().is_ok())
+            .collect();
+        assert_eq!(results, [true, false, true]);
+        assert_eq!(
+            storage.commits(),
+            1,
+            "four writes that arrived together, one commit"
+        );
+        assert_eq!(known_ops(&storage, &["op-1", "op-2", "op-3"]), 3);
+        assert_eq!(known_ops(&storage, &["op-bad"]), 0);
+        // Alone, a write commits by itself.
+        storage
+            .write("demo", |tx| tx.put_op("op-4", &op_of(), 0))
+            .unwrap();
+        assert_eq!(storage.commits(), 2);
+        drop(storage);
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        assert_eq!(known_ops(&storage, &["op-1", "op-2", "op-3", "op-4"]), 4);
+    }
+
+    /// A write that panics in a shared transaction fails every write of it (none is reported
+    /// durable, none waits forever), and the writer is usable afterwards.
+    #[test]
+    fn a_panicking_write_fails_its_whole_group_and_nothing_hangs() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = std::sync::Arc::new(SqliteStorage::open(dir.path()).unwrap());
+        let (release, first) = held_write(&storage, "op-1");
+        let panicking = {
+            let storage = storage.clone();
+            std::thread::spawn(move || {
+                storage.write("demo", |tx| -> Result<(), StorageError> {
+                    tx.put_op("op-2", &op_of(), 0)?;
+                    panic!("a bug in a handler")
+                })
+            })
+        };
+        until_queued(&storage, 1);
+        release.send(()).unwrap();
+        assert!(first.join().unwrap().is_err(), "its commit never happened");
+        assert!(panicking.join().is_err());
+        assert_eq!(known_ops(&storage, &["op-1", "op-2"]), 0);
+        storage
+            .write("demo", |tx| tx.put_op("op-3", &op_of(), 0))
+            .unwrap();
+        assert_eq!(known_ops(&storage, &["op-3"]), 1);
     }
 }
