@@ -18,6 +18,9 @@ struct Page<'a> {
     through: u64,
     #[serde(default)]
     has_more: bool,
+    /// The latest Collection Schema version of each Collection (`[PULL-19]`), if sent.
+    #[serde(default)]
+    schemas: Option<std::collections::BTreeMap<String, u32>>,
 }
 
 impl Client {
@@ -102,6 +105,9 @@ impl Client {
                 through,
             });
             if !page.has_more {
+                if let Some(versions) = &page.schemas {
+                    self.refresh_named_schemas(versions)?;
+                }
                 return Ok(());
             }
         }

@@ -1,6 +1,7 @@
 //! Pull, spec chapter 05: `GET /v1/spaces/{space}/pull` pages the Records changed after a
 //! Cursor in `change_seq` order from one snapshot, and holds a long-poll until a change arrives
-//! (`[PULL-2]` to `[PULL-5]`, `[PULL-7]` to `[PULL-10]`, `[PULL-13]`, `[PULL-14]`, `[PULL-16]`).
+//! (`[PULL-2]` to `[PULL-5]`, `[PULL-7]` to `[PULL-10]`, `[PULL-13]`, `[PULL-14]`, `[PULL-16]`),
+//! and names the latest Collection Schema version of each Collection (`[PULL-19]`).
 //! The Cursor format lives here too.
 
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use crate::faults::fault;
 use crate::storage::Storage;
 
 /// A pull page with its body already written: `{"records":[...],"server_clock":...,"cursor":
-/// ...,"through":...,"has_more":...}` (a `PullResponse`; members in this order so that the
+/// ...,"through":...,"has_more":...,"schemas":{...}}` (a `PullResponse`; members in this order so that the
 /// Records, copied out of storage as they are, go straight into the one output buffer).
 #[derive(Debug, Clone)]
 pub struct PullPage {
@@ -93,7 +94,7 @@ impl<S: Storage> Service<S> {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let space_owned = space.to_owned();
-            let (meta, mut body, mut written) = self
+            let (meta, schemas, mut body, mut written) = self
                 .blocking(move |me| {
                     me.storage
                         .read(&space_owned, |tx| {
@@ -115,7 +116,7 @@ impl<S: Storage> Service<S> {
                                     Ok(())
                                 },
                             )?;
-                            Ok((tx.meta()?, body, written))
+                            Ok((tx.meta()?, tx.schema_versions()?, body, written))
                         })
                         .map_err(internal)
                 })
@@ -151,11 +152,23 @@ impl<S: Storage> Service<S> {
                     .observe_pull_lag(meta.latest_seq.saturating_sub(position));
                 let text = |v: String| serde_json::to_string(&v).expect("strings serialize");
                 let tail = format!(
-                    "],\"server_clock\":{},\"cursor\":{},\"through\":{through},\"has_more\":{has_more}}}",
+                    "],\"server_clock\":{},\"cursor\":{},\"through\":{through},\"has_more\":{has_more}",
                     text(self.clock.issue().to_string()),
                     text(encode_cursor(space, through)),
                 );
                 body.extend_from_slice(tail.as_bytes());
+                if let Some(versions) = &schemas {
+                    // [PULL-19]: a Client fetches Collection Schemas only when these change.
+                    body.extend_from_slice(b",\"schemas\":");
+                    serde_json::to_writer(&mut body, versions).map_err(|e| {
+                        tracing::error!(error = %e, "schema versions do not serialize");
+                        Problem::new(
+                            ProblemType::Internal,
+                            "the server could not complete the request",
+                        )
+                    })?;
+                }
+                body.push(b'}');
                 return Ok(PullPage {
                     body,
                     through,

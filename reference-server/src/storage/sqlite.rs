@@ -504,6 +504,25 @@ impl SpaceRead for Tx<'_> {
         self.records(&sql, params![self.space, collection])
     }
 
+    fn schema_versions(
+        &self,
+    ) -> Result<Option<std::collections::BTreeMap<String, u32>>, StorageError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "SELECT collection, MAX(version) FROM schemas WHERE space = ?1 GROUP BY collection",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([self.space], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u32))
+            })
+            .map_err(backend)?;
+        rows.map(|r| r.map_err(backend))
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
     fn schemas(&self, collection: &str) -> Result<Vec<CollectionSchema>, StorageError> {
         let mut stmt = self
             .tx
