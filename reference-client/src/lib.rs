@@ -188,6 +188,8 @@ pub struct Client {
     /// Mutations refused as `mutation-too-old` whose Records the Mirror held: settled after the
     /// pull of the sync that refused them ([CLIENT-21]).
     too_old_waiting: Vec<store::Pending>,
+    /// The Server answered a gzip body with 415 (`[HTTP-16]`): bodies go uncompressed.
+    gzip_refused: bool,
 }
 
 const ID_CHARS_MIN: usize = 8;
@@ -224,6 +226,7 @@ impl Client {
             discovery: None,
             on_event: None,
             too_old_waiting: Vec::new(),
+            gzip_refused: false,
         })
     }
 

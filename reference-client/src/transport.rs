@@ -48,6 +48,37 @@ pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String>
     Ok(certs)
 }
 
+/// Request bodies of at least this many bytes are sent gzip-compressed (`[HTTP-15]`).
+const GZIP_REQUEST_BYTES_MIN: usize = 1024;
+
+/// Most bytes of a compressed answer read, and most bytes it may decode to.
+const RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder
+        .write_all(body)
+        .and_then(|()| encoder.finish())
+        .expect("writing to a Vec cannot fail")
+}
+
+/// Decodes a gzip answer, refusing one that inflates past [`RESPONSE_BYTES_MAX`].
+fn gunzip(packed: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(packed)
+        .take(RESPONSE_BYTES_MAX + 1)
+        .read_to_end(&mut plain)
+        .map_err(|e| format!("the gzip answer does not decode: {e}"))?;
+    if plain.len() as u64 > RESPONSE_BYTES_MAX {
+        return Err(format!(
+            "the answer decodes to more than {RESPONSE_BYTES_MAX} bytes"
+        ));
+    }
+    Ok(plain)
+}
+
 /// Bodies larger than this many bytes are sent with `Expect: 100-continue`.
 const EXPECT_CONTINUE_BYTES_MIN: usize = 64 * 1024;
 
@@ -91,9 +122,15 @@ impl Client {
                 .get(&url)
                 .header("authorization", &auth)
                 .header("driftless-version", "1.0")
+                .header("accept-encoding", "gzip")
                 .call(),
             (_, Some(b)) => {
-                let bytes = serde_json::to_vec(b).map_err(|e| (e.to_string(), false))?;
+                let mut bytes = serde_json::to_vec(b).map_err(|e| (e.to_string(), false))?;
+                // [HTTP-15]: larger bodies go compressed, unless this Server refused gzip.
+                let gzipped = bytes.len() >= GZIP_REQUEST_BYTES_MIN && !self.gzip_refused;
+                if gzipped {
+                    bytes = gzip(&bytes);
+                }
                 let req = if method == "PUT" {
                     self.agent.put(&url)
                 } else {
@@ -102,7 +139,11 @@ impl Client {
                 let mut req = req
                     .header("authorization", &auth)
                     .header("driftless-version", "1.0")
-                    .header("content-type", "application/json");
+                    .header("content-type", "application/json")
+                    .header("accept-encoding", "gzip");
+                if gzipped {
+                    req = req.header("content-encoding", "gzip");
+                }
                 // A Server may refuse a large body before reading it (413, 401) and close the
                 // connection; the Client, still uploading, would see only a broken pipe and
                 // take a final answer for a transport failure. Asking first lets it read the
@@ -117,6 +158,7 @@ impl Client {
                 .post(&url)
                 .header("authorization", &auth)
                 .header("driftless-version", "1.0")
+                .header("accept-encoding", "gzip")
                 .send_empty(),
         };
         let mut resp = result.map_err(|e| {
@@ -143,10 +185,33 @@ impl Client {
             header("driftless-clock"),
         );
         let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| (e.to_string(), true))?;
+        let gzipped_answer =
+            header("content-encoding").is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+        let text = if gzipped_answer {
+            let packed = resp
+                .body_mut()
+                .with_config()
+                .limit(RESPONSE_BYTES_MAX)
+                .read_to_vec()
+                .map_err(|e| (e.to_string(), true))?;
+            let plain = gunzip(&packed).map_err(|e| (e, true))?;
+            String::from_utf8(plain).map_err(|e| (format!("the answer is not UTF-8: {e}"), true))?
+        } else {
+            resp.body_mut()
+                .read_to_string()
+                .map_err(|e| (e.to_string(), true))?
+        };
+        if status == 415 && body.is_some() && !self.gzip_refused && method != "GET" {
+            // [HTTP-16]: a Server that does not take gzip bodies says so with 415; send this
+            // one, and every later one, without it.
+            let refused_gzip = serde_json::to_vec(&body)
+                .map(|b| b.len() >= GZIP_REQUEST_BYTES_MIN)
+                .unwrap_or(false);
+            if refused_gzip {
+                self.gzip_refused = true;
+                return self.request(method, path, body, want);
+            }
+        }
         // Counted with the next durable transaction: a commit of its own would cost an fsync
         // per request.
         self.store.count_later("bytes_received", text.len() as i64);
@@ -254,5 +319,106 @@ impl Client {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    use serde_json::json;
+
+    use crate::{Client, Config, Preset, RetryPolicy};
+
+    /// A Server that takes no coded bodies: 415 naming no coding for a gzip body, 200 for any
+    /// other. Reports whether each request it saw was gzip-coded.
+    fn refusing_server(requests: usize) -> (String, mpsc::Receiver<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (seen, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut served = 0;
+            for stream in listener.incoming() {
+                let mut reader = BufReader::new(stream.unwrap());
+                // Requests on one keep-alive connection, until it closes.
+                while served < requests {
+                    let (mut length, mut gzipped) = (0usize, false);
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            break;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                        gzipped |= lower.starts_with("content-encoding: gzip");
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    if line.is_empty() {
+                        break;
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    seen.send(gzipped).unwrap();
+                    served += 1;
+                    let (status, ctype, text) = if gzipped {
+                        (
+                            "415 Unsupported Media Type",
+                            "application/problem+json",
+                            r#"{"type":"urn:driftless:problem:unsupported-media-type","title":"Unsupported media type","status":415}"#,
+                        )
+                    } else {
+                        ("200 OK", "application/json", r#"{"results":[]}"#)
+                    };
+                    let extra = if gzipped { "accept-encoding: \r\n" } else { "" };
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\n{extra}content-length: {}\r\n\r\n{text}",
+                        text.len()
+                    );
+                    reader.get_mut().write_all(answer.as_bytes()).unwrap();
+                }
+                if served >= requests {
+                    break;
+                }
+            }
+        });
+        (base, rx)
+    }
+
+    /// `[HTTP-18]`: a gzip body answered 415 is sent again uncoded, and later bodies go
+    /// uncoded from the start.
+    #[test]
+    fn a_refused_gzip_body_is_sent_again_uncoded_and_later_ones_uncoded() {
+        let (base, seen) = refusing_server(3);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            server: base,
+            token: "t".into(),
+            space: "demo".into(),
+            retry: RetryPolicy::preset(Preset::Interactive),
+            batch_max: 10,
+            timeout: std::time::Duration::from_secs(30),
+        };
+        let mut client = Client::open(dir.path(), cfg).unwrap();
+        let big = json!({"client_id": "c", "mutations": [], "padding": "x".repeat(4096)});
+        let first = client
+            .call("POST", "/v1/spaces/demo/push", Some(&big))
+            .unwrap();
+        assert_eq!(first.status, 200);
+        let second = client
+            .call("POST", "/v1/spaces/demo/push", Some(&big))
+            .unwrap();
+        assert_eq!(second.status, 200);
+        // A deadline, not a timing claim: a Client that sent fewer requests must not hang here.
+        let coded: Vec<bool> = (0..3)
+            .map_while(|_| seen.recv_timeout(std::time::Duration::from_secs(60)).ok())
+            .collect();
+        assert_eq!(coded, [true, false, false]);
     }
 }

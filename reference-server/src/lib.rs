@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod conn;
+pub mod encoding;
 pub mod faults;
 pub mod http;
 pub mod metrics;
