@@ -927,7 +927,7 @@ fn a_long_offline_edit_does_not_bring_back_a_record_deleted_meanwhile() {
 
 /// An idle sync of a new handle (as each `driftless client sync` is) sends discovery and one
 /// pull, no Collection Schema request: the pull's schema summary says nothing changed
-/// (`[PULL-19]`). When another Client registers a new version, the next sync fetches that
+/// (`[PULL-20]`). When another Client registers a new version, the next sync fetches that
 /// Collection's schemas, and only those.
 #[test]
 fn an_idle_sync_sends_two_requests_and_schemas_only_when_changed() {

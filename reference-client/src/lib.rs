@@ -188,7 +188,7 @@ pub struct Client {
     /// Mutations refused as `mutation-too-old` whose Records the Mirror held: settled after the
     /// pull of the sync that refused them ([CLIENT-21]).
     too_old_waiting: Vec<store::Pending>,
-    /// The Server answered a gzip body with 415 (`[HTTP-16]`): bodies go uncompressed.
+    /// The Server answered a gzip body with 415 (`[HTTP-17]`): bodies go uncompressed.
     gzip_refused: bool,
 }
 

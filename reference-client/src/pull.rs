@@ -18,7 +18,7 @@ struct Page<'a> {
     through: u64,
     #[serde(default)]
     has_more: bool,
-    /// The latest Collection Schema version of each Collection (`[PULL-19]`), if sent.
+    /// The latest Collection Schema version of each Collection (`[PULL-20]`), if sent.
     #[serde(default)]
     schemas: Option<std::collections::BTreeMap<String, u32>>,
 }

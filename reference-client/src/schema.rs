@@ -1,7 +1,7 @@
 //! Collection Schemas on the Client (spec chapter 10): registering a version, and learning the
 //! latest version of every Collection this Client holds, so that writes carry `schema_version`
 //! (`[EVO-1]`) and views merge by the declared Field Policies (chapter 03, `[MERGE-3]`). A
-//! Server that sends the schema summary of `[PULL-19]` is asked for a Collection's schemas only
+//! Server that sends the schema summary of `[PULL-20]` is asked for a Collection's schemas only
 //! when the summary names a version this Client does not hold.
 
 use serde_json::Value;
@@ -12,7 +12,7 @@ use crate::{Client, ClientError};
 impl Client {
     /// Learns the latest Collection Schema of every Collection in the Mirror or the Outbox, so
     /// that views merge by the right Policies and writes carry the version (`[EVO-1]`). Skipped
-    /// once the Server has sent a schema summary in a pull response (`[PULL-19]`): from then on
+    /// once the Server has sent a schema summary in a pull response (`[PULL-20]`): from then on
     /// [`Client::refresh_named_schemas`] fetches only what changed.
     pub(crate) fn refresh_schemas(&mut self) -> Result<(), ClientError> {
         let space = self.cfg.space.clone();
@@ -30,7 +30,7 @@ impl Client {
     }
 
     /// Fetches the Collection Schemas of the Collections whose latest version in a pull
-    /// response's summary (`[PULL-19]`) is not the one this Client holds, and notes that the
+    /// response's summary (`[PULL-20]`) is not the one this Client holds, and notes that the
     /// Server sends the summary, so that an idle sync needs no schema request.
     pub(crate) fn refresh_named_schemas(
         &mut self,

@@ -48,7 +48,7 @@ pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String>
     Ok(certs)
 }
 
-/// Request bodies of at least this many bytes are sent gzip-compressed (`[HTTP-15]`).
+/// Request bodies of at least this many bytes are sent gzip-compressed (`[HTTP-16]`).
 const GZIP_REQUEST_BYTES_MIN: usize = 1024;
 
 /// Most bytes of a compressed answer read, and most bytes it may decode to.
@@ -126,7 +126,7 @@ impl Client {
                 .call(),
             (_, Some(b)) => {
                 let mut bytes = serde_json::to_vec(b).map_err(|e| (e.to_string(), false))?;
-                // [HTTP-15]: larger bodies go compressed, unless this Server refused gzip.
+                // [HTTP-16]: larger bodies go compressed, unless this Server refused gzip.
                 let gzipped = bytes.len() >= GZIP_REQUEST_BYTES_MIN && !self.gzip_refused;
                 if gzipped {
                     bytes = gzip(&bytes);
@@ -202,7 +202,7 @@ impl Client {
                 .map_err(|e| (e.to_string(), true))?
         };
         if status == 415 && body.is_some() && !self.gzip_refused && method != "GET" {
-            // [HTTP-16]: a Server that does not take gzip bodies says so with 415; send this
+            // [HTTP-17]: a Server that does not take gzip bodies says so with 415; send this
             // one, and every later one, without it.
             let refused_gzip = serde_json::to_vec(&body)
                 .map(|b| b.len() >= GZIP_REQUEST_BYTES_MIN)
@@ -391,7 +391,7 @@ mod tests {
         (base, rx)
     }
 
-    /// `[HTTP-18]`: a gzip body answered 415 is sent again uncoded, and later bodies go
+    /// `[HTTP-19]`: a gzip body answered 415 is sent again uncoded, and later bodies go
     /// uncoded from the start.
     #[test]
     fn a_refused_gzip_body_is_sent_again_uncoded_and_later_ones_uncoded() {

@@ -1,4 +1,4 @@
-//! Content codings of bodies (spec chapter 01, `[HTTP-15]` to `[HTTP-17]`): responses are sent
+//! Content codings of bodies (spec chapter 01, `[HTTP-16]` to `[HTTP-18]`): responses are sent
 //! gzip-compressed to Clients that accept it, and gzip request bodies are decoded, never past the
 //! body limit (`[LIM-2]` applies to the decoded size).
 

@@ -281,7 +281,7 @@ impl<S: Storage> App<S> {
                 .get(CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() != b"0");
         let mut body_read = false;
-        // [HTTP-15]: a Client that accepts gzip gets larger bodies compressed.
+        // [HTTP-16]: a Client that accepts gzip gets larger bodies compressed.
         let gzip_ok = req
             .headers()
             .get(ACCEPT_ENCODING)
@@ -439,7 +439,7 @@ impl<S: Storage> App<S> {
                     "request bodies must be application/json",
                 ));
             }
-            // [HTTP-16]: gzip or no coding; anything else is refused, naming what is accepted.
+            // [HTTP-17]: gzip or no coding; anything else is refused, naming what is accepted.
             let gzipped = match req
                 .headers()
                 .get(CONTENT_ENCODING)
@@ -477,7 +477,7 @@ impl<S: Storage> App<S> {
                 .to_bytes();
             *body_read = true;
             if gzipped {
-                // [HTTP-17]: the limit applies to the decoded body; decoding stops at it.
+                // [HTTP-18]: the limit applies to the decoded body; decoding stops at it.
                 bytes = gunzip_limited(&bytes, limits.body_bytes_max as usize)
                     .map_err(|e| match e {
                         GunzipError::TooLarge => too_large(limits.body_bytes_max),

@@ -1,4 +1,4 @@
-//! Content codings over real HTTP (spec chapter 01, `[HTTP-15]` to `[HTTP-17]`): gzip push
+//! Content codings over real HTTP (spec chapter 01, `[HTTP-16]` to `[HTTP-18]`): gzip push
 //! bodies are decoded within the body limit, pull pages go gzip to Clients that accept it, and
 //! other codings are refused with 415 naming gzip.
 
@@ -127,7 +127,7 @@ fn a_gzip_push_is_applied_and_the_pull_page_comes_back_gzip() {
 }
 
 /// A gzip body of a few KiB that inflates past `body_bytes_max` is refused with 413 before it
-/// is decoded any further (`[HTTP-17]`, `[LIM-2]`).
+/// is decoded any further (`[HTTP-18]`, `[LIM-2]`).
 #[test]
 fn a_small_gzip_body_that_inflates_past_the_limit_is_payload_too_large() {
     let s = TestServer::start();

@@ -1,10 +1,10 @@
 //! Cases of the features that make sync cheap (issue 15), kept apart from the chapter modules so
 //! that they can grow without touching them: the schema summary of pull responses
-//! (`spec/05-pull-and-records.md`, `[PULL-19]`, `[PULL-20]`) and gzip bodies
-//! (`spec/01-foundations.md`, `[HTTP-15]` to `[HTTP-17]`).
+//! (`spec/05-pull-and-records.md`, `[PULL-20]`, `[PULL-21]`) and gzip bodies
+//! (`spec/01-foundations.md`, `[HTTP-16]` to `[HTTP-18]`).
 //!
-//! Requirement IDs its cases check: `[HTTP-15]`, `[HTTP-16]`, `[HTTP-17]`, `[PULL-19]`,
-//! `[PULL-20]`.
+//! Requirement IDs its cases check: `[HTTP-16]`, `[HTTP-17]`, `[HTTP-18]`, `[PULL-20]`,
+//! `[PULL-21]`.
 
 use serde_json::json;
 
@@ -18,28 +18,28 @@ pub fn cases() -> Vec<Case> {
     vec![
         case(
             "pull.schema-summary",
-            &["PULL-19"],
+            &["PULL-20"],
             Should,
             "pull responses carry a schema summary",
             pull_schema_summary_present,
         ),
         case(
             "pull.schema-summary-complete",
-            &["PULL-20"],
+            &["PULL-21"],
             Must,
             "a schema summary names the latest version of every Collection that has a schema",
             pull_schema_summary,
         ),
         case(
             "http.gzip-bodies",
-            &["HTTP-15"],
+            &["HTTP-16"],
             Should,
             "a gzip push body is applied and a pull accepting gzip gets a gzip page",
             gzip_bodies,
         ),
         case(
             "limits.gzip-inflating-past-the-limit",
-            &["HTTP-17", "HTTP-16"],
+            &["HTTP-18", "HTTP-17"],
             Must,
             "a small gzip body that decodes past body_bytes_max is payload-too-large",
             gzip_inflating_past_the_limit,
@@ -63,7 +63,7 @@ fn pull_schema_summary(ctx: &mut Ctx) -> CaseResult {
     ctx.expect(&before, 200, "pulling a Space without schemas")?;
     let Some(summary) = before.body.get("schemas") else {
         return Err(Verdict::Skip(
-            "the Server sends no schema summary (optional, [PULL-19])".into(),
+            "the Server sends no schema summary (optional, [PULL-20])".into(),
         ));
     };
     check(*summary == json!({}), || {
@@ -96,7 +96,7 @@ const GZIP_JSON: &[(&str, &str)] = &[
     ("content-encoding", "gzip"),
 ];
 
-/// A gzip push body is applied, and a pull that accepts gzip gets a gzip page (`[HTTP-15]`).
+/// A gzip push body is applied, and a pull that accepts gzip gets a gzip page (`[HTTP-16]`).
 fn gzip_bodies(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "write")?;
     let ms: Vec<_> = (0..20)
@@ -145,8 +145,8 @@ fn gzip_bodies(ctx: &mut Ctx) -> CaseResult {
     )
 }
 
-/// A gzip body of a few KiB that decodes past `body_bytes_max` is 413 (`[HTTP-17]`), or 415 from
-/// a Server that takes no gzip at all (`[HTTP-16]`); never applied, never another answer.
+/// A gzip body of a few KiB that decodes past `body_bytes_max` is 413 (`[HTTP-18]`), or 415 from
+/// a Server that takes no gzip at all (`[HTTP-17]`); never applied, never another answer.
 fn gzip_inflating_past_the_limit(ctx: &mut Ctx) -> CaseResult {
     let (space, token) = space(ctx, "write")?;
     let limit = ctx.limit("body_bytes_max") as usize;

@@ -1,7 +1,7 @@
 //! Pull, spec chapter 05: `GET /v1/spaces/{space}/pull` pages the Records changed after a
 //! Cursor in `change_seq` order from one snapshot, and holds a long-poll until a change arrives
 //! (`[PULL-2]` to `[PULL-5]`, `[PULL-7]` to `[PULL-10]`, `[PULL-13]`, `[PULL-14]`, `[PULL-16]`),
-//! and names the latest Collection Schema version of each Collection (`[PULL-19]`).
+//! and names the latest Collection Schema version of each Collection (`[PULL-20]`).
 //! The Cursor format lives here too.
 
 use std::sync::Arc;
@@ -158,7 +158,7 @@ impl<S: Storage> Service<S> {
                 );
                 body.extend_from_slice(tail.as_bytes());
                 if let Some(versions) = &schemas {
-                    // [PULL-19]: a Client fetches Collection Schemas only when these change.
+                    // [PULL-20]: a Client fetches Collection Schemas only when these change.
                     body.extend_from_slice(b",\"schemas\":");
                     serde_json::to_writer(&mut body, versions).map_err(|e| {
                         tracing::error!(error = %e, "schema versions do not serialize");

@@ -163,7 +163,7 @@ pub trait SpaceRead {
     /// Every Record of a Collection, tombstones included.
     fn collection_records(&self, collection: &str) -> Result<Vec<StoredRecord>, StorageError>;
     /// The latest registered Collection Schema version of each Collection that has one, by
-    /// Collection (`[PULL-19]`), or `None` if the backend does not offer this summary (the
+    /// Collection (`[PULL-20]`), or `None` if the backend does not offer this summary (the
     /// default: pull responses then go without it and Clients fetch the schemas themselves).
     fn schema_versions(&self) -> Result<Option<BTreeMap<String, u32>>, StorageError> {
         Ok(None)
