@@ -22,11 +22,11 @@ const PUSH_RATIO_GOAL: f64 = 0.50;
 const DUPLICATE_RATIO_GOAL: f64 = 0.20;
 /// Initial sync: the client reaches this share of inserting the same Mirror rows directly
 /// (it also pays HTTP, JSON parsing and a merge per Record, which the raw insert does not).
-const SYNC_RATIO_GOAL: f64 = 0.10;
+const SYNC_RATIO_GOAL: f64 = 0.60;
 /// Backlog: a client write reaches this share of the raw durable insert of its row.
 const BACKLOG_WRITE_RATIO_GOAL: f64 = 0.50;
 /// Backlog: the client's sync reaches this share of a bare HTTP push of the same Mutations.
-const BACKLOG_SYNC_RATIO_GOAL: f64 = 0.25;
+const BACKLOG_SYNC_RATIO_GOAL: f64 = 0.60;
 
 /// The verdict line: `PASS` when every goal is met, else `FAIL` naming the goals missed.
 pub(crate) fn verdict(checks: &[(String, bool)]) -> String {

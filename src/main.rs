@@ -13,9 +13,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod bench;
 mod bench_load;
-mod client_adapter;
 #[cfg(feature = "postgres")]
 mod bench_pg;
+mod client_adapter;
 mod client_cmd;
 mod conformance;
 mod conformance_client;

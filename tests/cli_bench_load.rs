@@ -58,6 +58,10 @@ fn mixed_mode_reports_server_and_ceiling_rows_with_answered_requests() {
     assert!(out.contains("server/ceiling req/s: push "), "{out}");
     assert!(out.contains("server pull p99 / push p99: "), "{out}");
     assert!(out.contains("fsync bound: "), "{out}");
+    assert!(
+        out.contains("group commit: server pushes/s / raw durable tx/s = "),
+        "{out}"
+    );
 }
 
 /// Checks an attack mode's report: three phases, each with answered pulls and no errors.

@@ -983,3 +983,59 @@ fn an_acknowledged_write_stays_in_the_view_when_the_pull_after_it_fails() {
         json!({"title": "kept", "n": 1})
     );
 }
+
+/// An idle sync of a new handle (as each `driftless client sync` is) sends discovery and one
+/// pull, no Collection Schema request: the pull's schema summary says nothing changed
+/// (`[PULL-20]`). When another Client registers a new version, the next sync fetches that
+/// Collection's schemas, and only those.
+#[test]
+fn an_idle_sync_sends_two_requests_and_schemas_only_when_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let t = token(&data, "ada", "demo", "admin");
+    let server = ServerProcess::start(&data, &[]);
+    let rates = driftless_conformance::proxy::FaultRates {
+        drop_response: 0,
+        duplicate: 0,
+        delay: 0,
+        delay_ms_max: 0,
+    };
+    let proxy = driftless_conformance::proxy::Proxy::start(&server.base, 1, rates).unwrap();
+    let store = dir.path().join("c");
+    let notes = |v: u32| json!({"collection": "notes", "version": v, "schema": {"type": "object"}, "fields": {}, "migration": []});
+    {
+        let mut c = client(&store, proxy.base(), &t, "demo");
+        c.register_schema(&notes(1)).unwrap();
+        c.write(
+            "notes",
+            "n1",
+            json!({"kind": "put", "value": {"t": "a"}}),
+            0,
+        )
+        .unwrap();
+        c.write("tags", "g1", json!({"kind": "put", "value": {"t": "b"}}), 0)
+            .unwrap();
+        c.sync().unwrap();
+    }
+    let requests = || {
+        proxy
+            .counts
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let idle_sync = || {
+        let before = requests();
+        client(&store, proxy.base(), &t, "demo").sync().unwrap();
+        requests() - before
+    };
+    assert_eq!(idle_sync(), 2, "discovery and one pull");
+    assert_eq!(idle_sync(), 2, "discovery and one pull");
+    let mut other = client(&dir.path().join("other"), &server.base, &t, "demo");
+    other.register_schema(&notes(2)).unwrap();
+    assert_eq!(
+        idle_sync(),
+        3,
+        "discovery, one pull, and the schemas of notes alone"
+    );
+    assert_eq!(idle_sync(), 2, "nothing changed since");
+}

@@ -452,6 +452,10 @@ pub struct PullResponse {
     pub has_more: bool,
     /// Records whose latest change is in this page, in ascending `change_seq` order.
     pub records: Vec<Record>,
+    /// The latest registered Collection Schema version of each Collection of the Space that has
+    /// one, from the page's snapshot (`[PULL-20]`); absent when the Server does not offer it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schemas: Option<BTreeMap<CollectionName, u32>>,
 }
 
 /// A history entry's Outcome.

@@ -192,6 +192,8 @@ pub struct Client {
     /// Writes reported done but not yet stored: only ever filled by the planted fault
     /// `ack-before-durable` of the client kit's self-check (see the faults module).
     unflushed: Vec<(String, String, Value, i64)>,
+    /// The Server answered a gzip body with 415 (`[HTTP-17]`): bodies go uncompressed.
+    gzip_refused: bool,
 }
 
 const ID_CHARS_MIN: usize = 8;
@@ -229,6 +231,7 @@ impl Client {
             on_event: None,
             too_old_waiting: Vec::new(),
             unflushed: Vec::new(),
+            gzip_refused: false,
         })
     }
 

@@ -4,8 +4,24 @@
 //! live sync long-polls (`[PULL-17]`). Pending writes stay visible through all of it, because
 //! reads rebase them on every call (`[CLIENT-8]`, see the view module).
 
-use crate::store::{self, put_mirror, Store};
+use crate::store::{self, put_mirror_row, MirrorRow, Store};
 use crate::{Client, ClientError, Event, SyncReport};
+
+/// A pull page (spec chapter 05 `PullResponse`), parsed without building JSON trees: each
+/// Record's value stays the text that arrived, borrowed from the response.
+#[derive(serde::Deserialize)]
+struct Page<'a> {
+    #[serde(borrow)]
+    records: Vec<MirrorRow<'a>>,
+    #[serde(borrow)]
+    cursor: std::borrow::Cow<'a, str>,
+    through: u64,
+    #[serde(default)]
+    has_more: bool,
+    /// The latest Collection Schema version of each Collection (`[PULL-20]`), if sent.
+    #[serde(default)]
+    schemas: Option<std::collections::BTreeMap<String, u32>>,
+}
 
 impl Client {
     /// Syncs and long-polls in turn until `stop` is set, adding up the reports.
@@ -45,7 +61,7 @@ impl Client {
                 Some(c) => format!("/v1/spaces/{space}/pull?{wait}cursor={c}"),
                 None => format!("/v1/spaces/{space}/pull?{wait}"),
             };
-            let r = self.call("GET", &path, None)?;
+            let r = self.call_text(&path)?;
             self.check_auth(&r)?;
             if r.status == 410 || (r.status == 400 && Self::problem_of(&r) == "invalid-cursor") {
                 // Resync: rebuild the Mirror, keep the Outbox ([PULL-15]).
@@ -67,23 +83,20 @@ impl Client {
                     r.status, r.body
                 )));
             }
-            let records = r.body["records"].as_array().cloned().unwrap_or_default();
-            let (next, through) = (
-                r.body["cursor"].as_str().unwrap_or("").to_owned(),
-                r.body["through"].as_u64().unwrap_or(0),
-            );
-            let conflicts = records
-                .iter()
-                .filter(|x| x.get("conflicts").is_some_and(|c| !c.is_null()))
-                .count() as i64;
-            let (s, ck, tk) = (space.clone(), cursor_key.clone(), through_key.clone());
+            let page: Page<'_> = serde_json::from_str(&r.text).map_err(|e| {
+                ClientError::Protocol(format!("a pull page is not a pull response: {e}"))
+            })?;
+            let records = &page.records;
+            let (next, through) = (page.cursor.as_ref(), page.through);
+            let conflicts = records.iter().filter(|x| x.conflicts.is_some()).count() as i64;
+            let (s, ck, tk) = (space.as_str(), cursor_key.as_str(), through_key.as_str());
             self.store.tx(|tx| {
-                for rec in &records {
-                    put_mirror(tx, &s, rec)?;
+                for rec in records {
+                    put_mirror_row(tx, s, rec)?;
                 }
-                Store::set_meta(tx, &ck, &next)?;
-                Store::set_meta(tx, &tk, &through.to_string())?;
-                Store::forget_acked(tx, &s, through)?;
+                Store::set_meta(tx, ck, next)?;
+                Store::set_meta(tx, tk, &through.to_string())?;
+                Store::forget_acked(tx, s, through)?;
                 Store::count(tx, "pulled", records.len() as i64)?;
                 Store::count(tx, "conflicts_seen", conflicts)
             })?;
@@ -92,10 +105,71 @@ impl Client {
                 records: records.len(),
                 through,
             });
-            if r.body["has_more"] != true {
+            if !page.has_more {
+                if let Some(versions) = &page.schemas {
+                    self.refresh_named_schemas(versions)?;
+                }
                 return Ok(());
             }
         }
         Err(ClientError::Protocol("pull never caught up".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::put_mirror;
+    use serde_json::Value;
+
+    /// A page parsed into borrowed rows mirrors exactly what the JSON-tree path mirrors:
+    /// escaped IDs (copied, not borrowed), values with escapes and exponents, conflicts, and
+    /// tombstones with a `null` or an absent value.
+    #[test]
+    fn a_borrowed_page_mirrors_what_the_tree_path_mirrors() {
+        let text = r#"{"records":[
+            {"collection":"notes","id":"a\u0062c","change_seq":3,"deleted":false,
+             "value":{"t":"x\"y","n":1.5e3,"z":[1,{"k":null}]},"conflicts":{"t":["p","q"]},"digest":"ab"},
+            {"collection":"notes","id":"gone","change_seq":4,"deleted":true,"value":null},
+            {"collection":"notes","id":"old","change_seq":5,"deleted":true}],
+            "cursor":"c1.5.x","through":5,"has_more":false}"#;
+        let page: Page<'_> = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            (page.through, page.has_more, page.cursor.as_ref()),
+            (5, false, "c1.5.x")
+        );
+        let tree: Value = serde_json::from_str(text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut borrowed = Store::open(&dir.path().join("borrowed")).unwrap();
+        let mut trees = Store::open(&dir.path().join("trees")).unwrap();
+        borrowed
+            .tx(|tx| {
+                page.records
+                    .iter()
+                    .try_for_each(|r| put_mirror_row(tx, "s", r))
+            })
+            .unwrap();
+        trees
+            .tx(|tx| {
+                tree["records"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .try_for_each(|r| put_mirror(tx, "s", r))
+            })
+            .unwrap();
+        let keys = trees.mirror_keys("s").unwrap();
+        assert_eq!(keys.len(), 3);
+        assert_eq!(borrowed.mirror_keys("s").unwrap(), keys);
+        for (c, id) in &keys {
+            let (b, t) = (
+                borrowed.mirrored("s", c, id).unwrap(),
+                trees.mirrored("s", c, id).unwrap(),
+            );
+            assert!(t.is_some());
+            assert_eq!(b, t, "{c}/{id}");
+        }
+        let abc = borrowed.mirrored("s", "notes", "abc").unwrap().unwrap();
+        assert_eq!(abc.conflicts, Some(serde_json::json!({"t": ["p", "q"]})));
     }
 }

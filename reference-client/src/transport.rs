@@ -13,7 +13,6 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::clock::now_ms;
 use crate::retry::is_transient;
-use crate::store::Store;
 use crate::{Client, ClientError};
 
 /// The HTTP client a [`Client`] keeps for its requests.
@@ -49,6 +48,37 @@ pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String>
     Ok(certs)
 }
 
+/// Request bodies of at least this many bytes are sent gzip-compressed (`[HTTP-16]`).
+const GZIP_REQUEST_BYTES_MIN: usize = 1024;
+
+/// Most bytes of a compressed answer read, and most bytes it may decode to.
+const RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder
+        .write_all(body)
+        .and_then(|()| encoder.finish())
+        .expect("writing to a Vec cannot fail")
+}
+
+/// Decodes a gzip answer, refusing one that inflates past [`RESPONSE_BYTES_MAX`].
+fn gunzip(packed: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(packed)
+        .take(RESPONSE_BYTES_MAX + 1)
+        .read_to_end(&mut plain)
+        .map_err(|e| format!("the gzip answer does not decode: {e}"))?;
+    if plain.len() as u64 > RESPONSE_BYTES_MAX {
+        return Err(format!(
+            "the answer decodes to more than {RESPONSE_BYTES_MAX} bytes"
+        ));
+    }
+    Ok(plain)
+}
+
 /// Bodies larger than this many bytes are sent with `Expect: 100-continue`.
 const EXPECT_CONTINUE_BYTES_MIN: usize = 64 * 1024;
 
@@ -57,11 +87,25 @@ pub(crate) struct Reply {
     pub(crate) status: u16,
     pub(crate) retry_after: Option<u64>,
     pub(crate) clock: Option<String>,
+    /// The body as a JSON tree (`Null` when it is not JSON, or when a 200's tree was not asked
+    /// for: see [`Body`]).
     pub(crate) body: Value,
     /// How many attempts [`Client::call`] made for this answer (1: the first one answered).
     /// A push answered on a later attempt was sent before, even if no answer came
     /// (chapter 08, "sent before").
     pub(crate) attempts: u32,
+    /// The body as it arrived, when a 200's tree was not asked for (else empty).
+    pub(crate) text: String,
+}
+
+/// How a successful (200) body is handed back. Other statuses always get a tree: the protocol
+/// reads their Problem.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Body {
+    /// Parsed into [`Reply::body`].
+    Tree,
+    /// Kept as text in [`Reply::text`], for a caller that parses it into borrowed values.
+    Text,
 }
 
 impl Client {
@@ -72,6 +116,7 @@ impl Client {
         method: &str,
         path: &str,
         body: Option<&Value>,
+        want: Body,
     ) -> Result<Reply, (String, bool)> {
         let url = format!("{}{path}", self.cfg.server.trim_end_matches('/'));
         let auth = format!("Bearer {}", self.cfg.token);
@@ -85,9 +130,15 @@ impl Client {
                 .header("authorization", &auth)
                 .header("driftless-version", "1.0")
                 .header("driftless-client-id", &self.client_id)
+                .header("accept-encoding", "gzip")
                 .call(),
             (_, Some(b)) => {
-                let bytes = serde_json::to_vec(b).map_err(|e| (e.to_string(), false))?;
+                let mut bytes = serde_json::to_vec(b).map_err(|e| (e.to_string(), false))?;
+                // [HTTP-16]: larger bodies go compressed, unless this Server refused gzip.
+                let gzipped = bytes.len() >= GZIP_REQUEST_BYTES_MIN && !self.gzip_refused;
+                if gzipped {
+                    bytes = gzip(&bytes);
+                }
                 let req = if method == "PUT" {
                     self.agent.put(&url)
                 } else {
@@ -96,7 +147,11 @@ impl Client {
                 let mut req = req
                     .header("authorization", &auth)
                     .header("driftless-version", "1.0")
-                    .header("content-type", "application/json");
+                    .header("content-type", "application/json")
+                    .header("accept-encoding", "gzip");
+                if gzipped {
+                    req = req.header("content-encoding", "gzip");
+                }
                 // A Server may refuse a large body before reading it (413, 401) and close the
                 // connection; the Client, still uploading, would see only a broken pipe and
                 // take a final answer for a transport failure. Asking first lets it read the
@@ -111,6 +166,7 @@ impl Client {
                 .post(&url)
                 .header("authorization", &auth)
                 .header("driftless-version", "1.0")
+                .header("accept-encoding", "gzip")
                 .send_empty(),
         };
         let mut resp = result.map_err(|e| {
@@ -137,19 +193,50 @@ impl Client {
             header("driftless-clock"),
         );
         let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| (e.to_string(), true))?;
-        let bytes = text.len() as i64;
-        let _ = self
-            .store
-            .tx(|tx| Store::count(tx, "bytes_received", bytes));
+        let gzipped_answer =
+            header("content-encoding").is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+        let text = if gzipped_answer {
+            let packed = resp
+                .body_mut()
+                .with_config()
+                .limit(RESPONSE_BYTES_MAX)
+                .read_to_vec()
+                .map_err(|e| (e.to_string(), true))?;
+            let plain = gunzip(&packed).map_err(|e| (e, true))?;
+            String::from_utf8(plain).map_err(|e| (format!("the answer is not UTF-8: {e}"), true))?
+        } else {
+            resp.body_mut()
+                .read_to_string()
+                .map_err(|e| (e.to_string(), true))?
+        };
+        if status == 415 && body.is_some() && !self.gzip_refused && method != "GET" {
+            // [HTTP-17]: a Server that does not take gzip bodies says so with 415; send this
+            // one, and every later one, without it.
+            let refused_gzip = serde_json::to_vec(&body)
+                .map(|b| b.len() >= GZIP_REQUEST_BYTES_MIN)
+                .unwrap_or(false);
+            if refused_gzip {
+                self.gzip_refused = true;
+                return self.request(method, path, body, want);
+            }
+        }
+        // Counted with the next durable transaction: a commit of its own would cost an fsync
+        // per request.
+        self.store.count_later("bytes_received", text.len() as i64);
+        let (body, text) = if status == 200 && want == Body::Text {
+            (Value::Null, text)
+        } else {
+            (
+                serde_json::from_str(&text).unwrap_or(Value::Null),
+                String::new(),
+            )
+        };
         Ok(Reply {
             status,
             retry_after,
             clock,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            body,
+            text,
             attempts: 1,
         })
     }
@@ -161,6 +248,21 @@ impl Client {
         method: &str,
         path: &str,
         body: Option<&Value>,
+    ) -> Result<Reply, ClientError> {
+        self.call_as(method, path, body, Body::Tree)
+    }
+
+    /// [`Client::call`] for a GET whose 200 body the caller parses itself from [`Reply::text`].
+    pub(crate) fn call_text(&mut self, path: &str) -> Result<Reply, ClientError> {
+        self.call_as("GET", path, None, Body::Text)
+    }
+
+    fn call_as(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        want: Body,
     ) -> Result<Reply, ClientError> {
         let resumed = self.resume_schedule()?;
         let policy = self.retry_policy();
@@ -179,7 +281,7 @@ impl Client {
                 }
                 retried_body = Some(b);
             }
-            let outcome = self.request(method, path, retried_body.as_ref().or(body));
+            let outcome = self.request(method, path, retried_body.as_ref().or(body), want);
             let (reason, retry_after) = match outcome {
                 Ok(mut r) => {
                     r.attempts = attempt + 1;
@@ -246,5 +348,106 @@ impl Client {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    use serde_json::json;
+
+    use crate::{Client, Config, Preset, RetryPolicy};
+
+    /// A Server that takes no coded bodies: 415 naming no coding for a gzip body, 200 for any
+    /// other. Reports whether each request it saw was gzip-coded.
+    fn refusing_server(requests: usize) -> (String, mpsc::Receiver<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (seen, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut served = 0;
+            for stream in listener.incoming() {
+                let mut reader = BufReader::new(stream.unwrap());
+                // Requests on one keep-alive connection, until it closes.
+                while served < requests {
+                    let (mut length, mut gzipped) = (0usize, false);
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            break;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                        gzipped |= lower.starts_with("content-encoding: gzip");
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    if line.is_empty() {
+                        break;
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    seen.send(gzipped).unwrap();
+                    served += 1;
+                    let (status, ctype, text) = if gzipped {
+                        (
+                            "415 Unsupported Media Type",
+                            "application/problem+json",
+                            r#"{"type":"urn:driftless:problem:unsupported-media-type","title":"Unsupported media type","status":415}"#,
+                        )
+                    } else {
+                        ("200 OK", "application/json", r#"{"results":[]}"#)
+                    };
+                    let extra = if gzipped { "accept-encoding: \r\n" } else { "" };
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\n{extra}content-length: {}\r\n\r\n{text}",
+                        text.len()
+                    );
+                    reader.get_mut().write_all(answer.as_bytes()).unwrap();
+                }
+                if served >= requests {
+                    break;
+                }
+            }
+        });
+        (base, rx)
+    }
+
+    /// `[HTTP-19]`: a gzip body answered 415 is sent again uncoded, and later bodies go
+    /// uncoded from the start.
+    #[test]
+    fn a_refused_gzip_body_is_sent_again_uncoded_and_later_ones_uncoded() {
+        let (base, seen) = refusing_server(3);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            server: base,
+            token: "t".into(),
+            space: "demo".into(),
+            retry: RetryPolicy::preset(Preset::Interactive),
+            batch_max: 10,
+            timeout: std::time::Duration::from_secs(30),
+        };
+        let mut client = Client::open(dir.path(), cfg).unwrap();
+        let big = json!({"client_id": "c", "mutations": [], "padding": "x".repeat(4096)});
+        let first = client
+            .call("POST", "/v1/spaces/demo/push", Some(&big))
+            .unwrap();
+        assert_eq!(first.status, 200);
+        let second = client
+            .call("POST", "/v1/spaces/demo/push", Some(&big))
+            .unwrap();
+        assert_eq!(second.status, 200);
+        // A deadline, not a timing claim: a Client that sent fewer requests must not hang here.
+        let coded: Vec<bool> = (0..3)
+            .map_while(|_| seen.recv_timeout(std::time::Duration::from_secs(60)).ok())
+            .collect();
+        assert_eq!(coded, [true, false, false]);
     }
 }

@@ -18,7 +18,8 @@ use driftless_protocol::problem::{Problem, ProblemType};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+    HeaderValue, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
+    RETRY_AFTER, VARY, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
@@ -26,6 +27,7 @@ use tracing::Instrument;
 
 use crate::auth::{scope_on, TokenKey};
 use crate::conn::{ConnInfo, Registry};
+use crate::encoding::{accepts_gzip, gunzip_limited, gzip, GunzipError, GZIP_RESPONSE_BYTES_MIN};
 use crate::faults::fault;
 pub use crate::rate_limit::RateLimiter;
 use crate::service::{Caller, Service};
@@ -307,6 +309,12 @@ impl<S: Storage> App<S> {
         // The Space of an authorized request, for the dashboard's per-Space counts (set only
         // after authorization, so that unauthenticated traffic cannot fill its tables).
         let mut authorized_space: Option<String> = None;
+        // [HTTP-16]: a Client that accepts gzip gets larger bodies compressed.
+        let gzip_ok = req
+            .headers()
+            .get(ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(accepts_gzip);
         // The fault `ack-before-durable` makes the writes it acknowledged before this request
         // once this request's answer is computed, so that answer cannot see them.
         #[cfg(feature = "fault-injection")]
@@ -323,6 +331,13 @@ impl<S: Storage> App<S> {
             conn.state.set_linger();
         }
         let status = reply.status;
+        let mut reply = reply;
+        if gzip_ok && reply.body.len() >= GZIP_RESPONSE_BYTES_MIN {
+            reply.body = gzip(&reply.body);
+            reply
+                .headers
+                .push((CONTENT_ENCODING, HeaderValue::from_static("gzip")));
+        }
         let mut response = Response::builder().status(status);
         let headers = response.headers_mut().expect("builder is fresh");
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
@@ -332,6 +347,8 @@ impl<S: Storage> App<S> {
         if is_v1 {
             headers.insert(VERSION_HEADER, HeaderValue::from_static("1.0"));
         }
+        // The body's coding depends on Accept-Encoding, so caches must key on it.
+        headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
         for (name, value) in reply.headers {
             headers.insert(name, value);
         }
@@ -507,6 +524,26 @@ impl<S: Storage> App<S> {
                     "request bodies must be application/json",
                 ));
             }
+            // [HTTP-17]: gzip or no coding; anything else is refused, naming what is accepted.
+            let gzipped = match req
+                .headers()
+                .get(CONTENT_ENCODING)
+                .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("identity") => false,
+                Some("gzip" | "x-gzip") => true,
+                Some(other) => {
+                    let mut reply = Reply::problem(Problem::new(
+                        ProblemType::UnsupportedMediaType,
+                        format!("the content coding {other:?} is not accepted; use gzip or none"),
+                    ));
+                    reply
+                        .headers
+                        .push((ACCEPT_ENCODING, HeaderValue::from_static("gzip")));
+                    return Ok(reply);
+                }
+            };
             // A body trickled too slowly is cut off (`[LIM-9]`).
             let timeout = self.registry.config().body_read_timeout;
             let collected = tokio::time::timeout(
@@ -520,10 +557,22 @@ impl<S: Storage> App<S> {
                     format!("the body did not arrive within {} ms", timeout.as_millis()),
                 )
             })?;
-            let bytes = collected
+            let mut bytes = collected
                 .map_err(|_| too_large(limits.body_bytes_max))?
                 .to_bytes();
             *body_read = true;
+            if gzipped {
+                // [HTTP-18]: the limit applies to the decoded body; decoding stops at it.
+                bytes = gunzip_limited(&bytes, limits.body_bytes_max as usize)
+                    .map_err(|e| match e {
+                        GunzipError::TooLarge => too_large(limits.body_bytes_max),
+                        GunzipError::Corrupt => Problem::new(
+                            ProblemType::InvalidJson,
+                            "the body is marked gzip but does not decode as gzip",
+                        ),
+                    })?
+                    .into();
+            }
             if too_deep(&bytes, limits.json_depth_max) {
                 return Err(Problem::new(
                     ProblemType::InvalidJson,
@@ -568,7 +617,7 @@ impl<S: Storage> App<S> {
                     None
                 };
                 let pulled = service
-                    .pull(space, q("cursor"), q("limit"), q("wait_ms"))
+                    .pull_page(space, q("cursor"), q("limit"), q("wait_ms"))
                     .await;
                 // The dashboard's hook: who pulled through where, and expired Cursors.
                 match &pulled {
@@ -585,7 +634,12 @@ impl<S: Storage> App<S> {
                     }
                     Err(_) => {}
                 }
-                Reply::json(StatusCode::OK, &pulled?)
+                Reply {
+                    status: StatusCode::OK,
+                    body: pulled?.body,
+                    content_type: "application/json",
+                    headers: Vec::new(),
+                }
             }
             Route::Record(space, c, id) => {
                 Reply::json(StatusCode::OK, &service.record(space, c, id).await?)

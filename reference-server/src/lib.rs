@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod conn;
 pub mod dashboard;
+pub mod encoding;
 pub mod faults;
 pub mod http;
 pub mod metrics;

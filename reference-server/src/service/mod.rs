@@ -33,7 +33,7 @@ mod schemas;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use driftless_protocol::checksum::{bucket_of, record_digest, to_hex};
+use driftless_protocol::checksum::{bucket_of, record_digest};
 use driftless_protocol::collection_schema::SchemaHistory;
 use driftless_protocol::hlc::{Clock, Hlc};
 use driftless_protocol::ids::CollectionName;
@@ -48,7 +48,7 @@ use crate::metrics::Metrics;
 use crate::storage::{RecordView, Storage, StorageError, StoredRecord};
 
 pub use discovery::FEATURE_COMPACTION_TRIGGER;
-pub use pull::{decode_cursor, encode_cursor};
+pub use pull::{decode_cursor, encode_cursor, PullPage};
 pub use push::rfc3339;
 #[cfg(feature = "fault-injection")]
 pub use push::DelayedWrites;
@@ -355,22 +355,7 @@ pub fn view_of(
 
 /// The wire form of a stored Record.
 pub fn to_wire(r: &StoredRecord) -> Record {
-    Record {
-        collection: r
-            .collection
-            .parse()
-            .unwrap_or_else(|_| "invalid".parse().expect("valid name")),
-        id: r
-            .id
-            .parse()
-            .unwrap_or_else(|_| "invalid".parse().expect("valid id")),
-        change_seq: r.change_seq.max(1),
-        deleted: !r.view.exists,
-        schema_version: r.view.schema_version,
-        value: r.view.value.clone(),
-        conflicts: r.view.conflicts.clone(),
-        digest: r.view.digest.as_ref().map(to_hex),
-    }
+    crate::storage::wire_record(r)
 }
 
 fn parse_collection(collection: &str) -> Answer<CollectionName> {

@@ -21,10 +21,11 @@
 pub mod postgres;
 pub mod sqlite;
 
+use driftless_protocol::checksum::to_hex;
 use driftless_protocol::collection_schema::CollectionSchema;
 use driftless_protocol::hlc::Hlc;
 use driftless_protocol::merge::RecordState;
-use driftless_protocol::messages::HistoryEntry;
+use driftless_protocol::messages::{HistoryEntry, Record};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -72,6 +73,33 @@ pub struct StoredRecord {
     pub view: RecordView,
 }
 
+/// The wire form of a stored Record (spec chapter 05, `[PULL-18]`): what pull, record reads and
+/// bucket pages send.
+pub fn wire_record(r: &StoredRecord) -> Record {
+    Record {
+        collection: r
+            .collection
+            .parse()
+            .unwrap_or_else(|_| "invalid".parse().expect("valid name")),
+        id: r
+            .id
+            .parse()
+            .unwrap_or_else(|_| "invalid".parse().expect("valid id")),
+        change_seq: r.change_seq.max(1),
+        deleted: !r.view.exists,
+        schema_version: r.view.schema_version,
+        value: r.view.value.clone(),
+        conflicts: r.view.conflicts.clone(),
+        digest: r.view.digest.as_ref().map(to_hex),
+    }
+}
+
+/// [`wire_record`] as JSON text: what a backend stores beside the state so that pull copies it
+/// out without decoding anything.
+pub fn wire_json(r: &StoredRecord) -> String {
+    serde_json::to_string(&wire_record(r)).expect("records serialize")
+}
+
 /// The stored Outcome of an Op ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredOp {
@@ -115,6 +143,22 @@ pub trait SpaceRead {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredRecord>, StorageError>;
+    /// The wire form (a spec chapter 05 `Record`, as JSON text) of each Record whose latest
+    /// change is after `after`, in `change_seq` order, at most `limit`, handed to `each` with its
+    /// `change_seq`. The pull path serves these without decoding a Record's merge state; a
+    /// backend that keeps the text ready (SQLite: `records.wire`) overrides this default, which
+    /// derives it from [`SpaceRead::records_changed_after`].
+    fn wire_records_changed_after(
+        &self,
+        after: u64,
+        limit: usize,
+        each: &mut dyn FnMut(u64, &str) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        for r in self.records_changed_after(after, limit)? {
+            each(r.change_seq, &wire_json(&r))?;
+        }
+        Ok(())
+    }
     /// (bucket, digest) of every existing Record.
     fn record_digests(&self) -> Result<Vec<(u8, [u8; 32])>, StorageError>;
     /// Existing Records of a bucket, ordered by (collection, id), after a key, at most `limit`.
@@ -126,6 +170,12 @@ pub trait SpaceRead {
     ) -> Result<Vec<StoredRecord>, StorageError>;
     /// Every Record of a Collection, tombstones included.
     fn collection_records(&self, collection: &str) -> Result<Vec<StoredRecord>, StorageError>;
+    /// The latest registered Collection Schema version of each Collection that has one, by
+    /// Collection (`[PULL-20]`), or `None` if the backend does not offer this summary (the
+    /// default: pull responses then go without it and Clients fetch the schemas themselves).
+    fn schema_versions(&self) -> Result<Option<BTreeMap<String, u32>>, StorageError> {
+        Ok(None)
+    }
     /// The registered Collection Schemas of a Collection, oldest first.
     fn schemas(&self, collection: &str) -> Result<Vec<CollectionSchema>, StorageError>;
     /// History entries of a Record with a position after `after`, oldest first, at most `limit`.

@@ -905,7 +905,10 @@ pub fn raw_insert_ceiling(
         &mut client,
         "INSERT INTO spaces (space) VALUES ($1) ON CONFLICT (space) DO NOTHING",
     )?;
-    let lock_space = prepare(&mut client, "SELECT 1 FROM spaces WHERE space = $1 FOR UPDATE")?;
+    let lock_space = prepare(
+        &mut client,
+        "SELECT 1 FROM spaces WHERE space = $1 FOR UPDATE",
+    )?;
     let next_seq = prepare(
         &mut client,
         "UPDATE spaces SET latest_seq = latest_seq + 1 WHERE space = $1 RETURNING latest_seq",
@@ -938,10 +941,7 @@ pub fn raw_insert_ceiling(
         for _ in 0..batch.min(mutations - n) {
             n += 1;
             let id = format!("r{n}");
-            let seq: i64 = tx
-                .query_one(&next_seq, &[&space])
-                .map_err(backend)?
-                .get(0);
+            let seq: i64 = tx.query_one(&next_seq, &[&space]).map_err(backend)?.get(0);
             let bucket = (n % 64) as i32;
             tx.execute(
                 &put_record,

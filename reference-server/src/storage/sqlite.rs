@@ -1,12 +1,18 @@
 //! The SQLite backend: one database file in the data folder, WAL journal, `synchronous=FULL`.
 //!
-//! One connection, behind a mutex, serves reads and writes. Callers run it on blocking threads
-//! (`tokio::task::spawn_blocking`); the reference server favours being obviously correct over
-//! parallel reads.
+//! One writer connection, behind a mutex, and a pool of read connections. Callers run them on
+//! blocking threads (`tokio::task::spawn_blocking`).
+//!
+//! **Group commit.** Writes that arrive while another is running share its transaction and its
+//! one fsync: each `write` runs in a savepoint of the open transaction (so its own failure rolls
+//! back only its own work), and the writer that finds nobody queued behind it commits for all
+//! of them. Every writer whose closure succeeded waits for that commit before it returns, so
+//! an `Ok` still means durable; if the commit fails, every one of them gets the error.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use driftless_protocol::collection_schema::CollectionSchema;
 use driftless_protocol::hlc::Hlc;
@@ -41,6 +47,7 @@ CREATE TABLE IF NOT EXISTS records (
     digest BLOB,
     bucket INTEGER NOT NULL,
     schema_version INTEGER,
+    wire TEXT,
     PRIMARY KEY (space, collection, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_by_seq ON records (space, change_seq);
@@ -81,19 +88,23 @@ pub const PRAGMAS: &str =
 const STATEMENT_CACHE: usize = 64;
 
 /// Brings a database written by an earlier version up to [`SCHEMA`]: `ops.text_digest` came
-/// later (its rows read as `None`, and are then recognised by their canonical digest alone).
+/// later (its rows read as `None`, and are then recognised by their canonical digest alone), and
+/// so did `records.wire` (its rows read as NULL, and pull derives their wire form from the
+/// stored state until the Record is next written).
 fn migrate(conn: &Connection) -> Result<(), StorageError> {
-    let has_text_digest: bool = conn
-        .query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('ops') WHERE name = 'text_digest'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .map_err(backend)?
-        > 0;
-    if !has_text_digest {
-        conn.execute_batch("ALTER TABLE ops ADD COLUMN text_digest TEXT")
-            .map_err(backend)?;
+    for (table, column) in [("ops", "text_digest"), ("records", "wire")] {
+        let present: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                [table, column],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(backend)?
+            > 0;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} TEXT"))
+                .map_err(backend)?;
+        }
     }
     Ok(())
 }
@@ -115,8 +126,86 @@ pub const READERS: u32 = 4;
 /// In WAL mode a read transaction sees the snapshot of its first read, unchanged by commits of
 /// the writer, and never waits for it.
 pub struct SqliteStorage {
-    conn: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// Writers waiting for [`SqliteStorage::writer`]: while there are any, a finished write
+    /// leaves the transaction open for them to join.
+    queued: AtomicUsize,
+    /// Group transactions committed so far.
+    commits: std::sync::atomic::AtomicU64,
     readers: r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>,
+}
+
+/// Writes one commit may carry at most: bounds how long the first of them waits for its answer.
+pub const GROUP_WRITES_MAX: usize = 64;
+
+/// The writer connection and the transaction its writes share.
+struct Writer {
+    conn: Connection,
+    /// The open group transaction, if any, and how many writes have joined it.
+    group: Option<(Arc<Group>, usize)>,
+}
+
+/// One group transaction: the writes that joined it wait here for its commit.
+#[derive(Default)]
+struct Group {
+    outcome: Mutex<Option<Result<(), String>>>,
+    done: Condvar,
+}
+
+impl Group {
+    fn finish(&self, outcome: Result<(), String>) {
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+        self.done.notify_all();
+    }
+
+    fn wait(&self) -> Result<(), StorageError> {
+        let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match &*outcome {
+                Some(result) => return result.clone().map_err(StorageError::Backend),
+                None => outcome = self.done.wait(outcome).unwrap_or_else(|p| p.into_inner()),
+            }
+        }
+    }
+}
+
+/// Holds the writer while one write runs in the group transaction. Dropped without
+/// [`Joined::leave`] (a closure panicked), it rolls the whole group back and fails every write
+/// that joined it, so none of them waits forever or reports a write that was not made.
+struct Joined<'a> {
+    writer: std::sync::MutexGuard<'a, Writer>,
+    group: Arc<Group>,
+    left: bool,
+}
+
+impl Joined<'_> {
+    /// Commits the group if `commit`, then lets the next writer in.
+    fn leave(mut self, commit: bool) {
+        self.left = true;
+        if commit {
+            let result = self
+                .writer
+                .conn
+                .execute_batch("COMMIT")
+                .map_err(|e| e.to_string());
+            if result.is_err() {
+                let _ = self.writer.conn.execute_batch("ROLLBACK");
+            }
+            self.writer.group = None;
+            self.group.finish(result);
+        }
+    }
+}
+
+impl Drop for Joined<'_> {
+    fn drop(&mut self) {
+        if !self.left {
+            let _ = self.writer.conn.execute_batch("ROLLBACK");
+            self.writer.group = None;
+            self.group
+                .finish(Err("a write of the same commit failed unexpectedly".into()));
+        }
+    }
 }
 
 /// Sets up each read connection of the pool as the writer is set up, and read-only.
@@ -151,7 +240,9 @@ impl SqliteStorage {
             .build(r2d2_sqlite::SqliteConnectionManager::file(&path))
             .map_err(|e| StorageError::Backend(format!("read connections: {e}")))?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            writer: Mutex::new(Writer { conn, group: None }),
+            queued: AtomicUsize::new(0),
+            commits: Default::default(),
             readers,
         })
     }
@@ -164,15 +255,24 @@ impl SqliteStorage {
             .map_err(|e| StorageError::Backend(format!("no read connection: {e}")))
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StorageError> {
+    /// How many transactions the writer has committed: with group commit, at most the number
+    /// of writes, fewer when writes arrived together.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Writer> {
         // A panic while holding the lock cannot leave a half-written transaction behind
-        // (SQLite rolls it back), so a poisoned lock is safe to reuse.
-        Ok(self.conn.lock().unwrap_or_else(|p| p.into_inner()))
+        // ([`Joined`] rolls it back), so a poisoned lock is safe to reuse.
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        writer
     }
 }
 
 struct Tx<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
+    tx: &'a Connection,
     space: &'a str,
 }
 
@@ -330,6 +430,42 @@ impl SpaceRead for Tx<'_> {
         self.records(&sql, params![self.space, after as i64, limit as i64])
     }
 
+    fn wire_records_changed_after(
+        &self,
+        after: u64,
+        limit: usize,
+        each: &mut dyn FnMut(u64, &str) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "SELECT change_seq, wire, collection, id FROM records
+                 WHERE space = ?1 AND change_seq > ?2 ORDER BY change_seq LIMIT ?3",
+            )
+            .map_err(backend)?;
+        let mut rows = stmt
+            .query(params![self.space, after as i64, limit as i64])
+            .map_err(backend)?;
+        while let Some(row) = rows.next().map_err(backend)? {
+            let seq = row.get::<_, i64>(0).map_err(backend)? as u64;
+            // The text is borrowed from SQLite's row buffer: no copy, no decoding.
+            match row.get_ref(1).map_err(backend)?.as_str_or_null() {
+                Ok(Some(wire)) => each(seq, wire)?,
+                Ok(None) => {
+                    // Written before the column existed: derive it from the stored state.
+                    let (collection, id): (String, String) =
+                        (row.get(2).map_err(backend)?, row.get(3).map_err(backend)?);
+                    let record = self
+                        .record(&collection, &id)?
+                        .ok_or_else(|| corrupt("record", "vanished during a read"))?;
+                    each(seq, &super::wire_json(&record))?;
+                }
+                Err(e) => return Err(corrupt("record wire form", e)),
+            }
+        }
+        Ok(())
+    }
+
     fn record_digests(&self) -> Result<Vec<(u8, [u8; 32])>, StorageError> {
         let mut stmt = self
             .tx
@@ -367,6 +503,25 @@ impl SpaceRead for Tx<'_> {
         let sql =
             format!("SELECT {RECORD_COLUMNS} FROM records WHERE space = ?1 AND collection = ?2");
         self.records(&sql, params![self.space, collection])
+    }
+
+    fn schema_versions(
+        &self,
+    ) -> Result<Option<std::collections::BTreeMap<String, u32>>, StorageError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "SELECT collection, MAX(version) FROM schemas WHERE space = ?1 GROUP BY collection",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([self.space], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u32))
+            })
+            .map_err(backend)?;
+        rows.map(|r| r.map_err(backend))
+            .collect::<Result<_, _>>()
+            .map(Some)
     }
 
     fn schemas(&self, collection: &str) -> Result<Vec<CollectionSchema>, StorageError> {
@@ -448,11 +603,13 @@ impl SpaceWrite for Tx<'_> {
         } else {
             r.state.deleted.as_ref().map(|d| d.hlc.to_string())
         };
+        // The wire form is derived once here, so that every pull copies it out as it is.
+        let wire = super::wire_json(r);
         self.tx
             .prepare_cached(
                 "INSERT OR REPLACE INTO records
-                 (space, collection, id, change_seq, deleted, deleted_hlc, state, value, conflicts, digest, bucket, schema_version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 (space, collection, id, change_seq, deleted, deleted_hlc, state, value, conflicts, digest, bucket, schema_version, wire)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .map_err(backend)?
             .execute(params![
@@ -468,6 +625,7 @@ impl SpaceWrite for Tx<'_> {
                 r.view.digest.map(|d| d.to_vec()),
                 r.view.bucket as i64,
                 r.view.schema_version.map(|v| v as i64),
+                wire,
             ])
             .map_err(backend)?;
         Ok(())
@@ -578,14 +736,45 @@ impl Storage for SqliteStorage {
         space: &str,
         f: impl FnOnce(&mut dyn SpaceWrite) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        let result = f(&mut Tx { tx: &tx, space })?;
-        // With synchronous=FULL, commit returns only after the WAL is fsynced.
-        tx.commit().map_err(backend)?;
-        Ok(result)
+        let mut writer = self.lock();
+        let group = match &mut writer.group {
+            Some((group, joined)) => {
+                *joined += 1;
+                group.clone()
+            }
+            None => {
+                writer
+                    .conn
+                    .execute_batch("BEGIN IMMEDIATE")
+                    .map_err(backend)?;
+                let group = Arc::new(Group::default());
+                writer.group = Some((group.clone(), 1));
+                group
+            }
+        };
+        let mut joined = Joined {
+            writer,
+            group: group.clone(),
+            left: false,
+        };
+        let result = (|| {
+            let sp = joined.writer.conn.savepoint().map_err(backend)?;
+            let value = f(&mut Tx { tx: &sp, space })?;
+            sp.commit().map_err(backend)?;
+            Ok(value)
+        })();
+        // Whoever finds nobody queued behind it commits for the group (also when its own
+        // write failed and was rolled back: the others' still wait for that commit).
+        let joined_count = joined.writer.group.as_ref().map_or(0, |(_, n)| *n);
+        let commit = self.queued.load(Ordering::SeqCst) == 0 || joined_count >= GROUP_WRITES_MAX;
+        joined.leave(commit);
+        if commit {
+            self.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        let value = result?;
+        // With synchronous=FULL, the commit returns only after the WAL is fsynced.
+        group.wait()?;
+        Ok(value)
     }
 
     fn read<T>(
@@ -642,6 +831,7 @@ pub fn raw_insert_ceiling(
     let state = r#"{"last_write":{"hlc":"019b76daa87b-0000-client-a","op_id":"op-00000001"},"puts":{"client-a":{"hlc":"019b76daa87b-0000-client-a","op_id":"op-00000001"}},"fields":{"n":{"assigns":{"client-a":{"stamp":{"hlc":"019b76daa87b-0000-client-a","op_id":"op-00000001"},"value":1}}},"title":{"assigns":{"client-a":{"stamp":{"hlc":"019b76daa87b-0000-client-a","op_id":"op-00000001"},"value":"benchmark record"}}}}}"#;
     let value = r#"{"n":1,"title":"benchmark record"}"#;
     let outcome = r#"{"status":"applied","op_id":"op-00000001","change_seq":1}"#;
+    let wire = r#"{"collection":"things","id":"r1","change_seq":1,"deleted":false,"value":{"n":1,"title":"benchmark record"},"digest":"0707070707070707070707070707070707070707070707070707070707070707"}"#;
     let entry = r#"{"position":0,"op_id":"op-00000001","client_id":"client-a","user":"bench","kind":"put","fields":["n","title"],"hlc":"019b76daa87b-0000-client-a","received_at":"2026-01-01T00:00:00.000Z","status":"applied","change_seq":1}"#;
     let start = std::time::Instant::now();
     let mut n = 0usize;
@@ -662,11 +852,11 @@ pub fn raw_insert_ceiling(
                 .map_err(backend)?;
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO records
-                 (space, collection, id, change_seq, deleted, deleted_hlc, state, value, conflicts, digest, bucket, schema_version)
-                 VALUES ('bench', 'things', ?1, ?2, 0, NULL, ?3, ?4, NULL, ?5, ?6, NULL)",
+                 (space, collection, id, change_seq, deleted, deleted_hlc, state, value, conflicts, digest, bucket, schema_version, wire)
+                 VALUES ('bench', 'things', ?1, ?2, 0, NULL, ?3, ?4, NULL, ?5, ?6, NULL, ?7)",
             )
             .map_err(backend)?
-            .execute(params![id, seq, state, value, vec![7u8; 32], (n % 64) as i64])
+            .execute(params![id, seq, state, value, vec![7u8; 32], (n % 64) as i64, wire])
             .map_err(backend)?;
             tx.prepare_cached("INSERT INTO ops (space, op_id, body_digest, text_digest, outcome, hlc_ms) VALUES ('bench', ?1, ?2, ?2, ?3, 0)")
                 .map_err(backend)?
@@ -788,5 +978,210 @@ mod tests {
         assert_eq!(got.len(), 1);
         let got = got.get("op-new-1").cloned();
         assert_eq!(got, Some(new));
+    }
+
+    fn stored(id: &str, change_seq: u64, n: i64) -> StoredRecord {
+        let value = serde_json::json!({"n": n, "title": "a \"quoted\" title"});
+        StoredRecord {
+            collection: "things".into(),
+            id: id.into(),
+            change_seq,
+            state: RecordState::default(),
+            view: RecordView {
+                exists: true,
+                value: value.as_object().cloned(),
+                conflicts: None,
+                digest: Some([7; 32]),
+                bucket: 3,
+                schema_version: Some(2),
+            },
+        }
+    }
+
+    fn wire_page(storage: &SqliteStorage, after: u64, limit: usize) -> Vec<(u64, String)> {
+        storage
+            .read("demo", |tx| {
+                let mut out = Vec::new();
+                tx.wire_records_changed_after(after, limit, &mut |seq, text| {
+                    out.push((seq, text.to_owned()));
+                    Ok(())
+                })?;
+                Ok(out)
+            })
+            .unwrap()
+    }
+
+    /// Pull copies out the wire form stored at write time: the same text the Record's wire
+    /// message serializes to, in `change_seq` order, bounded by `limit`.
+    #[test]
+    fn wire_records_are_the_serialized_wire_form_in_change_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        let records = [stored("b", 1, 1), stored("a", 2, 2), stored("c", 3, 3)];
+        storage
+            .write("demo", |tx| {
+                for r in &records {
+                    tx.put_record(r)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let page = wire_page(&storage, 1, 10);
+        let expected: Vec<(u64, String)> = records[1..]
+            .iter()
+            .map(|r| {
+                (
+                    r.change_seq,
+                    serde_json::to_string(&super::super::wire_record(r)).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(page, expected);
+        assert_eq!(wire_page(&storage, 0, 2).len(), 2);
+    }
+
+    /// A data folder from before `records.wire` opens, and pulls its old Records in the same
+    /// wire form as if they had been written now (derived from the stored state).
+    #[test]
+    fn a_database_without_wire_forms_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        storage
+            .write("demo", |tx| tx.put_record(&stored("a", 1, 1)))
+            .unwrap();
+        let before = wire_page(&storage, 0, 10);
+        drop(storage);
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            conn.execute_batch("ALTER TABLE records DROP COLUMN wire")
+                .unwrap();
+        }
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        assert_eq!(wire_page(&storage, 0, 10), before);
+        storage
+            .write("demo", |tx| tx.put_record(&stored("b", 2, 2)))
+            .unwrap();
+        let page = wire_page(&storage, 0, 10);
+        assert_eq!(page.len(), 2);
+        assert_eq!(page[0], before[0]);
+    }
+
+    /// Waits until `n` writers are queued for the writer: a condition, not a duration.
+    fn until_queued(storage: &SqliteStorage, n: usize) {
+        while storage.queued.load(Ordering::SeqCst) < n {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Starts a write of Op `op` on another thread that holds the writer until `release` says
+    /// so; returns once it runs.
+    fn held_write(
+        storage: &std::sync::Arc<SqliteStorage>,
+        op: &'static str,
+    ) -> (
+        mpsc::Sender<()>,
+        std::thread::JoinHandle<Result<(), StorageError>>,
+    ) {
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let storage = storage.clone();
+        let handle = std::thread::spawn(move || {
+            storage.write("demo", |tx| {
+                tx.put_op(op, &op_of(), 0)?;
+                started_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                Ok(())
+            })
+        });
+        started.recv().unwrap();
+        (release, handle)
+    }
+
+    fn op_of() -> StoredOp {
+        StoredOp {
+            body_digest: "abc".into(),
+            text_digest: None,
+            outcome: "{}".into(),
+        }
+    }
+
+    fn known_ops(storage: &SqliteStorage, ids: &[&str]) -> usize {
+        storage.read("demo", |tx| tx.ops(ids)).unwrap().len()
+    }
+
+    /// Writes that queue behind a running one share its commit; one that fails is rolled back
+    /// alone; every one that succeeded is durable when it returns.
+    #[test]
+    fn writes_arriving_together_share_one_commit_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = std::sync::Arc::new(SqliteStorage::open(dir.path()).unwrap());
+        let (release, first) = held_write(&storage, "op-1");
+        let queued: Vec<_> = ["op-2", "op-bad", "op-3"]
+            .into_iter()
+            .enumerate()
+            .map(|(i, op)| {
+                let mine = storage.clone();
+                let handle = std::thread::spawn(move || {
+                    mine.write("demo", |tx| {
+                        tx.put_op(op, &op_of(), 0)?;
+                        if op == "op-bad" {
+                            return Err(StorageError::Corrupt("refused".into()));
+                        }
+                        Ok(())
+                    })
+                });
+                until_queued(&storage, i + 1);
+                handle
+            })
+            .collect();
+        release.send(()).unwrap();
+        assert!(first.join().unwrap().is_ok());
+        let results: Vec<bool> = queued
+            .into_iter()
+            .map(|h| h.join().unwrap().is_ok())
+            .collect();
+        assert_eq!(results, [true, false, true]);
+        assert_eq!(
+            storage.commits(),
+            1,
+            "four writes that arrived together, one commit"
+        );
+        assert_eq!(known_ops(&storage, &["op-1", "op-2", "op-3"]), 3);
+        assert_eq!(known_ops(&storage, &["op-bad"]), 0);
+        // Alone, a write commits by itself.
+        storage
+            .write("demo", |tx| tx.put_op("op-4", &op_of(), 0))
+            .unwrap();
+        assert_eq!(storage.commits(), 2);
+        drop(storage);
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        assert_eq!(known_ops(&storage, &["op-1", "op-2", "op-3", "op-4"]), 4);
+    }
+
+    /// A write that panics in a shared transaction fails every write of it (none is reported
+    /// durable, none waits forever), and the writer is usable afterwards.
+    #[test]
+    fn a_panicking_write_fails_its_whole_group_and_nothing_hangs() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = std::sync::Arc::new(SqliteStorage::open(dir.path()).unwrap());
+        let (release, first) = held_write(&storage, "op-1");
+        let panicking = {
+            let storage = storage.clone();
+            std::thread::spawn(move || {
+                storage.write("demo", |tx| -> Result<(), StorageError> {
+                    tx.put_op("op-2", &op_of(), 0)?;
+                    panic!("a bug in a handler")
+                })
+            })
+        };
+        until_queued(&storage, 1);
+        release.send(()).unwrap();
+        assert!(first.join().unwrap().is_err(), "its commit never happened");
+        assert!(panicking.join().is_err());
+        assert_eq!(known_ops(&storage, &["op-1", "op-2"]), 0);
+        storage
+            .write("demo", |tx| tx.put_op("op-3", &op_of(), 0))
+            .unwrap();
+        assert_eq!(known_ops(&storage, &["op-3"]), 1);
     }
 }
