@@ -26,6 +26,8 @@ pub fn all() -> Vec<ClientCase> {
             "after a lost acknowledgement the Mutation is retried with the same Op ID and body, and applied once", same_op_id_and_body),
         case!("client.retry.retry-after-floor", ["RETRY-2", "RETRY-3", "ERR-7"], Must,
             "after 503 (a Problem type the Client cannot know) with Retry-After: 1 the next request waits at least one second", retry_after_floor),
+        case!("client.http.uncoded-after-415", ["HTTP-19"], Must,
+            "a gzip-coded push answered 415 is sent again without the coding, same Mutations", uncoded_after_415),
         case!("client.retry.full-jitter", ["RETRY-1"], Must,
             "delays between failed attempts stay within the announced bound and are spread, not constant", full_jitter),
         case!("client.retry.failure-count-reset", ["RETRY-7", "RETRY-1"], Must,
@@ -702,6 +704,62 @@ fn acknowledged_stays(k: &mut Kit) -> CaseResult {
     let v = k.get("notes", "n1")?;
     ensure(v == json!({"t": "acked"}), || {
         format!("[CLIENT-23] the acknowledged write vanished from the view before the pull: {v}")
+    })
+}
+
+fn uncoded_after_415(k: &mut Kit) -> CaseResult {
+    k.start()?;
+    // A value of a few KiB: a Client that codes request bodies codes this one.
+    let long = "x".repeat(8 * 1024);
+    k.write(
+        "notes",
+        "n1",
+        json!({"kind": "put", "value": {"text": long}}),
+    )?;
+    k.layer.script(Box::new({
+        let mut refused = false;
+        move |e: &Exchange| {
+            if refused || e.method != "POST" || !e.path.contains("/push") || e.coding.is_none() {
+                return None;
+            }
+            refused = true;
+            Some(Action::Answer(Response::json(
+                415,
+                &problem(
+                    415,
+                    "unsupported-media-type",
+                    "kit: no content coding accepted",
+                ),
+                &[("Accept-Encoding", "identity")],
+            )))
+        }
+    }));
+    k.sync()?;
+    let pushes = k.layer.pushes();
+    let Some(refused) = pushes.iter().position(|e| e.coding.is_some()) else {
+        return Err(Verdict::Skip(
+            "the Client sent no coded request body; [HTTP-19] does not apply".into(),
+        ));
+    };
+    let again = pushes
+        .get(refused + 1)
+        .ok_or_else(|| Verdict::Fail("[HTTP-19] nothing was pushed after the 415".into()))?;
+    ensure(again.coding.is_none(), || {
+        format!(
+            "[HTTP-19] the push after 415 was coded again ({:?})",
+            again.coding
+        )
+    })?;
+    let ids = |e: &Exchange| -> Vec<Value> { ops(std::slice::from_ref(e)) };
+    ensure(ids(again) == ids(&pushes[refused]), || {
+        format!(
+            "[HTTP-19] the push after 415 carried other Mutations: {:?} then {:?}",
+            ids(&pushes[refused]),
+            ids(again)
+        )
+    })?;
+    ensure(again.status == 200, || {
+        format!("the uncoded push got {}", again.status)
     })
 }
 

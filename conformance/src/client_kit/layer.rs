@@ -5,7 +5,8 @@
 //! reset (closed unforwarded), a canned answer (503 or 429 with `Retry-After`, a `mutation-too-old`
 //! result, 413, `cursor-expired`), a slow answer, or a rewritten one (a skewed `Driftless-Clock`).
 //! One request per connection keeps the framing simple; `Accept-Encoding` is dropped so that every
-//! body it sees is plain JSON.
+//! answer it sees is plain JSON, and a `gzip`-coded request body (`[HTTP-16]`) is recorded decoded,
+//! with its coding beside it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -26,6 +27,8 @@ pub struct Exchange {
     pub path: String,
     /// The body as JSON (`Null` when empty or not JSON).
     pub body: Value,
+    /// The request's `Content-Encoding` (`None`: an uncoded body).
+    pub coding: Option<String>,
     /// The status the Client got; 0 when the connection was closed without an answer.
     pub status: u16,
     /// The body the Client got, as JSON (`Null` when none or not JSON).
@@ -337,11 +340,23 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
         words.next().unwrap_or("").to_owned(),
         words.next().unwrap_or("").to_owned(),
     );
+    let coding = header(&head, "content-encoding").map(str::to_ascii_lowercase);
+    let decoded = match coding.as_deref() {
+        Some("gzip") => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_end(&mut out)
+                .map(|_| out)
+                .unwrap_or_default()
+        }
+        _ => body.clone(),
+    };
     let exchange = Exchange {
         at: Instant::now(),
         method,
         path,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        body: serde_json::from_slice(&decoded).unwrap_or(Value::Null),
+        coding,
         status: 0,
         answer: Value::Null,
     };
