@@ -22,6 +22,7 @@ mod audit;
 pub mod background;
 mod clock;
 pub mod faults;
+pub mod inject;
 mod limits;
 mod manifest;
 mod outbox;
@@ -192,6 +193,8 @@ pub struct Client {
     /// Writes reported done but not yet stored: only ever filled by the planted fault
     /// `ack-before-durable` of the client kit's self-check (see the faults module).
     unflushed: Vec<(String, String, Value, i64)>,
+    /// Where requests go instead of HTTP, if injected (simulation; see the inject module).
+    transport: Option<Box<dyn inject::Transport>>,
 }
 
 const ID_CHARS_MIN: usize = 8;
@@ -229,6 +232,7 @@ impl Client {
             on_event: None,
             too_old_waiting: Vec::new(),
             unflushed: Vec::new(),
+            transport: None,
         })
     }
 

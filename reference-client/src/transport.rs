@@ -73,6 +73,9 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Reply, (String, bool)> {
+        if let Some(injected) = self.request_injected(method, path, body) {
+            return injected;
+        }
         let url = format!("{}{path}", self.cfg.server.trim_end_matches('/'));
         let auth = format!("Bearer {}", self.cfg.token);
         let result = match (method, body) {
