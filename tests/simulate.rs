@@ -71,3 +71,18 @@ fn zero_clients_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--clients"));
 }
+
+/// Every planted fault the self-check lists is found within its budget (each prints `found`),
+/// and the self-check exits 0.
+#[cfg(all(feature = "fault-injection", feature = "client-fault-injection"))]
+#[test]
+fn self_check_finds_every_planted_fault() {
+    let out = simulate(&["--self-check", "--scenarios", "300"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("found")).count(),
+        10,
+        "{stdout}"
+    );
+}
