@@ -29,7 +29,9 @@ use driftless_client::inject::{
     Environment, HttpRequest, HttpResponse, Transport, TransportFailure,
 };
 use driftless_client::{Client, ClientError, Config, Preset, RetryPolicy};
-use driftless_protocol::messages::{Retention, Scope, TokenClaims};
+use driftless_protocol::collection_schema::Policy;
+use driftless_protocol::merge::RecordState;
+use driftless_protocol::messages::{Mutation, Retention, Scope, TokenClaims};
 use driftless_server::conn::EdgeConfig;
 use driftless_server::faults::Faults;
 use driftless_server::http::App;
@@ -95,6 +97,8 @@ pub enum Invariant {
     SyncCompletes,
     /// The Server applied no Op ID twice (its audit history, `[IDEM-2]`).
     AppliedOnce,
+    /// The Server's state equals the protocol's merge model over the Mutations it applied.
+    ServerEqualsMergeModel,
 }
 
 impl Invariant {
@@ -108,6 +112,7 @@ impl Invariant {
             Self::ChecksumsEqual => "checksums-equal",
             Self::SyncCompletes => "sync-completes",
             Self::AppliedOnce => "applied-once",
+            Self::ServerEqualsMergeModel => "server-equals-merge-model",
         }
     }
 }
@@ -259,6 +264,8 @@ struct World {
     trace: RefCell<Trace>,
     /// Requests sent so far.
     requests: Cell<u64>,
+    /// Every Mutation a push answer said the Server applied (whether or not the answer arrived).
+    applied: RefCell<Vec<Mutation>>,
 }
 
 /// Requests one scenario may send (a default scenario sends a few hundred).
@@ -294,6 +301,27 @@ impl World {
         let fresh = self.open_app()?;
         *self.app.borrow_mut() = fresh;
         Ok(())
+    }
+
+    /// Keeps the Mutations of a push the Server answered as applied.
+    fn note_applied(&self, req: &HttpRequest, resp: &HttpResponse) {
+        if resp.status != 200 || !req.path.ends_with("/push") {
+            return;
+        }
+        let body: Value =
+            serde_json::from_slice(req.body.as_deref().unwrap_or(b"")).unwrap_or_default();
+        let answer: Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+        let (Some(ms), Some(rs)) = (body["mutations"].as_array(), answer["results"].as_array())
+        else {
+            return;
+        };
+        for (m, r) in ms.iter().zip(rs) {
+            if r["status"] == "applied" {
+                if let Ok(m) = serde_json::from_value::<Mutation>(m.clone()) {
+                    self.applied.borrow_mut().push(m);
+                }
+            }
+        }
     }
 
     fn compact(&self) {
@@ -434,11 +462,13 @@ impl Transport for SimTransport {
             reason: e,
             transient: true,
         })?;
+        w.note_applied(&req, &resp);
         if dup {
             resp = w.deliver(&req).map_err(|e| TransportFailure {
                 reason: e,
                 transient: true,
             })?;
+            w.note_applied(&req, &resp);
         }
         w.trace.borrow_mut().add(&format!(
             "net c{} {} {} -> {} {}",
@@ -700,6 +730,7 @@ impl Sim {
                 );
             }
         }
+        self.check_merge_model(&observer)?;
         // The fate of every write reported done.
         let mut applied: BTreeMap<String, i64> = BTreeMap::new();
         for d in self.done.clone() {
@@ -761,6 +792,51 @@ impl Sim {
                 }
                 Err(e) => {
                     return fail(Invariant::ChecksumsEqual, format!("client {c}: audit: {e}"))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The Server's state (a fresh Client's pull) equals the protocol's merge rules folded over
+    /// every Mutation the Server answered as applied (`[MERGE-1]`, `[MERGE-2]`).
+    fn check_merge_model(&self, observer: &Client) -> Result<(), Violation> {
+        let policy = |f: &str| match f {
+            "n" | "likes" => Policy::Counter,
+            "tags" => Policy::AddWinsSet,
+            _ => Policy::Lww,
+        };
+        let mut states: BTreeMap<(String, String), RecordState> = BTreeMap::new();
+        for m in self.world.applied.borrow().iter() {
+            states
+                .entry((
+                    m.collection.as_str().to_owned(),
+                    m.record_id.as_str().to_owned(),
+                ))
+                .or_default()
+                .apply(m);
+        }
+        for coll in [DOCS, TALLY] {
+            for r in 0..RECORDS {
+                let id = format!("r{r}");
+                let model = states
+                    .get(&(coll.to_owned(), id.clone()))
+                    .map(|s| s.materialize(policy, &BTreeMap::new()))
+                    .filter(|m| m.exists)
+                    .map(|m| Value::Object(m.value));
+                let server = observer
+                    .get(coll, &id)
+                    .map_err(store_violation)?
+                    .map(Value::Object);
+                if model != server {
+                    return Err(Violation {
+                        invariant: Invariant::ServerEqualsMergeModel,
+                        detail: format!(
+                            "{coll}/{id} is {} on the server; the merge of its applied Mutations gives {}",
+                            server.unwrap_or(Value::Null),
+                            model.unwrap_or(Value::Null)
+                        ),
+                    });
                 }
             }
         }
@@ -984,6 +1060,7 @@ pub fn run_scenario(
         offline: RefCell::new(vec![false; clients]),
         trace: RefCell::new(Trace(Trace::new().0, print_trace)),
         requests: Cell::new(0),
+        applied: RefCell::new(Vec::new()),
     });
     driftless_client::inject::set_environment(Some(env.clone()));
     let outcome = (|| {
@@ -1075,6 +1152,7 @@ fn planted() -> Vec<(&'static str, &'static str)> {
         "reject-everything",
         "first-writer-wins",
         "blank-values",
+        "wrong-lww-tiebreak",
     ] {
         all.push(("--server-fault", name));
     }
