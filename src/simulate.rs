@@ -56,6 +56,10 @@ pub struct Args {
     /// Steps per scenario (before the network heals).
     #[arg(long, default_value_t = 40)]
     pub steps: usize,
+    /// Worker threads running scenarios side by side (default: the machine's cores; 1 with
+    /// --print-trace).
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
+    pub jobs: usize,
     /// Print every scenario's trace hash, not only failures and the summary.
     #[arg(long)]
     pub verbose: bool,
@@ -1114,22 +1118,22 @@ fn switch_on_client_fault(_: &str) -> Result<(), String> {
     Err("this driftless was built without the client-fault-injection feature".into())
 }
 
-thread_local! {
-    static SERVER_FAULT: RefCell<Option<String>> = const { RefCell::new(None) };
+/// The `--server-fault` of this process, for every worker thread.
+static SERVER_FAULT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn server_fault() -> Option<String> {
+    SERVER_FAULT.lock().map(|f| f.clone()).unwrap_or(None)
 }
 
 #[cfg(feature = "fault-injection")]
 fn server_faults() -> Result<Faults, String> {
-    let names: Vec<String> = SERVER_FAULT
-        .with(|f| f.borrow().clone())
-        .into_iter()
-        .collect();
+    let names: Vec<String> = server_fault().into_iter().collect();
     Faults::parse(&names)
 }
 
 #[cfg(not(feature = "fault-injection"))]
 fn server_faults() -> Result<Faults, String> {
-    match SERVER_FAULT.with(|f| f.borrow().clone()) {
+    match server_fault() {
         Some(_) => Err("this driftless was built without the fault-injection feature".into()),
         None => Ok(Faults::default()),
     }
@@ -1194,14 +1198,45 @@ pub fn main(a: Args) -> Result<u8, String> {
     if let Some(f) = &a.client_fault {
         switch_on_client_fault(f)?;
     }
-    SERVER_FAULT.with(|s| *s.borrow_mut() = a.server_fault.clone());
+    if let Ok(mut f) = SERVER_FAULT.lock() {
+        f.clone_from(&a.server_fault);
+    }
     server_faults()?;
     let start = std::time::Instant::now();
+    // Scenarios are independent, so worker threads run them side by side; the results are
+    // read in seed order, so the output (and the first failure named) is the same as with one.
+    let jobs = if a.print_trace { 1 } else { a.jobs.max(1) };
+    let next = AtomicU64::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                // A claimed seed always runs, so every seed below a failing one has a result.
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= a.scenarios {
+                    return;
+                }
+                let seed = a.seed.wrapping_add(i);
+                let out = run_scenario(seed, a.clients, a.steps, a.print_trace);
+                if !matches!(&out, Ok(o) if o.violation.is_none()) {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                if let Ok(mut r) = results.lock() {
+                    r.push((i, out));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().map_err(|e| e.to_string())?;
+    results.sort_by_key(|(i, _)| *i);
     let mut combined = Trace::new();
-    for i in 0..a.scenarios {
+    for (i, out) in results {
         let seed = a.seed.wrapping_add(i);
-        let out = run_scenario(seed, a.clients, a.steps, a.print_trace)
-            .map_err(|e| format!("seed {seed}: {e}"))?;
+        let out = out.map_err(|e| format!("seed {seed}: {e}"))?;
         combined.add(&format!("{seed} {:016x}", out.trace_hash));
         if a.verbose {
             println!("seed {seed} trace {:016x}", out.trace_hash);
