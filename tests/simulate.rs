@@ -54,12 +54,12 @@ fn different_seeds_give_different_trace_hashes() {
     assert_eq!(h.len(), 4, "two seeds gave one trace");
 }
 
-/// Seed 4 made a Client whose wall clock ran 2 minutes ahead of the Server re-issue its
+/// Seed 49 (and 82) made a Client whose wall clock ran ahead of the Server re-issue its
 /// `clock-skew` rejections forever within one sync (each step back let the next Stamp run ahead
 /// again). Before the fix the scenario broke `sync-completes`.
 #[test]
 fn clock_far_ahead_does_not_loop_a_sync_forever() {
-    let out = simulate(&["--seed", "4", "--scenarios", "1"]);
+    let out = simulate(&["--seed", "49", "--scenarios", "1"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("held every invariant"), "{stdout}");
