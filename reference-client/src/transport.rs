@@ -118,6 +118,9 @@ impl Client {
         body: Option<&Value>,
         want: Body,
     ) -> Result<Reply, (String, bool)> {
+        if let Some(injected) = self.request_injected(method, path, body) {
+            return injected;
+        }
         let url = format!("{}{path}", self.cfg.server.trim_end_matches('/'));
         let auth = format!("Bearer {}", self.cfg.token);
         let result = match (method, body) {
