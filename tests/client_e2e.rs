@@ -1,4 +1,6 @@
-//! The reference client end to end against the real server binary.
+//! The reference client end to end against the real server binary: one SQLite server, or with
+//! `DRIFTLESS_E2E_INSTANCES=3` and `--features postgres` three instances on one PostgreSQL
+//! database behind a round-robin proxy (`ServerProcess::start_with`, tests/common/server.rs).
 
 mod common;
 

@@ -167,17 +167,18 @@ pub fn set_server_clock(data: &Path, space: &str, hlc: &str) {
                 [hlc],
             )
             .unwrap();
-        return;
     }
     #[cfg(feature = "postgres")]
-    for i in 0..n {
-        super::instances::sql(
-            data,
-            &format!(
-                "INSERT INTO clocks (node, space, value) VALUES ('server-{i}', '{space}', '{hlc}') \
-                 ON CONFLICT (node, space) DO UPDATE SET value = EXCLUDED.value"
-            ),
-        );
+    if n > 1 {
+        for i in 0..n {
+            super::instances::sql(
+                data,
+                &format!(
+                    "INSERT INTO clocks (node, space, value) VALUES ('server-{i}', '{space}', '{hlc}') \
+                     ON CONFLICT (node, space) DO UPDATE SET value = EXCLUDED.value"
+                ),
+            );
+        }
     }
 }
 
