@@ -59,6 +59,15 @@ mod enabled {
         NoFailureReset,
         /// A never-sent increment is folded into the next increment of the same Field.
         CoalescesIncrements,
+        /// A sent `put` or `patch` is dropped when a later write of its Record overwrites it,
+        /// as if it had never been sent.
+        CoalescesSentWrites,
+        /// After `clock-skew` the clock steps back to the Server's clock alone, below the
+        /// Client's own applied Stamps.
+        StepsBackBelowApplied,
+        /// A pulled Record is merged into the Mirror's value instead of replacing it, so Fields
+        /// the Server renamed or removed linger in the view.
+        KeepsDroppedFields,
     }
 
     /// Every fault: (name, fault, requirement IDs it breaks).
@@ -90,6 +99,21 @@ mod enabled {
             "coalesces-increments",
             Fault::CoalescesIncrements,
             "CLIENT-12",
+        ),
+        (
+            "coalesces-sent-writes",
+            Fault::CoalescesSentWrites,
+            "CLIENT-11",
+        ),
+        (
+            "steps-back-below-applied",
+            Fault::StepsBackBelowApplied,
+            "HLC-12",
+        ),
+        (
+            "keeps-dropped-fields",
+            Fault::KeepsDroppedFields,
+            "CLIENT-22,EVO-9",
         ),
     ];
 

@@ -321,6 +321,22 @@ fn send(mut to: &TcpStream, r: &Response) {
     let _ = to.write_all(&r.body);
 }
 
+/// A request body as JSON, inflated first when the Client sent it gzip-compressed
+/// (`[HTTP-16]`), so that cases see every push's Mutations (`Null` when it is not JSON).
+fn json_of(head: &str, body: &[u8]) -> Value {
+    let gzipped = header(head, "content-encoding").is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    if !gzipped {
+        return serde_json::from_slice(body).unwrap_or(Value::Null);
+    }
+    let mut plain = Vec::new();
+    // A bound on the inflated size: a body that inflates past it is recorded as not JSON.
+    let mut decoder = flate2::read::GzDecoder::new(body).take(64 << 20);
+    match decoder.read_to_end(&mut plain) {
+        Ok(_) => serde_json::from_slice(&plain).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
 fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
     let Ok(read_half) = client.try_clone() else {
         return;
@@ -341,7 +357,7 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
         at: Instant::now(),
         method,
         path,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        body: json_of(&head, &body),
         status: 0,
         answer: Value::Null,
     };
