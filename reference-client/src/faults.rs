@@ -2,7 +2,8 @@
 //!
 //! Each is a realistic Client mistake that the kit must catch. The adapter turns one on for its
 //! whole process (`driftless client adapter --fault NAME`; `--list-faults` prints each name with
-//! the requirement IDs it breaks). Without the feature the `fault!` macro is the constant `false`
+//! the requirement IDs it breaks; the self-check counts a fault caught only when a failing case
+//! names one of them). Without the feature the `fault!` macro is the constant `false`
 //! and none of the faulty code is compiled; the server's faults (reference-server/src/faults.rs)
 //! work the same way.
 

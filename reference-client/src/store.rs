@@ -676,6 +676,9 @@ pub fn put_mirror_row(
     space: &str,
     rec: &MirrorRow<'_>,
 ) -> Result<(), ClientError> {
+    #[cfg(not(feature = "fault-injection"))]
+    let merged: Option<String> = None;
+    #[cfg(feature = "fault-injection")]
     let merged = if crate::faults::fault!(KeepsDroppedFields) {
         keep_dropped_fields(tx, space, rec)?
     } else {
@@ -702,6 +705,7 @@ pub fn put_mirror_row(
     Ok(())
 }
 
+#[cfg(feature = "fault-injection")]
 /// The planted fault `keeps-dropped-fields`: the pulled value laid over the Mirror's, so Fields
 /// the pulled value lacks stay.
 fn keep_dropped_fields(
