@@ -252,7 +252,7 @@ fn self_check(args: &Args, seed: u64) -> Result<u8, String> {
         let failing: Vec<&str> = failing.iter().map(|c| c.id.as_str()).collect();
         ok &= good;
         out.push_str(&format!(
-            "{name:<26} {ids:<22} {verdict:<20} {}\n",
+            "{name:<26} {ids:<22} {verdict:<23} {}\n",
             failing.join(", ")
         ));
     }

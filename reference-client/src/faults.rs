@@ -69,6 +69,8 @@ mod enabled {
         /// A pulled Record is merged into the Mirror's value instead of replacing it, so Fields
         /// the Server renamed or removed linger in the view.
         KeepsDroppedFields,
+        /// A coded request body answered 415 is not sent again uncoded.
+        IgnoresUnsupportedCoding,
     }
 
     /// Every fault: (name, fault, requirement IDs it breaks).
@@ -115,6 +117,11 @@ mod enabled {
             "keeps-dropped-fields",
             Fault::KeepsDroppedFields,
             "CLIENT-22,EVO-9",
+        ),
+        (
+            "ignores-unsupported-coding",
+            Fault::IgnoresUnsupportedCoding,
+            "HTTP-19",
         ),
     ];
 

@@ -209,7 +209,12 @@ impl Client {
                 .read_to_string()
                 .map_err(|e| (e.to_string(), true))?
         };
-        if status == 415 && body.is_some() && !self.gzip_refused && method != "GET" {
+        if status == 415
+            && body.is_some()
+            && !self.gzip_refused
+            && method != "GET"
+            && !crate::faults::fault!(IgnoresUnsupportedCoding)
+        {
             // [HTTP-17]: a Server that does not take gzip bodies says so with 415; send this
             // one, and every later one, without it.
             let refused_gzip = serde_json::to_vec(&body)

@@ -60,6 +60,8 @@ pub fn all() -> Vec<ClientCase> {
             "a write acknowledged before a failed pull stays in the view", acknowledged_stays),
         case!("client.compat.unknown-members-ignored", ["HTTP-10", "DISC-5"], Must,
             "unknown members in every answer and an unknown feature name change nothing", unknown_members_ignored),
+        case!("client.compat.uncoded-after-415", ["HTTP-19"], Must,
+            "a gzip-coded push answered 415 unsupported-media-type is sent again without the coding", uncoded_after_415),
         case!("client.pull.resync-after-cursor-expired", ["PULL-15", "PULL-1", "CLIENT-2"], Must,
             "after cursor-expired the Client pulls from no Cursor, drops what the Mirror held, keeps its writes", resync_after_cursor_expired),
         case!("client.limits.pushes-within-announced-limits", ["LIM-7", "CLIENT-17"], Must,
@@ -1262,5 +1264,58 @@ fn old_version_writes_upcast(k: &mut Kit) -> CaseResult {
     let server = k.server_list("tasks")?;
     ensure(mine == server, || {
         format!("[CLIENT-22] [EVO-9] after version 2 the view {mine:?} differs from the Server's upcast state {server:?}")
+    })
+}
+
+fn uncoded_after_415(k: &mut Kit) -> CaseResult {
+    k.start()?;
+    // A body of a few KiB, which a Client that codes request bodies codes.
+    let text = "kit ".repeat(1024);
+    k.write(
+        "notes",
+        "n1",
+        json!({"kind": "put", "value": {"text": text}}),
+    )?;
+    let mut refused = false;
+    k.layer.script(Box::new(move |e: &Exchange| {
+        if refused || e.method != "POST" || !e.path.contains("/push") || e.coding.is_none() {
+            return None;
+        }
+        refused = true;
+        Some(Action::Answer(Response::json(
+            415,
+            &problem(
+                415,
+                "unsupported-media-type",
+                "kit: this Server takes no coded bodies",
+            ),
+            &[("Accept-Encoding", "")],
+        )))
+    }));
+    let synced = k.try_sync()?;
+    let pushes = k.layer.pushes();
+    let Some(at) = pushes.iter().position(|p| p.coding.is_some()) else {
+        return Err(Verdict::Skip(
+            "the Client sends no coded request bodies ([HTTP-16] is optional)".into(),
+        ));
+    };
+    let again = pushes.get(at + 1).ok_or_else(|| {
+        Verdict::Fail(format!(
+            "[HTTP-19] after 415 to a coded push nothing was pushed again (sync answered {synced})"
+        ))
+    })?;
+    ensure(again.coding.is_none(), || {
+        format!(
+            "[HTTP-19] after 415 the push was sent again with Content-Encoding {:?}",
+            again.coding
+        )
+    })?;
+    ensure(
+        again.body["mutations"] == pushes[at].body["mutations"],
+        || "[HTTP-19] the uncoded push carries other Mutations than the coded one".into(),
+    )?;
+    let v = k.server_value("notes", "n1")?;
+    ensure(v == Some(json!({"text": text})), || {
+        "[HTTP-19] after 415 and the uncoded push the write is not on the Server".into()
     })
 }

@@ -24,8 +24,10 @@ pub struct Exchange {
     pub method: String,
     /// Path and query.
     pub path: String,
-    /// The body as JSON (`Null` when empty or not JSON).
+    /// The body as JSON (`Null` when empty or not JSON), inflated when it came coded.
     pub body: Value,
+    /// The request's `Content-Encoding` (`None` when the body came uncoded).
+    pub coding: Option<String>,
     /// The status the Client got; 0 when the connection was closed without an answer.
     pub status: u16,
     /// The body the Client got, as JSON (`Null` when none or not JSON).
@@ -358,6 +360,7 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
         method,
         path,
         body: json_of(&head, &body),
+        coding: header(&head, "content-encoding").map(str::to_owned),
         status: 0,
         answer: Value::Null,
     };
