@@ -21,6 +21,7 @@ mod conformance;
 mod conformance_client;
 mod embedded;
 mod schema_check;
+mod simulate;
 use driftless_protocol::ids::SpaceId;
 use driftless_protocol::messages::{Scope, TokenClaims};
 
@@ -46,6 +47,9 @@ enum Command {
     Conformance(conformance::Args),
     /// Run the reference server on an embedded SQLite database.
     Serve(ServeArgs),
+    /// Run seeded, deterministic scenarios of the reference server and Clients under simulated
+    /// time and network faults, and check the sync invariants after each.
+    Simulate(simulate::Args),
     /// Print a signed, short-lived Token for the reference server, alone, on stdout.
     Token(TokenArgs),
     /// Work with the protocol's JSON Schemas.
@@ -603,6 +607,15 @@ fn main() -> ExitCode {
         }
         Command::Conformance(args) => {
             return match conformance::main(args) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("driftless: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Simulate(args) => {
+            return match simulate::main(args) {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     eprintln!("driftless: {e}");

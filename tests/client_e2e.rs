@@ -1,4 +1,6 @@
-//! The reference client end to end against the real server binary.
+//! The reference client end to end against the real server binary: one SQLite server, or with
+//! `DRIFTLESS_E2E_INSTANCES=3` and `--features postgres` three instances on one PostgreSQL
+//! database behind a round-robin proxy (`ServerProcess::start_with`, tests/common/server.rs).
 
 mod common;
 
@@ -682,13 +684,7 @@ fn a_mutation_refused_twice_without_a_step_back_waits_for_the_next_sync() {
     let t = token(&data, "ada", "demo", "write");
     ServerProcess::start(&data, &[]).kill();
     let ahead = common::server::now_ms() + 5 * 3_600_000;
-    rusqlite::Connection::open(data.join(driftless_server::storage::sqlite::DB_FILE))
-        .unwrap()
-        .execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('clock', ?1)",
-            [format!("{ahead:012x}-0000-server-x")],
-        )
-        .unwrap();
+    common::server::set_server_clock(&data, "demo", &format!("{ahead:012x}-0000-server-x"));
     let server = ServerProcess::start(&data, &[]);
     let store = dir.path().join("c");
     let mut c = client(&store, &server.base, &t, "demo");

@@ -1,108 +1,27 @@
 //! `driftless serve --database postgres://...` as real child processes on one real PostgreSQL
 //! database (a throwaway cluster, see reference-server/tests/common/pg.rs): the conformance
 //! suite against one instance and against three behind a round-robin proxy, and SIGKILLs of
-//! instances during concurrent pushes. Built with `--features postgres`.
+//! instances during concurrent pushes. Built with `--features postgres`. The reference client's
+//! e2e tests run against three instances too: `DRIFTLESS_E2E_INSTANCES=3 cargo test -p
+//! driftless --features postgres --test client_e2e` (tests/common/server.rs).
 
 mod common;
-#[path = "../reference-server/tests/common/pg.rs"]
-mod pg;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
 use common::crash::{batch, verify, Batch, Event, SPACE};
-use common::server::{agent, call, driftless, seed, Rng, ServerProcess};
+use common::instances::Deployment;
+use common::pg;
+use common::server::{agent, call, driftless, seed, Rng};
 use driftless_conformance::proxy::Proxy;
 use serde_json::{json, Value};
 
-/// Server instances on one fresh database, sharing one token secret.
-struct Deployment {
-    url: String,
-    dir: tempfile::TempDir,
-    instances: Vec<Option<ServerProcess>>,
-    rate_limit: u32,
-}
-
-impl Deployment {
-    /// `n` instances. Each limits a User's rate on its own, so a deployment of `n` lets a User
-    /// make up to `n` times `--rate-limit`: the limit is split between them (the suite's
-    /// self-check wants a 429 within its 4000 requests).
-    fn start(n: usize) -> Self {
-        let url = pg::fresh_database();
-        let dir = tempfile::tempdir().unwrap();
-        let mut d = Self {
-            url,
-            dir,
-            instances: Vec::new(),
-            rate_limit: 200 / n as u32,
-        };
-        for i in 0..n {
-            let s = d.spawn(i);
-            d.instances.push(Some(s));
-        }
-        d
-    }
-
-    fn secret(&self) -> PathBuf {
-        self.dir.path().join("token-secret")
-    }
-
-    /// Starts instance `i` (its own node name and data folder; the shared database and secret).
-    fn spawn(&self, i: usize) -> ServerProcess {
-        let data = self.dir.path().join(format!("data-{i}"));
-        let secret = self.secret().display().to_string();
-        ServerProcess::start(
-            &data,
-            &[
-                "--database",
-                &self.url,
-                "--node",
-                &format!("server-{i}"),
-                "--token-secret",
-                &secret,
-                "--rate-limit",
-                &self.rate_limit.to_string(),
-            ],
-        )
-    }
-
-    fn bases(&self) -> Vec<String> {
-        self.instances
-            .iter()
-            .flatten()
-            .map(|s| s.base.clone())
-            .collect()
-    }
-
-    /// A write Token for `space` from `driftless token --token-secret`.
-    fn token(&self, space: &str) -> String {
-        self.token_scoped(space, "write")
-    }
-
-    /// A Token for `space` with `scope` from `driftless token --token-secret`.
-    fn token_scoped(&self, space: &str, scope: &str) -> String {
-        let out = driftless()
-            .args(["token", "--token-secret"])
-            .arg(self.secret())
-            .args(["--user", "crasher", "--space", space, "--scope", scope])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    }
-
-    fn token_cmd(&self) -> String {
-        format!(
-            "{} token --token-secret {} --user {{user}} --space {{space}} --scope {{scope}} --ttl {{ttl}}",
-            env!("CARGO_BIN_EXE_driftless"),
-            self.secret().display()
-        )
-    }
+/// `n` instances on one fresh database (tests/common/instances.rs). Each limits a User's rate
+/// on its own, so a deployment of `n` lets a User make up to `n` times `--rate-limit`: the limit
+/// is split between them (the suite's self-check wants a 429 within its 4000 requests).
+fn deploy(n: usize) -> Deployment {
+    Deployment::start(n, &["--rate-limit", &(200 / n as u32).to_string()])
 }
 
 fn conformance(server: &str, token_cmd: &str, seed: &str) -> (i32, Value) {
@@ -132,14 +51,14 @@ fn assert_all_pass(code: i32, report: &Value) {
 
 #[test]
 fn the_conformance_suite_passes_against_one_instance_on_postgres() {
-    let d = Deployment::start(1);
+    let d = deploy(1);
     let (code, report) = conformance(&d.bases()[0], &d.token_cmd(), "11");
     assert_all_pass(code, &report);
 }
 
 #[test]
 fn the_conformance_suite_passes_against_three_instances_behind_a_round_robin_proxy() {
-    let d = Deployment::start(3);
+    let d = deploy(3);
     let bases = d.bases();
     let refs: Vec<&str> = bases.iter().map(String::as_str).collect();
     let proxy = Proxy::round_robin(&refs).unwrap();
@@ -161,7 +80,7 @@ fn client_of(b: &Batch) -> String {
 #[test]
 fn sigkill_of_one_of_three_instances_never_loses_acknowledged_writes_nor_applies_any_twice() {
     const ROUNDS: usize = 12;
-    let mut d = Deployment::start(3);
+    let mut d = deploy(3);
     let token = d.token(SPACE);
     let mut rng = Rng(seed("postgres_crash"));
     let mut batches: Vec<(Batch, Option<serde_json::Value>)> = Vec::new();
@@ -271,167 +190,6 @@ fn sigkill_of_one_of_three_instances_never_loses_acknowledged_writes_nor_applies
         assert!(results.iter().all(|r| r["status"] == "duplicate"), "{resp}");
     }
     verify(&bases[0], &token, &batches);
-}
-
-// ---------------------------------------------------------------------------------------------
-// The reference client through three instances behind the round-robin proxy: a subset of
-// tests/client_e2e.rs (convergence of two Clients under every Policy, and watch by long-poll),
-// which exercises push, pull, long-poll wakeups across instances and convergence.
-
-fn e2e_client(dir: &std::path::Path, server: &str, token: &str) -> driftless_client::Client {
-    let cfg = driftless_client::Config {
-        server: server.into(),
-        token: token.into(),
-        space: "demo".into(),
-        retry: driftless_client::RetryPolicy {
-            initial_delay_ms: 1,
-            delay_ms_cap: 20,
-            multiplier: 2,
-            attempts_per_sync: 2,
-        },
-        batch_max: 50,
-        timeout: std::time::Duration::from_secs(30),
-    };
-    driftless_client::Client::open(dir, cfg).unwrap()
-}
-
-fn three_behind_a_proxy() -> (Deployment, Proxy) {
-    let d = Deployment::start(3);
-    let bases = d.bases();
-    let refs: Vec<&str> = bases.iter().map(String::as_str).collect();
-    let proxy = Proxy::round_robin(&refs).unwrap();
-    (d, proxy)
-}
-
-#[test]
-fn two_clients_converge_under_every_policy_through_three_instances() {
-    let (d, proxy) = three_behind_a_proxy();
-    let t = d.token_scoped("demo", "admin");
-    let dir = tempfile::tempdir().unwrap();
-    let mut a = e2e_client(&dir.path().join("a"), proxy.base(), &t);
-    let mut b = e2e_client(&dir.path().join("b"), proxy.base(), &t);
-    let doc = json!({"collection": "notes", "version": 1, "schema": {"type": "object"},
-        "fields": {"likes": {"policy": "counter"}, "tags": {"policy": "add_wins_set"}, "body": {"policy": "keep_both"}}});
-    assert_eq!(a.register_schema(&doc).unwrap(), 201);
-    assert_eq!(b.register_schema(&doc).unwrap(), 200);
-    for (c, who) in [(&mut a, "a"), (&mut b, "b")] {
-        c.sync().unwrap();
-        for effect in [
-            json!({"kind": "patch", "set": {"title": who, "body": who}}),
-            json!({"kind": "increment", "field": "likes", "by": 3}),
-            json!({"kind": "set_add", "field": "tags", "elements": [who, "shared"]}),
-        ] {
-            c.write("notes", "n1", effect, 0).unwrap();
-        }
-        c.write(
-            "notes",
-            "n2",
-            json!({"kind": "put", "value": {"from": who}}),
-            0,
-        )
-        .unwrap();
-        c.sync().unwrap();
-    }
-    a.sync().unwrap();
-    a.write(
-        "notes",
-        "n1",
-        json!({"kind": "set_remove", "field": "tags", "elements": ["shared"]}),
-        0,
-    )
-    .unwrap();
-    a.sync().unwrap();
-    b.sync().unwrap();
-    // As in tests/client_e2e.rs, derived by hand from chapter 03's rules.
-    let n1 = json!({"title": "b", "body": "b", "likes": 6, "tags": ["a", "b"]});
-    let n2 = json!({"from": "b"});
-    for base in d.bases() {
-        let (_, rec) = call(
-            &agent(),
-            "GET",
-            &format!("{base}/v1/spaces/demo/records/notes/n1"),
-            &t,
-            None,
-        )
-        .unwrap();
-        assert_eq!(rec["value"], n1, "{rec}");
-        assert_eq!(rec["conflicts"], json!({"body": ["a", "b"]}), "{rec}");
-    }
-    for (c, who) in [(&a, "a"), (&b, "b")] {
-        assert_eq!(c.status().unwrap().pending, 0, "{who}");
-        for (id, expected) in [("n1", &n1), ("n2", &n2)] {
-            let got = Value::Object(c.get("notes", id).unwrap().unwrap());
-            assert_eq!(got, *expected, "{id} on {who}");
-        }
-    }
-}
-
-#[test]
-fn watch_receives_another_clients_change_by_long_poll_through_three_instances() {
-    use driftless_client::Event as ClientEvent;
-    let (d, proxy) = three_behind_a_proxy();
-    let t = d.token("demo");
-    let dir = tempfile::tempdir().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (seen_tx, seen_rx) = mpsc::channel::<ClientEvent>();
-    let (base, tok, store, flag) = (
-        proxy.base().to_owned(),
-        t.clone(),
-        dir.path().join("watcher"),
-        stop.clone(),
-    );
-    // Each held pull may wait 30 s, far longer than the test runs: no empty page can come
-    // back from a held pull, so an empty page means the wakeup across instances failed.
-    let watcher = std::thread::spawn(move || {
-        let mut w = e2e_client(&store, &base, &tok);
-        w.on_event(move |e| {
-            let _ = seen_tx.send(e.clone());
-        });
-        w.watch(&flag, 30_000).unwrap();
-        w.get("notes", "live").unwrap()
-    });
-    let wait_for = |done: &mut dyn FnMut(&ClientEvent) -> bool| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match seen_rx.recv_timeout(left) {
-                Ok(e) if done(&e) => return,
-                Ok(_) => {}
-                Err(e) => panic!("the awaited event never came: {e}"),
-            }
-        }
-    };
-    wait_for(&mut |e| matches!(e, ClientEvent::Pulled { .. }));
-    let mut writer = e2e_client(&dir.path().join("writer"), proxy.base(), &t);
-    writer
-        .write(
-            "notes",
-            "live",
-            json!({"kind": "put", "value": {"hello": true}}),
-            0,
-        )
-        .unwrap();
-    writer.sync().unwrap();
-    let mut empty_pages = 0;
-    wait_for(&mut |e| match e {
-        ClientEvent::Pulled { records: 0, .. } => {
-            empty_pages += 1;
-            false
-        }
-        ClientEvent::Pulled { .. } => true,
-        _ => false,
-    });
-    assert_eq!(
-        empty_pages, 0,
-        "the watcher pulled empty pages instead of holding a pull"
-    );
-    stop.store(true, Ordering::Relaxed);
-    writer
-        .write("notes", "wake", json!({"kind": "put", "value": {}}), 0)
-        .unwrap();
-    writer.sync().unwrap();
-    let live = watcher.join().unwrap().unwrap();
-    assert_eq!(Value::Object(live), json!({"hello": true}));
 }
 
 /// The README's command for three instances on one database runs as written (with the test's

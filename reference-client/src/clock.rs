@@ -77,18 +77,15 @@ impl LocalClock {
 }
 
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::inject::now_ms()
 }
 
 pub(crate) fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
-    getrandom::fill(&mut b).unwrap_or_else(|_| {
+    if !crate::inject::fill_random(&mut b) {
         b.iter_mut()
             .enumerate()
             .for_each(|(i, x)| *x = (now_ms() as usize + i) as u8)
-    });
+    }
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

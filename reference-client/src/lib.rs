@@ -22,6 +22,7 @@ mod audit;
 pub mod background;
 mod clock;
 pub mod faults;
+pub mod inject;
 mod limits;
 mod manifest;
 mod outbox;
@@ -194,6 +195,8 @@ pub struct Client {
     unflushed: Vec<(String, String, Value, i64)>,
     /// The Server answered a gzip body with 415 (`[HTTP-17]`): bodies go uncompressed.
     gzip_refused: bool,
+    /// Where requests go instead of HTTP, if injected (simulation; see the inject module).
+    transport: Option<Box<dyn inject::Transport>>,
 }
 
 const ID_CHARS_MIN: usize = 8;
@@ -232,6 +235,7 @@ impl Client {
             too_old_waiting: Vec::new(),
             unflushed: Vec::new(),
             gzip_refused: false,
+            transport: None,
         })
     }
 

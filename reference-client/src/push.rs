@@ -18,6 +18,9 @@ use crate::store::{self, receipt, Pending, Store};
 use crate::transport::Reply;
 use crate::{Client, ClientError, Event, SyncReport};
 
+/// Re-issues of one Mutation within one sync before it waits for the next sync ([HLC-9]).
+const REISSUES_PER_SYNC_MAX: u32 = 3;
+
 impl Client {
     /// The Outbox in sending order: priority lanes, but never a Mutation ahead of an earlier one
     /// of the same Record (`[CLIENT-6]`): an earlier Mutation inherits the highest priority of
@@ -66,6 +69,7 @@ impl Client {
         // otherwise loop forever ([HLC-9], [HLC-12]).
         let mut reissued_at: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
         let mut held: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        let mut reissues: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
         if crate::faults::fault!(StopsAfterPoison) && !self.store.dead(&self.cfg.space)?.is_empty()
         {
             return Ok(());
@@ -175,10 +179,16 @@ impl Client {
                         let reissued = report.reissued;
                         me.settle(p, outcome, report)?;
                         let epoch = me.clock.epoch;
-                        if report.reissued > reissued
-                            && reissued_at.insert(p.seq, epoch) == Some(epoch)
-                        {
-                            held.insert(p.seq);
+                        if report.reissued > reissued {
+                            // A wall clock ahead of the Server's by more than the skew bound
+                            // stamps past it again after every step back: bounded too.
+                            let n = reissues.entry(p.seq).or_insert(0u32);
+                            *n += 1;
+                            if reissued_at.insert(p.seq, epoch) == Some(epoch)
+                                || *n >= REISSUES_PER_SYNC_MAX
+                            {
+                                held.insert(p.seq);
+                            }
                         }
                         Ok::<(), ClientError>(())
                     };

@@ -4,8 +4,6 @@
 //! (`[RETRY-5]`), never sooner than `Retry-After` (`[RETRY-2]`), reset on success (`[RETRY-7]`).
 //! The transport runs the attempts; this module decides how long to wait between them.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
 use crate::clock::now_ms;
@@ -130,9 +128,7 @@ impl Client {
         {
             let now = now_ms();
             if next > now {
-                std::thread::sleep(Duration::from_millis(
-                    (next - now).min(self.cfg.retry.delay_ms_cap),
-                ));
+                crate::inject::sleep_ms((next - now).min(self.cfg.retry.delay_ms_cap));
             }
         }
         Ok(resumed)
@@ -164,7 +160,7 @@ impl Client {
         reason: String,
     ) -> Result<(), ClientError> {
         let mut r = [0u8; 8];
-        let _ = getrandom::fill(&mut r);
+        let _ = crate::inject::fill_random(&mut r);
         let retry_after = retry_after.filter(|_| !crate::faults::fault!(IgnoresRetryAfter));
         let delay = if crate::faults::fault!(NoJitter) {
             policy
@@ -185,7 +181,7 @@ impl Client {
             delay_ms: delay,
             reason,
         });
-        std::thread::sleep(Duration::from_millis(delay));
+        crate::inject::sleep_ms(delay);
         Ok(())
     }
 }

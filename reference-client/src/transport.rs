@@ -118,6 +118,9 @@ impl Client {
         body: Option<&Value>,
         want: Body,
     ) -> Result<Reply, (String, bool)> {
+        if let Some(injected) = self.request_injected(method, path, body) {
+            return injected;
+        }
         let url = format!("{}{path}", self.cfg.server.trim_end_matches('/'));
         let auth = format!("Bearer {}", self.cfg.token);
         let result = match (method, body) {
@@ -215,7 +218,7 @@ impl Client {
             && method != "GET"
             && !crate::faults::fault!(IgnoresUnsupportedCoding)
         {
-            // [HTTP-17]: a Server that does not take gzip bodies says so with 415; send this
+            // [HTTP-17], [HTTP-19]: a Server that does not take gzip bodies says so with 415; send this
             // one, and every later one, without it.
             let refused_gzip = serde_json::to_vec(&body)
                 .map(|b| b.len() >= GZIP_REQUEST_BYTES_MIN)

@@ -230,5 +230,10 @@ pub fn read(path: &Path) -> String {
 }
 
 pub mod crash;
+#[cfg(feature = "postgres")]
+pub mod instances;
+#[cfg(feature = "postgres")]
+#[path = "../../reference-server/tests/common/pg.rs"]
+pub mod pg;
 pub mod server;
 pub mod traffic;

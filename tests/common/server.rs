@@ -21,10 +21,40 @@ pub fn client_cli(store: &Path, base: &str, token: &str, space: &str) -> Command
     cmd
 }
 
-/// A running server process. Dropping it kills the process.
+/// How many server instances an e2e test's server is: `DRIFTLESS_E2E_INSTANCES` (1 when unset).
+/// Above 1, [`ServerProcess::start_with`] starts that many `driftless serve --database`
+/// instances on one PostgreSQL database behind a round-robin proxy, which needs a build with
+/// the `postgres` feature.
+pub fn instances() -> usize {
+    let n = match std::env::var("DRIFTLESS_E2E_INSTANCES") {
+        Err(_) => 1,
+        Ok(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .unwrap_or_else(|| {
+                panic!("DRIFTLESS_E2E_INSTANCES={v:?}: expected a number of instances, 1 or more")
+            }),
+    };
+    assert!(
+        n == 1 || cfg!(feature = "postgres"),
+        "DRIFTLESS_E2E_INSTANCES={n} needs a build with --features postgres"
+    );
+    n
+}
+
+/// A running server: one process, or (see [`instances`]) several instances behind a
+/// round-robin proxy, `base` being the proxy's. Dropping it kills every process.
 pub struct ServerProcess {
+    /// The process (the first instance when there are several).
     pub child: Child,
     pub base: String,
+    /// The other instances.
+    rest: Vec<ServerProcess>,
+    /// The round-robin proxy in front of the instances; stops when dropped.
+    #[allow(dead_code)] // held for its Drop
+    proxy: Option<driftless_conformance::proxy::Proxy>,
 }
 
 impl ServerProcess {
@@ -35,7 +65,50 @@ impl ServerProcess {
     }
 
     /// As [`ServerProcess::start`], with environment variables and a chosen stderr.
+    ///
+    /// With `DRIFTLESS_E2E_INSTANCES=N` (N > 1, feature `postgres`), starts N instances over
+    /// the data folder `data` (layout in tests/common/instances.rs: one database named after
+    /// `data`, DATA/node-I, DATA/token-secret) with `extra` and `env` each; the first instance
+    /// gets `stderr`, the others inherit the test's. Started again on the same `data`, they
+    /// reconnect to the same database.
     pub fn start_with(data: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Self {
+        let n = instances();
+        if n == 1 {
+            return Self::start_one(data, extra, env, stderr);
+        }
+        Self::start_instances(n, data, extra, env, stderr)
+    }
+
+    #[cfg(feature = "postgres")]
+    fn start_instances(
+        n: usize,
+        data: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Self {
+        use super::instances::{database_for, spawn_instance};
+        let url = database_for(data);
+        let mut first = spawn_instance(&url, data, 0, extra, env, stderr);
+        first.rest = (1..n)
+            .map(|i| spawn_instance(&url, data, i, extra, env, Stdio::inherit()))
+            .collect();
+        let bases: Vec<&str> = std::iter::once(first.base.as_str())
+            .chain(first.rest.iter().map(|s| s.base.as_str()))
+            .collect();
+        let proxy = driftless_conformance::proxy::Proxy::round_robin(&bases).unwrap();
+        first.base = proxy.base().to_owned();
+        first.proxy = Some(proxy);
+        first
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    fn start_instances(_: usize, _: &Path, _: &[&str], _: &[(&str, &str)], _: Stdio) -> Self {
+        unreachable!("instances() allows more than one only with the postgres feature")
+    }
+
+    /// One `driftless serve` process, whatever `DRIFTLESS_E2E_INSTANCES` says.
+    pub fn start_one(data: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Self {
         let mut child = driftless()
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
@@ -53,12 +126,20 @@ impl ServerProcess {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
-        Self { child, base }
+        Self {
+            child,
+            base,
+            rest: Vec::new(),
+            proxy: None,
+        }
     }
 
-    /// SIGKILL: no chance to flush or clean up.
+    /// SIGKILL of every process: no chance to flush or clean up.
     pub fn kill(mut self) {
         self.child.kill().unwrap();
+        for other in std::mem::take(&mut self.rest) {
+            other.kill();
+        }
         self.child.wait().unwrap();
     }
 }
@@ -67,6 +148,37 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Sets the stored clock of the Server over `data` (which must not be running; started once
+/// before, so its storage exists) to `hlc`, as if its wall clock had been set back after it ran
+/// at that time. One SQLite server: the `clock` row of its `meta` table. Several instances (see
+/// [`instances`]): every instance's clock row of the Space `space` in PostgreSQL, since each
+/// instance keeps its own clock.
+#[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+pub fn set_server_clock(data: &Path, space: &str, hlc: &str) {
+    let n = instances();
+    if n == 1 {
+        rusqlite::Connection::open(data.join(driftless_server::storage::sqlite::DB_FILE))
+            .unwrap()
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('clock', ?1)",
+                [hlc],
+            )
+            .unwrap();
+    }
+    #[cfg(feature = "postgres")]
+    if n > 1 {
+        for i in 0..n {
+            super::instances::sql(
+                data,
+                &format!(
+                    "INSERT INTO clocks (node, space, value) VALUES ('server-{i}', '{space}', '{hlc}') \
+                     ON CONFLICT (node, space) DO UPDATE SET value = EXCLUDED.value"
+                ),
+            );
+        }
     }
 }
 

@@ -521,6 +521,26 @@ impl SpaceRead for Tx<'_, '_> {
             .collect()
     }
 
+    fn schema_versions(
+        &self,
+    ) -> Result<Option<std::collections::BTreeMap<String, u32>>, StorageError> {
+        // [PULL-20]: read in the pull's snapshot, so the summary is as of the page's records.
+        let rows = self.query(
+            "SELECT collection, MAX(version) FROM schemas WHERE space = $1 GROUP BY collection",
+            &[&self.space],
+        )?;
+        rows.iter()
+            .map(|r| {
+                let collection: String = r.try_get(0).map_err(backend)?;
+                let version: i64 = r.try_get(1).map_err(backend)?;
+                let version =
+                    u32::try_from(version).map_err(|e| corrupt("collection schema version", e))?;
+                Ok((collection, version))
+            })
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
     fn history(
         &self,
         collection: &str,

@@ -177,6 +177,30 @@ pub fn fresh_database() -> String {
     format!("{}/{name}", c.server)
 }
 
+/// The database `name` (ASCII lower-case letters, digits and `_`), created empty if it does not
+/// exist yet; returns its URL. The same name gives the same database, so a test that restarts
+/// its server instances reconnects them to what they wrote before.
+pub fn database_named(name: &str) -> String {
+    assert!(
+        !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        "not a plain database name: {name:?}"
+    );
+    let c = cluster();
+    let admin = format!("{}/postgres", c.server);
+    let exists = psql(
+        &admin,
+        &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+    );
+    if exists.is_empty() {
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+    }
+    format!("{}/{name}", c.server)
+}
+
 /// Runs one SQL statement on `url` and returns its output, unaligned and without headers.
 pub fn psql(url: &str, sql: &str) -> String {
     let c = cluster();
