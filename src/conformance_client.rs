@@ -42,7 +42,8 @@ pub struct Args {
     seed: Option<u64>,
     /// Run the kit against the reference client's adapter once clean and once per planted
     /// fault (`DRIFTLESS_CLIENT_FAULT`); exit 0 only if the clean client passes and every fault
-    /// is caught. Needs a build with the client fault-injection feature.
+    /// is caught by a case that names a requirement it breaks. Needs a build with the client
+    /// fault-injection feature.
     #[arg(long, conflicts_with_all = ["adapter", "list"])]
     self_check: bool,
 }
@@ -181,7 +182,8 @@ fn write(output: &Option<PathBuf>, text: &str) -> Result<(), String> {
 }
 
 /// The self-check: the kit against the reference client's adapter, clean and with each planted
-/// fault of `driftless client adapter --list-faults`.
+/// fault of `driftless client adapter --list-faults`. A fault is caught only when a failing case
+/// names one of the requirement IDs the fault breaks.
 fn self_check(args: &Args, seed: u64) -> Result<u8, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let listed = std::process::Command::new(&exe)
@@ -209,12 +211,20 @@ fn self_check(args: &Args, seed: u64) -> Result<u8, String> {
             Some((name, _)) => format!("{} client adapter --fault {name}", exe.display()),
         };
         let report = run_kit(&adapter, args, seed, &mut |_, _, _| {})?;
-        let failing: Vec<&str> = report
+        let failing: Vec<&driftless_conformance::report::CaseReport> = report
             .cases
             .iter()
             .filter(|c| c.outcome == "fail" || c.outcome == "errored")
-            .map(|c| c.id.as_str())
             .collect();
+        // A fault counts as caught only by a case that checks one of the requirements it breaks:
+        // a case that fails for an unrelated reason proves nothing about the fault's own case.
+        let mapped = |ids: &str| {
+            failing.iter().any(|c| {
+                c.requirements
+                    .iter()
+                    .any(|r| ids.split(',').any(|i| i == r))
+            })
+        };
         let (name, ids, verdict, good) = match fault {
             None => (
                 "(none)",
@@ -231,15 +241,18 @@ fn self_check(args: &Args, seed: u64) -> Result<u8, String> {
                 ids.as_str(),
                 if failing.is_empty() {
                     "NOT CAUGHT"
-                } else {
+                } else if mapped(ids) {
                     "caught"
+                } else {
+                    "NOT CAUGHT BY ITS CASE"
                 },
-                !failing.is_empty(),
+                mapped(ids),
             ),
         };
+        let failing: Vec<&str> = failing.iter().map(|c| c.id.as_str()).collect();
         ok &= good;
         out.push_str(&format!(
-            "{name:<26} {ids:<22} {verdict:<20} {}\n",
+            "{name:<26} {ids:<22} {verdict:<23} {}\n",
             failing.join(", ")
         ));
     }

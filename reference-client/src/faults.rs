@@ -2,7 +2,8 @@
 //!
 //! Each is a realistic Client mistake that the kit must catch. The adapter turns one on for its
 //! whole process (`driftless client adapter --fault NAME`; `--list-faults` prints each name with
-//! the requirement IDs it breaks). Without the feature the `fault!` macro is the constant `false`
+//! the requirement IDs it breaks; the self-check counts a fault caught only when a failing case
+//! names one of them). Without the feature the `fault!` macro is the constant `false`
 //! and none of the faulty code is compiled; the server's faults (reference-server/src/faults.rs)
 //! work the same way.
 
@@ -59,6 +60,17 @@ mod enabled {
         NoFailureReset,
         /// A never-sent increment is folded into the next increment of the same Field.
         CoalescesIncrements,
+        /// A sent `put` or `patch` is dropped when a later write of its Record overwrites it,
+        /// as if it had never been sent.
+        CoalescesSentWrites,
+        /// After `clock-skew` the clock steps back to the Server's clock alone, below the
+        /// Client's own applied Stamps.
+        StepsBackBelowApplied,
+        /// A pulled Record is merged into the Mirror's value instead of replacing it, so Fields
+        /// the Server renamed or removed linger in the view.
+        KeepsDroppedFields,
+        /// A coded request body answered 415 is not sent again uncoded.
+        IgnoresUnsupportedCoding,
     }
 
     /// Every fault: (name, fault, requirement IDs it breaks).
@@ -90,6 +102,26 @@ mod enabled {
             "coalesces-increments",
             Fault::CoalescesIncrements,
             "CLIENT-12",
+        ),
+        (
+            "coalesces-sent-writes",
+            Fault::CoalescesSentWrites,
+            "CLIENT-11",
+        ),
+        (
+            "steps-back-below-applied",
+            Fault::StepsBackBelowApplied,
+            "HLC-12",
+        ),
+        (
+            "keeps-dropped-fields",
+            Fault::KeepsDroppedFields,
+            "CLIENT-22,EVO-9",
+        ),
+        (
+            "ignores-unsupported-coding",
+            Fault::IgnoresUnsupportedCoding,
+            "HTTP-19",
         ),
     ];
 

@@ -62,7 +62,12 @@ impl Client {
             self_check(&body)?;
             let outbox = Store::record_outbox_in(tx, &space, collection, id)?;
             for op in superseded_by(&outbox, collection, id, &body["effect"]) {
-                tx.execute("DELETE FROM outbox WHERE op_id = ?1 AND attempts = 0", [op]).map_err(store::sql_error)?;
+                let sql = if crate::faults::fault!(CoalescesSentWrites) {
+                    "DELETE FROM outbox WHERE op_id = ?1"
+                } else {
+                    "DELETE FROM outbox WHERE op_id = ?1 AND attempts = 0"
+                };
+                tx.execute(sql, [op]).map_err(store::sql_error)?;
                 receipt(tx, op, "superseded", Some(&op_id))?;
                 Store::count(tx, "coalesced", 1)?;
             }
@@ -141,7 +146,8 @@ fn superseded_by<'a>(
         }
         let old = &p.body["effect"];
         let old_kind = old["kind"].as_str().unwrap_or("");
-        if p.attempts > 0 || !matches!(old_kind, "put" | "patch") {
+        let sent = p.attempts > 0 && !crate::faults::fault!(CoalescesSentWrites);
+        if sent || !matches!(old_kind, "put" | "patch") {
             // Anything between that is not droppable keeps everything before it in place.
             break;
         }

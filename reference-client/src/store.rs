@@ -676,6 +676,15 @@ pub fn put_mirror_row(
     space: &str,
     rec: &MirrorRow<'_>,
 ) -> Result<(), ClientError> {
+    #[cfg(not(feature = "fault-injection"))]
+    let merged: Option<String> = None;
+    #[cfg(feature = "fault-injection")]
+    let merged = if crate::faults::fault!(KeepsDroppedFields) {
+        keep_dropped_fields(tx, space, rec)?
+    } else {
+        None
+    };
+    let value = merged.as_deref().or(rec.value.as_ref().map(|v| v.get()));
     tx.prepare_cached(
         "INSERT OR REPLACE INTO mirror (space, collection, id, change_seq, deleted, value, conflicts, digest, bucket)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -687,13 +696,44 @@ pub fn put_mirror_row(
         rec.id,
         rec.change_seq,
         rec.deleted,
-        rec.value.as_ref().map(|v| v.get()),
+        value,
         rec.conflicts.as_ref().map(|v| v.get()),
         rec.digest,
         i64::from(driftless_protocol::checksum::bucket_of(&rec.collection, &rec.id)),
     ])
     .map_err(sql_error)?;
     Ok(())
+}
+
+#[cfg(feature = "fault-injection")]
+/// The planted fault `keeps-dropped-fields`: the pulled value laid over the Mirror's, so Fields
+/// the pulled value lacks stay.
+fn keep_dropped_fields(
+    tx: &Connection,
+    space: &str,
+    rec: &MirrorRow<'_>,
+) -> Result<Option<String>, ClientError> {
+    let held: Option<String> = tx
+        .query_row(
+            "SELECT value FROM mirror WHERE space = ?1 AND collection = ?2 AND id = ?3",
+            params![space, rec.collection, rec.id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql_error)?
+        .flatten();
+    let (Some(held), Some(new)) = (held, rec.value.as_ref()) else {
+        return Ok(None);
+    };
+    let mut merged: Value = serde_json::from_str(&held).unwrap_or(Value::Null);
+    let new: Value = serde_json::from_str(new.get()).unwrap_or(Value::Null);
+    match (merged.as_object_mut(), new.as_object()) {
+        (Some(m), Some(n)) => {
+            m.extend(n.clone());
+            Ok(Some(merged.to_string()))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Sets a receipt.

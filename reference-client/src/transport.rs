@@ -212,8 +212,13 @@ impl Client {
                 .read_to_string()
                 .map_err(|e| (e.to_string(), true))?
         };
-        if status == 415 && body.is_some() && !self.gzip_refused && method != "GET" {
-            // [HTTP-17]: a Server that does not take gzip bodies says so with 415; send this
+        if status == 415
+            && body.is_some()
+            && !self.gzip_refused
+            && method != "GET"
+            && !crate::faults::fault!(IgnoresUnsupportedCoding)
+        {
+            // [HTTP-17], [HTTP-19]: a Server that does not take gzip bodies says so with 415; send this
             // one, and every later one, without it.
             let refused_gzip = serde_json::to_vec(&body)
                 .map(|b| b.len() >= GZIP_REQUEST_BYTES_MIN)

@@ -26,8 +26,10 @@ pub fn all() -> Vec<ClientCase> {
             "after a lost acknowledgement the Mutation is retried with the same Op ID and body, and applied once", same_op_id_and_body),
         case!("client.retry.retry-after-floor", ["RETRY-2", "RETRY-3", "ERR-7"], Must,
             "after 503 (a Problem type the Client cannot know) with Retry-After: 1 the next request waits at least one second", retry_after_floor),
-        case!("client.http.uncoded-after-415", ["HTTP-19"], Must,
-            "a gzip-coded push answered 415 is sent again without the coding, same Mutations", uncoded_after_415),
+        case!("client.retry.rate-limited-like-unavailable", ["RETRY-2", "RETRY-3", "CLIENT-3", "LIM-5"], Must,
+            "after 429 rate-limited with Retry-After: 1 the push is resent with the same Op ID and body, no sooner than a second later", rate_limited_like_unavailable),
+        case!("client.retry.slow-answer-unknown-fate", ["CLIENT-3", "RETRY-3", "CLIENT-7", "ID-5"], Must,
+            "a push answered after the Client's timeout is of unknown fate: resent with the same Op ID and body or asked of the manifest, applied once", slow_answer_unknown_fate),
         case!("client.retry.full-jitter", ["RETRY-1"], Must,
             "delays between failed attempts stay within the announced bound and are spread, not constant", full_jitter),
         case!("client.retry.failure-count-reset", ["RETRY-7", "RETRY-1"], Must,
@@ -48,12 +50,18 @@ pub fn all() -> Vec<ClientCase> {
             "after a response whose Driftless-Clock is ahead, the next Mutation's HLC is greater", merges_server_clock),
         case!("client.coalesce.never-merges-increments", ["CLIENT-12"], Must,
             "increments and set additions are each sent, none combined or dropped", never_merges_increments),
+        case!("client.coalesce.only-never-sent-puts-and-patches", ["CLIENT-11", "CLIENT-12", "CLIENT-2"], Must,
+            "only never-sent puts and patches wholly overwritten by a later write are dropped; a sent one is resent or asked for, and the Server ends as if all were applied", coalesce_only_as_allowed),
+        case!("client.hlc.step-back-bounded-by-applied", ["HLC-12", "HLC-11", "HLC-9"], Must,
+            "after clock-skew with a Driftless-Clock far below the Client's applied Stamps, the re-issued HLC is above every HLC the Client had applied", step_back_bounded_by_applied),
         case!("client.view.pending-rebased-and-equal-when-drained", ["CLIENT-8", "CLIENT-22", "MERGE-3"], Must,
             "a pending write shows over another Client's change, and the view equals the Server once drained", view_rebase),
         case!("client.view.acknowledged-stays-until-pulled", ["CLIENT-23"], Should,
             "a write acknowledged before a failed pull stays in the view", acknowledged_stays),
         case!("client.compat.unknown-members-ignored", ["HTTP-10", "DISC-5"], Must,
             "unknown members in every answer and an unknown feature name change nothing", unknown_members_ignored),
+        case!("client.compat.uncoded-after-415", ["HTTP-19"], Must,
+            "a gzip-coded push answered 415 unsupported-media-type is sent again without the coding", uncoded_after_415),
         case!("client.pull.resync-after-cursor-expired", ["PULL-15", "PULL-1", "CLIENT-2"], Must,
             "after cursor-expired the Client pulls from no Cursor, drops what the Mirror held, keeps its writes", resync_after_cursor_expired),
         case!("client.limits.pushes-within-announced-limits", ["LIM-7", "CLIENT-17"], Must,
@@ -62,6 +70,8 @@ pub fn all() -> Vec<ClientCase> {
             "every request goes to the discovery document or under the /v1/ prefix", v1_paths),
         case!("client.evolution.schema-version-set", ["EVO-1"], Must,
             "Mutations of a Collection whose Collection Schema the Client knows carry its version", schema_version_set),
+        case!("client.evolution.old-version-writes-upcast", ["EVO-1", "EVO-4", "EVO-9", "CLIENT-22"], Must,
+            "a Client that knows version 1 writes under it after version 2 (a rename) is registered; its writes are upcast and its view ends equal to the Server's", old_version_writes_upcast),
         case!("client.evolution.unknown-fields-kept", ["EVO-10"], Must,
             "a read-modify-write keeps a Field the Client does not know", unknown_fields_kept),
     ]
@@ -707,62 +717,6 @@ fn acknowledged_stays(k: &mut Kit) -> CaseResult {
     })
 }
 
-fn uncoded_after_415(k: &mut Kit) -> CaseResult {
-    k.start()?;
-    // A value of a few KiB: a Client that codes request bodies codes this one.
-    let long = "x".repeat(8 * 1024);
-    k.write(
-        "notes",
-        "n1",
-        json!({"kind": "put", "value": {"text": long}}),
-    )?;
-    k.layer.script(Box::new({
-        let mut refused = false;
-        move |e: &Exchange| {
-            if refused || e.method != "POST" || !e.path.contains("/push") || e.coding.is_none() {
-                return None;
-            }
-            refused = true;
-            Some(Action::Answer(Response::json(
-                415,
-                &problem(
-                    415,
-                    "unsupported-media-type",
-                    "kit: no content coding accepted",
-                ),
-                &[("Accept-Encoding", "identity")],
-            )))
-        }
-    }));
-    k.sync()?;
-    let pushes = k.layer.pushes();
-    let Some(refused) = pushes.iter().position(|e| e.coding.is_some()) else {
-        return Err(Verdict::Skip(
-            "the Client sent no coded request body; [HTTP-19] does not apply".into(),
-        ));
-    };
-    let again = pushes
-        .get(refused + 1)
-        .ok_or_else(|| Verdict::Fail("[HTTP-19] nothing was pushed after the 415".into()))?;
-    ensure(again.coding.is_none(), || {
-        format!(
-            "[HTTP-19] the push after 415 was coded again ({:?})",
-            again.coding
-        )
-    })?;
-    let ids = |e: &Exchange| -> Vec<Value> { ops(std::slice::from_ref(e)) };
-    ensure(ids(again) == ids(&pushes[refused]), || {
-        format!(
-            "[HTTP-19] the push after 415 carried other Mutations: {:?} then {:?}",
-            ids(&pushes[refused]),
-            ids(again)
-        )
-    })?;
-    ensure(again.status == 200, || {
-        format!("the uncoded push got {}", again.status)
-    })
-}
-
 fn unknown_fields_kept(k: &mut Kit) -> CaseResult {
     k.other_writes(&[(
         "notes",
@@ -958,5 +912,414 @@ fn schema_version_set(k: &mut Kit) -> CaseResult {
             "[EVO-1] the Client knew tasks' Collection Schema version 2 and sent schema_version {}",
             m["schema_version"]
         )
+    })
+}
+
+/// The Mutations of `pushes` for one Record.
+fn ops_of(pushes: &[Exchange], record: &str) -> Vec<Value> {
+    ops(pushes)
+        .into_iter()
+        .filter(|m| m["record_id"] == record)
+        .collect()
+}
+
+/// Every Mutation sent under `op`'s Op ID carries the same body; `Err` names the first that
+/// does not.
+fn same_body_per_op_id(sent: &[Value]) -> CaseResult {
+    for m in sent {
+        let first = sent.iter().find(|f| f["op_id"] == m["op_id"]);
+        ensure(first == Some(m), || {
+            format!(
+                "[CLIENT-3] Op ID {} was sent with two bodies: {} and {m}",
+                m["op_id"],
+                first.cloned().unwrap_or_default()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn rate_limited_like_unavailable(k: &mut Kit) -> CaseResult {
+    k.start()?;
+    let op = k.write("notes", "n1", json!({"kind": "put", "value": {"t": 1}}))?;
+    k.layer.script(on("POST", "/push", 1, |_| {
+        Action::Answer(Response::json(
+            429,
+            &problem(429, "rate-limited", "kit: slow down"),
+            &[("Retry-After", "1")],
+        ))
+    }));
+    k.sync()?;
+    let log = k.layer.log();
+    let refused = log
+        .iter()
+        .position(|e| e.status == 429)
+        .ok_or_else(|| Verdict::Error("no push was refused".into()))?;
+    let next = log
+        .get(refused + 1)
+        .ok_or_else(|| Verdict::Fail("[RETRY-3] nothing was sent after the 429".into()))?;
+    let waited = next.at.duration_since(log[refused].at);
+    ensure(waited >= Duration::from_millis(1000), || {
+        format!(
+            "[RETRY-2] the next request came {} ms after 429 with Retry-After: 1",
+            waited.as_millis()
+        )
+    })?;
+    let sent = ops_of(&k.layer.pushes(), "n1");
+    ensure(sent.len() >= 2, || {
+        format!(
+            "[RETRY-3] the write was sent {} time(s) around a 429",
+            sent.len()
+        )
+    })?;
+    ensure(sent.iter().all(|m| m["op_id"] == op.as_str()), || {
+        format!("[CLIENT-3] after 429 the write was resent under another Op ID: {sent:?}")
+    })?;
+    same_body_per_op_id(&sent)?;
+    let v = k.server_value("notes", "n1")?;
+    ensure(v == Some(json!({"t": 1})), || {
+        format!("after the 429 and the retry n1 on the Server is {v:?}")
+    })
+}
+
+fn slow_answer_unknown_fate(k: &mut Kit) -> CaseResult {
+    let timeout_ms = 800;
+    k.announce_backoff(5, 2, 20);
+    k.options(json!({"attempts_per_sync": 5, "timeout_ms": timeout_ms}));
+    k.start()?;
+    let op = k.write(
+        "likes",
+        "l1",
+        json!({"kind": "increment", "field": "n", "by": 1}),
+    )?;
+    // The first push reaches the Server only after the Client's timeout, and is applied then.
+    k.layer.script(on("POST", "/push", 1, move |_| {
+        Action::Slow(Duration::from_millis(3 * timeout_ms))
+    }));
+    let first = k.try_sync()?;
+    if first["ok"] != true {
+        // A Client may give up on this sync; the next one must settle the write.
+        k.sync()?;
+    }
+    // Wait until the slow push was forwarded and answered, so the Server saw every attempt.
+    let forwarded = k.layer.wait_for(Duration::from_secs(30), |log| {
+        log.iter()
+            .find(|e| e.method == "POST" && e.path.contains("/push"))
+            .is_some_and(|e| e.status != 0)
+    });
+    if !forwarded {
+        return Err(Verdict::Error("the slow push was never forwarded".into()));
+    }
+    let log = k.layer.log();
+    let sent = ops_of(&k.layer.pushes(), "l1");
+    ensure(sent.iter().all(|m| m["op_id"] == op.as_str()), || {
+        format!(
+            "[CLIENT-3] after a timed-out push the write was sent under another Op ID: {sent:?}"
+        )
+    })?;
+    same_body_per_op_id(&sent)?;
+    let asked = log.iter().any(|e| {
+        e.path.contains("/manifest")
+            && e.body["op_ids"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|i| i == op.as_str()))
+    });
+    ensure(sent.len() >= 2 || asked, || {
+        "[CLIENT-7] after a timed-out push the write was neither resent nor asked of the manifest"
+            .into()
+    })?;
+    let status = k.call(json!({"op": "status"}))?;
+    ensure(status["pending"] == 0, || {
+        format!(
+            "[CLIENT-2] {} Mutations pending after the sync",
+            status["pending"]
+        )
+    })?;
+    let v = k.server_value("likes", "l1")?;
+    ensure(v == Some(json!({"n": 1})), || {
+        format!("[ID-5] the increment sent into a timeout was applied other than once: {v:?}")
+    })
+}
+
+fn coalesce_only_as_allowed(k: &mut Kit) -> CaseResult {
+    k.announce_backoff(5, 2, 20);
+    k.options(json!({"attempts_per_sync": 1}));
+    k.start()?;
+    // A put that is sent (its push cut off unforwarded), so its fate is unknown.
+    let sent_put = k.write("notes", "r1", json!({"kind": "put", "value": {"a": 1}}))?;
+    k.layer
+        .script(on("POST", "/push", usize::MAX, |_| Action::Reset));
+    let _ = k.try_sync()?;
+    let cut = k.layer.log().len();
+    ensure(!k.layer.pushes().is_empty(), || {
+        "the Client never pushed".into()
+    })?;
+    k.layer.clear();
+    k.announce_backoff(5, 2, 20);
+    let put = |v: Value| json!({"kind": "put", "value": v});
+    let patch = |v: Value| json!({"kind": "patch", "set": v});
+    let inc = |by: i64| json!({"kind": "increment", "field": "n", "by": by});
+    // Each write with whether [CLIENT-11] lets it be dropped: never a sent one (r1's first), an
+    // increment (r4), or a patch that a later one does not wholly overwrite (r5).
+    let writes: [(&str, Value, bool); 9] = [
+        ("r1", put(json!({"b": 2})), false),
+        ("r2", patch(json!({"x": 1})), true),
+        ("r2", patch(json!({"x": 2, "y": 1})), false),
+        ("r3", put(json!({"v": 1})), true),
+        ("r3", json!({"kind": "delete"}), false),
+        ("r4", inc(1), false),
+        ("r4", inc(2), false),
+        ("r5", patch(json!({"x": 1})), false),
+        ("r5", patch(json!({"y": 1})), false),
+    ];
+    let mut must_send = Vec::new();
+    for (id, effect, droppable) in writes {
+        let op = k.write("notes", id, effect)?;
+        if !droppable {
+            must_send.push(op);
+        }
+    }
+    k.sync()?;
+    let log = k.layer.log();
+    let after = &log[cut.min(log.len())..];
+    let pushes: Vec<Exchange> = k.layer.pushes();
+    let sent = ops(&pushes);
+    let names = |e: &Exchange, key: &str| {
+        e.body[key].as_array().is_some_and(|xs| {
+            xs.iter()
+                .any(|x| x == sent_put.as_str() || x["op_id"] == sent_put.as_str())
+        })
+    };
+    let followed_up = after.iter().any(|e| {
+        (e.path.contains("/push") && names(e, "mutations"))
+            || (e.path.contains("/manifest") && names(e, "op_ids"))
+    });
+    ensure(followed_up, || {
+        format!("[CLIENT-11] the put {sent_put} was sent, then dropped when a later put of its Record came: never resent nor asked of the manifest")
+    })?;
+    for op in &must_send {
+        ensure(sent.iter().any(|m| m["op_id"] == op.as_str()), || {
+            format!("[CLIENT-11] [CLIENT-12] Mutation {op} was never sent (combined or dropped) though no rule lets it be")
+        })?;
+    }
+    same_body_per_op_id(&sent)?;
+    let status = k.call(json!({"op": "status"}))?;
+    ensure(status["pending"] == 0, || {
+        format!(
+            "[CLIENT-2] {} Mutations pending after the sync",
+            status["pending"]
+        )
+    })?;
+    let expect = [
+        ("r1", Some(json!({"b": 2}))),
+        ("r2", Some(json!({"x": 2, "y": 1}))),
+        ("r3", None),
+        ("r5", Some(json!({"x": 1, "y": 1}))),
+    ];
+    for (id, want) in expect {
+        let got = k.server_value("notes", id)?;
+        ensure(got == want, || {
+            format!("[CLIENT-11] {id} on the Server is {got:?}, as if every write were applied it is {want:?}")
+        })?;
+    }
+    let r4 = k.server_value("notes", "r4")?.unwrap_or_default();
+    ensure(r4["n"] == 3, || {
+        format!("[CLIENT-12] r4 on the Server is {r4}; its two increments make n 3")
+    })
+}
+
+fn step_back_bounded_by_applied(k: &mut Kit) -> CaseResult {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    // Within the reference Server's skew bound (60 s): Mutations stamped after it are applied.
+    let ahead_ms = 30_000u64;
+    let ahead = format!("{:012x}-0000-server", now + ahead_ms);
+    k.layer.script(on("GET", "/pull", usize::MAX, move |_| {
+        let ahead = ahead.clone();
+        Action::Rewrite(Box::new(move |r: &mut Response| {
+            r.set_header("Driftless-Clock", &ahead)
+        }))
+    }));
+    k.start()?;
+    k.sync()?;
+    k.layer.clear();
+    k.write("notes", "a", json!({"kind": "put", "value": {"v": 1}}))?;
+    k.sync()?;
+    // Every HLC of the Client's that the Server answered as applied.
+    let mut applied: Vec<(u64, u64)> = Vec::new();
+    for p in k.layer.pushes() {
+        let results = p.answer["results"].as_array().cloned().unwrap_or_default();
+        for (m, r) in ops(std::slice::from_ref(&p)).iter().zip(results) {
+            let ok = r["status"] == "applied" || r["original"]["status"] == "applied";
+            if let (true, Some((pm, l, _))) = (ok, hlc_parts(m["hlc"].as_str().unwrap_or(""))) {
+                applied.push((pm, l));
+            }
+        }
+    }
+    let top = applied.iter().max().copied().ok_or_else(|| {
+        Verdict::Error("no Mutation of the Client was applied; nothing to step back from".into())
+    })?;
+    if top.0 < now + ahead_ms {
+        return Err(Verdict::Error(format!(
+            "the Client's applied Stamp {top:?} is not ahead of the wall clock ([HLC-5] is checked elsewhere); nothing to check"
+        )));
+    }
+    // The next push is refused as clock-skew with a Server clock an hour behind: stepping back
+    // to it alone would stamp the re-issued write at the wall clock, below the applied one.
+    let below = format!("{:012x}-0000-server", now.saturating_sub(3_600_000));
+    k.layer.clear();
+    let clock = below.clone();
+    k.layer.script(on("POST", "/push", 1, move |e| {
+        let results: Vec<Value> = e.body["mutations"].as_array().into_iter().flatten().map(|m| {
+            json!({"status": "rejected", "op_id": m["op_id"], "problem": problem(422, "clock-skew", "kit: ahead of the Server's clock")})
+        }).collect();
+        Action::Answer(Response::json(
+            200,
+            &json!({"server_clock": clock, "results": results}),
+            &[("Driftless-Clock", clock.as_str())],
+        ))
+    }));
+    let skewed = k.write("notes", "b", json!({"kind": "put", "value": {"v": 2}}))?;
+    let _ = k.try_sync()?;
+    let reissued: Vec<Value> = ops_of(&k.layer.pushes(), "b")
+        .into_iter()
+        .filter(|m| m["op_id"] != skewed.as_str())
+        .collect();
+    let Some(m) = reissued.first() else {
+        return Err(Verdict::Skip(
+            "the Client did not re-issue after clock-skew ([HLC-9] is a SHOULD); no step back to check".into(),
+        ));
+    };
+    let hlc = m["hlc"].as_str().unwrap_or("");
+    let (p, l, _) =
+        hlc_parts(hlc).ok_or_else(|| Verdict::Fail(format!("[HLC-11] {hlc:?} is not an HLC")))?;
+    ensure((p, l) > top, || {
+        format!(
+            "[HLC-12] after clock-skew with Driftless-Clock {below} the re-issued write was stamped {hlc}, not above the Client's applied Stamp {:012x}-{:04x}",
+            top.0, top.1
+        )
+    })
+}
+
+fn old_version_writes_upcast(k: &mut Kit) -> CaseResult {
+    let v1 = json!({"collection": "tasks", "version": 1, "schema": {"type": "object"}, "fields": {}, "migration": []});
+    let v2 = json!({"collection": "tasks", "version": 2, "schema": {"type": "object"}, "fields": {}, "migration": [{"op": "rename_field", "from": "title", "to": "name"}]});
+    k.register_schema("tasks", &v1)?;
+    k.other_writes(&[(
+        "tasks",
+        "t1",
+        json!({"kind": "put", "value": {"title": "a"}}),
+    )])?;
+    k.start()?;
+    // The Client learns version 1, as it fetches the schemas of the Collections it holds.
+    k.sync()?;
+    k.sync()?;
+    // Version 2 comes while the Client knows only version 1; it keeps writing in its shape.
+    k.register_schema("tasks", &v2)?;
+    let put = k.write(
+        "tasks",
+        "t2",
+        json!({"kind": "put", "value": {"title": "b"}}),
+    )?;
+    let patch = k.write(
+        "tasks",
+        "t1",
+        json!({"kind": "patch", "set": {"title": "c", "done": true}}),
+    )?;
+    k.sync()?;
+    for m in ops(&k.layer.pushes()) {
+        if m["op_id"] == put.as_str() || m["op_id"] == patch.as_str() {
+            // Absent is version 1 too ([EVO-2]), for a Client that fetches no schemas.
+            ensure(
+                m["schema_version"] == 1 || m["schema_version"].is_null(),
+                || {
+                    format!(
+                        "[EVO-1] a write made under version 1 was sent with schema_version {}",
+                        m["schema_version"]
+                    )
+                },
+            )?;
+        }
+    }
+    for (id, want) in [
+        ("t1", json!({"name": "c", "done": true})),
+        ("t2", json!({"name": "b"})),
+    ] {
+        let got = k.server_value("tasks", id)?;
+        ensure(got.as_ref() == Some(&want), || {
+            format!("[EVO-4] the version-1 write of {id} was not upcast: the Server holds {got:?}, expected {want}")
+        })?;
+    }
+    k.sync()?;
+    let mine = k.call(json!({"op": "list", "collection": "tasks"}))?;
+    let mine: Vec<(String, Value)> = mine["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or("").to_owned(),
+                r["value"].clone(),
+            )
+        })
+        .collect();
+    let server = k.server_list("tasks")?;
+    ensure(mine == server, || {
+        format!("[CLIENT-22] [EVO-9] after version 2 the view {mine:?} differs from the Server's upcast state {server:?}")
+    })
+}
+
+fn uncoded_after_415(k: &mut Kit) -> CaseResult {
+    k.start()?;
+    // A body of a few KiB, which a Client that codes request bodies codes.
+    let text = "kit ".repeat(1024);
+    k.write(
+        "notes",
+        "n1",
+        json!({"kind": "put", "value": {"text": text}}),
+    )?;
+    let mut refused = false;
+    k.layer.script(Box::new(move |e: &Exchange| {
+        if refused || e.method != "POST" || !e.path.contains("/push") || e.coding.is_none() {
+            return None;
+        }
+        refused = true;
+        Some(Action::Answer(Response::json(
+            415,
+            &problem(
+                415,
+                "unsupported-media-type",
+                "kit: this Server takes no coded bodies",
+            ),
+            &[("Accept-Encoding", "")],
+        )))
+    }));
+    let synced = k.try_sync()?;
+    let pushes = k.layer.pushes();
+    let Some(at) = pushes.iter().position(|p| p.coding.is_some()) else {
+        return Err(Verdict::Skip(
+            "the Client sends no coded request bodies ([HTTP-16] is optional)".into(),
+        ));
+    };
+    let again = pushes.get(at + 1).ok_or_else(|| {
+        Verdict::Fail(format!(
+            "[HTTP-19] after 415 to a coded push nothing was pushed again (sync answered {synced})"
+        ))
+    })?;
+    ensure(again.coding.is_none(), || {
+        format!(
+            "[HTTP-19] after 415 the push was sent again with Content-Encoding {:?}",
+            again.coding
+        )
+    })?;
+    ensure(
+        again.body["mutations"] == pushes[at].body["mutations"],
+        || "[HTTP-19] the uncoded push carries other Mutations than the coded one".into(),
+    )?;
+    let v = k.server_value("notes", "n1")?;
+    ensure(v == Some(json!({"text": text})), || {
+        "[HTTP-19] after 415 and the uncoded push the write is not on the Server".into()
     })
 }

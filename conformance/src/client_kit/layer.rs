@@ -5,8 +5,7 @@
 //! reset (closed unforwarded), a canned answer (503 or 429 with `Retry-After`, a `mutation-too-old`
 //! result, 413, `cursor-expired`), a slow answer, or a rewritten one (a skewed `Driftless-Clock`).
 //! One request per connection keeps the framing simple; `Accept-Encoding` is dropped so that every
-//! answer it sees is plain JSON, and a `gzip`-coded request body (`[HTTP-16]`) is recorded decoded,
-//! with its coding beside it.
+//! body it sees is plain JSON.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -25,9 +24,9 @@ pub struct Exchange {
     pub method: String,
     /// Path and query.
     pub path: String,
-    /// The body as JSON (`Null` when empty or not JSON).
+    /// The body as JSON (`Null` when empty or not JSON), inflated when it came coded.
     pub body: Value,
-    /// The request's `Content-Encoding` (`None`: an uncoded body).
+    /// The request's `Content-Encoding` (`None` when the body came uncoded).
     pub coding: Option<String>,
     /// The status the Client got; 0 when the connection was closed without an answer.
     pub status: u16,
@@ -324,6 +323,22 @@ fn send(mut to: &TcpStream, r: &Response) {
     let _ = to.write_all(&r.body);
 }
 
+/// A request body as JSON, inflated first when the Client sent it gzip-compressed
+/// (`[HTTP-16]`), so that cases see every push's Mutations (`Null` when it is not JSON).
+fn json_of(head: &str, body: &[u8]) -> Value {
+    let gzipped = header(head, "content-encoding").is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    if !gzipped {
+        return serde_json::from_slice(body).unwrap_or(Value::Null);
+    }
+    let mut plain = Vec::new();
+    // A bound on the inflated size: a body that inflates past it is recorded as not JSON.
+    let mut decoder = flate2::read::GzDecoder::new(body).take(64 << 20);
+    match decoder.read_to_end(&mut plain) {
+        Ok(_) => serde_json::from_slice(&plain).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
 fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
     let Ok(read_half) = client.try_clone() else {
         return;
@@ -340,23 +355,12 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
         words.next().unwrap_or("").to_owned(),
         words.next().unwrap_or("").to_owned(),
     );
-    let coding = header(&head, "content-encoding").map(str::to_ascii_lowercase);
-    let decoded = match coding.as_deref() {
-        Some("gzip") => {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&body[..])
-                .read_to_end(&mut out)
-                .map(|_| out)
-                .unwrap_or_default()
-        }
-        _ => body.clone(),
-    };
     let exchange = Exchange {
         at: Instant::now(),
         method,
         path,
-        body: serde_json::from_slice(&decoded).unwrap_or(Value::Null),
-        coding,
+        body: json_of(&head, &body),
+        coding: header(&head, "content-encoding").map(str::to_owned),
         status: 0,
         answer: Value::Null,
     };
