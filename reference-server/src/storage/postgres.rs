@@ -10,7 +10,8 @@
 //!
 //! So every write transaction first takes the Space's row in `spaces` with
 //! `SELECT ... FOR UPDATE`, before it reads anything, and assigns Change Sequences from
-//! `spaces.latest_seq` while it holds that lock. The lock is released at commit, after the commit
+//! `spaces.latest_seq` while it holds that lock (read with the lock, advanced in memory, written
+//! back once before commit). The lock is released at commit, after the commit
 //! is visible, so the next writer of the Space assigns its numbers only once every smaller number
 //! is committed: within a Space, commit order is Change Sequence order, and a snapshot that sees
 //! `n` sees every number below it. Different Spaces lock different rows and commit in parallel.
@@ -338,6 +339,12 @@ struct Tx<'a, 'c> {
     space: &'a str,
     node: &'a str,
     naive: bool,
+    /// In a write: the Space's latest Change Sequence, read under its row lock and advanced in
+    /// memory; written back once, before commit (one row version per transaction instead of
+    /// one per Mutation). `None` in a read.
+    seq: std::cell::Cell<Option<u64>>,
+    /// Whether `seq` moved since it was read.
+    seq_moved: std::cell::Cell<bool>,
 }
 
 const RECORD_COLUMNS: &str =
@@ -416,7 +423,11 @@ impl SpaceRead for Tx<'_, '_> {
         let horizon: Option<String> = row.try_get(1).map_err(backend)?;
         let clock: Option<String> = row.try_get(3).map_err(backend)?;
         Ok(SpaceMeta {
-            latest_seq: row.try_get::<_, i64>(0).map_err(backend)? as u64,
+            // Inside a write, the number taken in memory (see `Tx::seq`).
+            latest_seq: match self.seq.get() {
+                Some(latest) => latest,
+                None => row.try_get::<_, i64>(0).map_err(backend)? as u64,
+            },
             horizon: horizon
                 .map(|h| h.parse().map_err(|e| corrupt("horizon", e)))
                 .transpose()?,
@@ -583,7 +594,14 @@ impl SpaceWrite for Tx<'_, '_> {
             )?;
             return Ok(seq as u64);
         }
-        // The row is locked by this transaction since `write` began (see the module docs).
+        // The row is locked by this transaction since `write` began (see the module docs), and
+        // its `latest_seq` read then: the next number is taken in memory.
+        if let Some(latest) = self.seq.get() {
+            let next = latest + 1;
+            self.seq.set(Some(next));
+            self.seq_moved.set(true);
+            return Ok(next);
+        }
         let rows = self.query(
             "UPDATE spaces SET latest_seq = latest_seq + 1 WHERE space = $1 RETURNING latest_seq",
             &[&self.space],
@@ -762,6 +780,8 @@ impl Storage for PgStorage {
                 space,
                 node: &self.node,
                 naive: self.naive,
+                seq: std::cell::Cell::new(None),
+                seq_moved: std::cell::Cell::new(false),
             };
             // Create the Space's row if needed (a concurrent creator makes this wait for its
             // commit, then do nothing), then lock it for the whole transaction: see the module
@@ -771,13 +791,27 @@ impl Storage for PgStorage {
                 &[&space],
             )?;
             if !self.naive {
-                w.execute(
-                    "SELECT 1 FROM spaces WHERE space = $1 FOR UPDATE",
+                let rows = w.query(
+                    "SELECT latest_seq FROM spaces WHERE space = $1 FOR UPDATE",
                     &[&space],
                 )?;
+                let latest = rows
+                    .first()
+                    .ok_or_else(|| StorageError::Backend("the space row is missing".into()))?
+                    .try_get::<_, i64>(0)
+                    .map_err(backend)?;
+                w.seq.set(Some(latest as u64));
             }
             let mut w = w;
             let result = f(&mut w)?;
+            if w.seq_moved.get() {
+                if let Some(latest) = w.seq.get() {
+                    w.execute(
+                        "UPDATE spaces SET latest_seq = $2 WHERE space = $1",
+                        &[&space, &(latest as i64)],
+                    )?;
+                }
+            }
             // Delivered to every listening instance at commit, and only if it commits.
             w.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &space])?;
             result
@@ -805,6 +839,8 @@ impl Storage for PgStorage {
             space,
             node: &self.node,
             naive: self.naive,
+            seq: std::cell::Cell::new(None),
+            seq_moved: std::cell::Cell::new(false),
         })?;
         tx.commit().map_err(backend)?;
         Ok(result)
@@ -927,11 +963,11 @@ pub fn raw_insert_ceiling(
     )?;
     let lock_space = prepare(
         &mut client,
-        "SELECT 1 FROM spaces WHERE space = $1 FOR UPDATE",
+        "SELECT latest_seq FROM spaces WHERE space = $1 FOR UPDATE",
     )?;
-    let next_seq = prepare(
+    let save_seq = prepare(
         &mut client,
-        "UPDATE spaces SET latest_seq = latest_seq + 1 WHERE space = $1 RETURNING latest_seq",
+        "UPDATE spaces SET latest_seq = $2 WHERE space = $1",
     )?;
     let put_record = prepare(
         &mut client,
@@ -957,11 +993,14 @@ pub fn raw_insert_ceiling(
     while n < mutations {
         let mut tx = client.transaction().map_err(backend)?;
         tx.execute(&ensure_space, &[&space]).map_err(backend)?;
-        tx.execute(&lock_space, &[&space]).map_err(backend)?;
+        let mut seq: i64 = tx
+            .query_one(&lock_space, &[&space])
+            .map_err(backend)?
+            .get(0);
         for _ in 0..batch.min(mutations - n) {
             n += 1;
             let id = format!("r{n}");
-            let seq: i64 = tx.query_one(&next_seq, &[&space]).map_err(backend)?.get(0);
+            seq += 1;
             let bucket = (n % 64) as i32;
             tx.execute(
                 &put_record,
@@ -973,6 +1012,7 @@ pub fn raw_insert_ceiling(
             tx.execute(&put_history, &[&space, &id, &entry])
                 .map_err(backend)?;
         }
+        tx.execute(&save_seq, &[&space, &seq]).map_err(backend)?;
         tx.execute(&save_clock, &[&space]).map_err(backend)?;
         tx.commit().map_err(backend)?;
     }
