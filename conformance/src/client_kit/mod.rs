@@ -19,8 +19,8 @@ use crate::report::{self, Grade, Report};
 use crate::{Level, Verdict};
 pub use cases::{all, NOT_CHECKABLE};
 
-/// What a client case returns.
-pub type CaseResult = Result<(), Verdict>;
+/// What a client case returns: the server suite's own type.
+pub use crate::CaseResult;
 
 /// One client case.
 pub struct ClientCase {
