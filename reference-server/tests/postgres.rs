@@ -23,6 +23,40 @@ use serde_json::{json, Value};
 
 const SECRET: [u8; 32] = [7; 32];
 
+/// A server on `storage`, served on a fresh loopback port by its own two-thread runtime:
+/// (the server, its base URL, the runtime).
+fn serve(
+    storage: PgStorage,
+    config: Config,
+) -> (Arc<App<PgStorage>>, String, tokio::runtime::Runtime) {
+    let app = driftless_server::open_storage(
+        Arc::new(storage),
+        TokenKey::from_bytes(SECRET),
+        config,
+        EdgeConfig::default(),
+        Faults::default(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(driftless_server::run(
+        app.clone(),
+        listener,
+        std::future::pending(),
+        Duration::from_secs(3600),
+        Duration::from_secs(1),
+    ));
+    (app, base, runtime)
+}
+
 /// One server instance on `url`, served on its own loopback port and runtime.
 struct Instance {
     base: String,
@@ -43,31 +77,7 @@ impl Instance {
             rate_limit_per_s: 100_000,
             ..Config::default()
         };
-        let app = driftless_server::open_storage(
-            Arc::new(storage),
-            TokenKey::from_bytes(SECRET),
-            config,
-            EdgeConfig::default(),
-            Faults::default(),
-            Arc::new(SystemClock),
-        )
-        .unwrap();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        runtime.spawn(driftless_server::run(
-            app.clone(),
-            listener,
-            std::future::pending(),
-            Duration::from_secs(3600),
-            Duration::from_secs(1),
-        ));
+        let (app, base, runtime) = serve(storage, config);
         Self {
             base,
             app,
@@ -327,31 +337,10 @@ fn migrations_are_recorded_and_applied_once() {
 #[test]
 fn the_last_handle_dropped_on_a_runtime_thread_closes_cleanly() {
     let url = fresh_database();
-    let app = driftless_server::open_storage(
-        Arc::new(PgStorage::open(&url, "server-a").unwrap()),
-        TokenKey::from_bytes(SECRET),
+    let (app, base, runtime) = serve(
+        PgStorage::open(&url, "server-a").unwrap(),
         Config::default(),
-        EdgeConfig::default(),
-        Faults::default(),
-        Arc::new(SystemClock),
-    )
-    .unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    runtime.spawn(driftless_server::run(
-        app.clone(),
-        listener,
-        std::future::pending(),
-        Duration::from_secs(3600),
-        Duration::from_secs(1),
-    ));
+    );
     let r = Client::new(&base).pull("demo", &token("demo"), "");
     assert_eq!(r.status, 200, "{}", r.text);
     // Only the runtime's tasks hold the server now; shutting it down drops the last handle on
