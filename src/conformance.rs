@@ -150,32 +150,11 @@ pub fn main(mut args: Args) -> Result<u8, String> {
         );
     }
     if args.list {
-        let text = match args.format {
-            Format::Json => {
-                let cases: Vec<serde_json::Value> = selected
-                    .iter()
-                    .map(|c| serde_json::json!({"id": c.id, "requirements": c.requirements, "level": c.level, "description": c.description}))
-                    .collect();
-                let not_checkable: Vec<serde_json::Value> = driftless_conformance::NOT_CHECKABLE
-                    .iter()
-                    .map(|(r, why)| serde_json::json!({"requirement": r, "reason": why}))
-                    .collect();
-                let doc = serde_json::json!({"cases": cases, "not_checkable": not_checkable});
-                serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n"
-            }
-            _ => selected
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{} {:?} [{}] {}\n",
-                        c.id,
-                        c.level,
-                        c.requirements.join(" "),
-                        c.description
-                    )
-                })
-                .collect(),
-        };
+        let text = driftless_conformance::listing(
+            &selected,
+            driftless_conformance::NOT_CHECKABLE,
+            matches!(args.format, Format::Json),
+        );
         return write(&args.output, &text).map(|()| 0);
     }
     let seed = args.seed.unwrap_or_else(|| {
@@ -244,7 +223,8 @@ pub fn main(mut args: Args) -> Result<u8, String> {
     Ok(report.exit_code())
 }
 
-fn write(output: &Option<PathBuf>, text: &str) -> Result<(), String> {
+/// Writes `text` to `output`, or to standard output without one; the error names the file.
+pub(crate) fn write(output: &Option<PathBuf>, text: &str) -> Result<(), String> {
     match output {
         Some(path) => {
             std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))

@@ -66,40 +66,19 @@ impl TokenSource for EmbeddedTokens {
 /// `--list` output: the selected cases, and in JSON the Client MUSTs the kit cannot check.
 fn list(args: &Args) -> Result<u8, String> {
     let all = client_kit::all();
-    let selected = client_kit::select(&all, &args.run, &args.skip);
+    let selected = driftless_conformance::select(&all, &args.run, &args.skip);
     if selected.is_empty() {
         return Err(
             "no case matches the --run/--skip selection; a run that checks nothing is never green"
                 .into(),
         );
     }
-    let text = match args.format {
-        Format::Json => {
-            let cases: Vec<serde_json::Value> = selected
-                .iter()
-                .map(|c| serde_json::json!({"id": c.id, "requirements": c.requirements, "level": c.level, "description": c.description}))
-                .collect();
-            let not_checkable: Vec<serde_json::Value> = client_kit::NOT_CHECKABLE
-                .iter()
-                .map(|(r, why)| serde_json::json!({"requirement": r, "reason": why}))
-                .collect();
-            let doc = serde_json::json!({"cases": cases, "not_checkable": not_checkable});
-            serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())? + "\n"
-        }
-        _ => selected
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {:?} [{}] {}\n",
-                    c.id,
-                    c.level,
-                    c.requirements.join(" "),
-                    c.description
-                )
-            })
-            .collect(),
-    };
-    write(&args.output, &text).map(|()| 0)
+    let text = driftless_conformance::listing(
+        &selected,
+        client_kit::NOT_CHECKABLE,
+        matches!(args.format, Format::Json),
+    );
+    crate::conformance::write(&args.output, &text).map(|()| 0)
 }
 
 /// One run of the kit against `adapter`, with a fresh embedded server and work folder.
@@ -165,20 +144,8 @@ pub fn main(args: Args) -> Result<u8, String> {
         Format::Junit => report.to_junit(),
         Format::Html => report.to_html(&args.spec_url),
     };
-    write(&args.output, &text)?;
+    crate::conformance::write(&args.output, &text)?;
     Ok(report.exit_code())
-}
-
-fn write(output: &Option<PathBuf>, text: &str) -> Result<(), String> {
-    match output {
-        Some(path) => {
-            std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
-        }
-        None => {
-            print!("{text}");
-            Ok(())
-        }
-    }
 }
 
 /// The self-check: the kit against the reference client's adapter, clean and with each planted
@@ -266,6 +233,6 @@ fn self_check(args: &Args, seed: u64) -> Result<u8, String> {
             "SELF-CHECK FAILED"
         }
     ));
-    write(&args.output, &out)?;
+    crate::conformance::write(&args.output, &out)?;
     Ok(if ok { 0 } else { 1 })
 }

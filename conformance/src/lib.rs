@@ -97,12 +97,75 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     go(pattern.as_bytes(), text.as_bytes())
 }
 
-/// The cases `run` and `skip` select, in suite order.
-pub fn select<'a>(all: &'a [Case], run: &[String], skip: &[String]) -> Vec<&'a Case> {
+/// What is known of a case before it runs: enough to select and list the Server suite's
+/// [`Case`]s and the client kit's [`client_kit::ClientCase`]s alike.
+pub trait Described {
+    /// Its stable ID.
+    fn id(&self) -> &'static str;
+    /// The requirement IDs it checks.
+    fn requirements(&self) -> &'static [&'static str];
+    /// Its level.
+    fn level(&self) -> Level;
+    /// One line: what it checks.
+    fn description(&self) -> &'static str;
+}
+
+impl Described for Case {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+    fn requirements(&self) -> &'static [&'static str] {
+        self.requirements
+    }
+    fn level(&self) -> Level {
+        self.level
+    }
+    fn description(&self) -> &'static str {
+        self.description
+    }
+}
+
+/// The cases `run` and `skip` select (glob patterns on the ID), in suite order.
+pub fn select<'a, C: Described>(all: &'a [C], run: &[String], skip: &[String]) -> Vec<&'a C> {
     all.iter()
-        .filter(|c| run.is_empty() || run.iter().any(|p| glob_match(p, c.id)))
-        .filter(|c| !skip.iter().any(|p| glob_match(p, c.id)))
+        .filter(|c| run.is_empty() || run.iter().any(|p| glob_match(p, c.id())))
+        .filter(|c| !skip.iter().any(|p| glob_match(p, c.id())))
         .collect()
+}
+
+/// The `--list` output of `cases`: one line each (`ID Level [REQ ...] description`), or with
+/// `json` the document `{"cases": [{id, requirements, level, description}], "not_checkable":
+/// [{requirement, reason}]}` that names the MUSTs no case can check from outside.
+pub fn listing<C: Described>(cases: &[&C], not_checkable: &[(&str, &str)], json: bool) -> String {
+    if json {
+        let cases: Vec<serde_json::Value> = cases
+            .iter()
+            .map(|c| {
+                serde_json::json!({"id": c.id(), "requirements": c.requirements(),
+                    "level": c.level(), "description": c.description()})
+            })
+            .collect();
+        let not_checkable: Vec<serde_json::Value> = not_checkable
+            .iter()
+            .map(|(r, why)| serde_json::json!({"requirement": r, "reason": why}))
+            .collect();
+        let doc = serde_json::json!({"cases": cases, "not_checkable": not_checkable});
+        // A Value of strings and arrays always serialises.
+        serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+    } else {
+        cases
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {:?} [{}] {}\n",
+                    c.id(),
+                    c.level(),
+                    c.requirements().join(" "),
+                    c.description()
+                )
+            })
+            .collect()
+    }
 }
 
 /// Runs the selected cases against the Server. `progress` is called after each case.

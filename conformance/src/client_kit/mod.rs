@@ -54,12 +54,19 @@ pub struct Options {
     pub skip: Vec<String>,
 }
 
-/// The cases `run` and `skip` select, in kit order.
-pub fn select<'a>(all: &'a [ClientCase], run: &[String], skip: &[String]) -> Vec<&'a ClientCase> {
-    all.iter()
-        .filter(|c| run.is_empty() || run.iter().any(|p| crate::glob_match(p, c.id)))
-        .filter(|c| !skip.iter().any(|p| crate::glob_match(p, c.id)))
-        .collect()
+impl crate::Described for ClientCase {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+    fn requirements(&self) -> &'static [&'static str] {
+        self.requirements
+    }
+    fn level(&self) -> Level {
+        self.level
+    }
+    fn description(&self) -> &'static str {
+        self.description
+    }
 }
 
 /// A case's world: the Server behind a fresh fault layer, a fresh Space and store folder, and the
@@ -415,7 +422,7 @@ pub fn run(
         skip,
     } = options;
     let all = all();
-    let selected = select(&all, &run, &skip);
+    let selected = crate::select(&all, &run, &skip);
     if selected.is_empty() {
         return Err(
             "no case matches the --run/--skip selection; a run that checks nothing is never green"
