@@ -7,64 +7,19 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::report::{Evidence, Exchange, Mismatch, EXCHANGES_KEPT};
+use crate::report::{Exchange, Mismatch};
 use crate::{CaseResult, Verdict};
+
+mod evidence;
+mod tokens;
+
+pub use tokens::CommandTokens;
 
 /// Where Tokens come from.
 pub trait TokenSource: Send + Sync {
     /// A Token for `user` with `scope` (`read`, `write` or `admin`) on `space`, valid for
     /// `ttl_s` seconds (negative: already expired).
     fn token(&self, user: &str, space: &str, scope: &str, ttl_s: i64) -> Result<String, String>;
-}
-
-/// Tokens from an implementer's command, e.g.
-/// `driftless token --data DIR --user {user} --space {space} --scope {scope} --ttl {ttl}`.
-/// The placeholders are replaced by shell-quoted values and the command runs under `sh -c`;
-/// its standard output, trimmed, is the Token.
-pub struct CommandTokens {
-    template: String,
-}
-
-impl CommandTokens {
-    /// A source running `template`.
-    pub fn new(template: &str) -> Self {
-        Self {
-            template: template.to_owned(),
-        }
-    }
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-impl TokenSource for CommandTokens {
-    fn token(&self, user: &str, space: &str, scope: &str, ttl_s: i64) -> Result<String, String> {
-        let command = self
-            .template
-            .replace("{user}", &shell_quote(user))
-            .replace("{space}", &shell_quote(space))
-            .replace("{scope}", &shell_quote(scope))
-            .replace("{ttl}", &shell_quote(&ttl_s.to_string()));
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&command)
-            .output()
-            .map_err(|e| format!("cannot run the token command: {e}"))?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            return Err(format!(
-                "the token command failed ({}): {}",
-                out.status,
-                stderr.lines().next().unwrap_or("")
-            ));
-        }
-        let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if token.is_empty() || token.contains(char::is_whitespace) {
-            return Err("the token command printed no single token".into());
-        }
-        Ok(token)
-    }
 }
 
 /// A response.
@@ -202,103 +157,6 @@ impl Ctx {
         }
         ctx.discovery = resp.body;
         Ok(ctx)
-    }
-
-    /// Called before each case: forgets the previous case's evidence.
-    pub fn begin_case(&mut self, id: &str) {
-        self.case = id.to_owned();
-        *self.evidence_mut() = Default::default();
-    }
-
-    /// The current case's evidence (its last exchanges, the last failed comparison), taken
-    /// away, for its report.
-    pub fn take_evidence(&mut self) -> Evidence {
-        let (exchanges, mismatch) = std::mem::take(&mut *self.evidence_mut());
-        Evidence {
-            exchanges: exchanges.into(),
-            mismatch,
-        }
-    }
-
-    fn evidence_mut(&self) -> std::sync::MutexGuard<'_, (VecDeque<Exchange>, Option<Mismatch>)> {
-        // A poisoned lock only means a case thread panicked; the log itself is still whole.
-        self.evidence.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn record_exchange(&self, exchange: Exchange) {
-        let mut ev = self.evidence_mut();
-        if ev.0.len() == EXCHANGES_KEPT {
-            ev.0.pop_front();
-        }
-        ev.0.push_back(exchange);
-    }
-
-    /// The failure of a comparison: `what` was expected to be `expected` and is `actual`. The
-    /// pair goes to the case's report (`mismatch`); the verdict's text says the same in a line.
-    pub fn mismatch(
-        &self,
-        what: &str,
-        expected: impl std::fmt::Display,
-        actual: impl std::fmt::Display,
-    ) -> Verdict {
-        self.mismatch_with_canonical(what, expected, actual, None)
-    }
-
-    fn mismatch_with_canonical(
-        &self,
-        what: &str,
-        expected: impl std::fmt::Display,
-        actual: impl std::fmt::Display,
-        canonical: Option<String>,
-    ) -> Verdict {
-        let (expected, actual) = (expected.to_string(), actual.to_string());
-        let line = format!(
-            "{what}: expected {}, got {}",
-            truncate(&expected),
-            truncate(&actual)
-        );
-        self.evidence_mut().1 = Some(Mismatch {
-            what: what.to_owned(),
-            expected,
-            actual,
-            canonical,
-        });
-        Verdict::Fail(line)
-    }
-
-    /// `Ok` when `actual == expected`, else a failure carrying both ([`Ctx::mismatch`]).
-    pub fn check_eq(&self, what: &str, expected: &Value, actual: &Value) -> CaseResult {
-        if expected == actual {
-            Ok(())
-        } else {
-            Err(self.mismatch(what, expected, actual))
-        }
-    }
-
-    /// `Ok` when the Server's `actual` digest (a JSON string) is the Record digest of
-    /// `collection`/`id` holding `value` (`[INT-1]`), else a failure carrying both digests and
-    /// the canonical text the expected digest hashes.
-    pub fn check_record_digest(
-        &self,
-        collection: &str,
-        id: &str,
-        value: &serde_json::Map<String, Value>,
-        actual: &Value,
-    ) -> CaseResult {
-        use driftless_protocol::checksum::{record_digest, to_hex};
-        let expected = to_hex(&record_digest(collection, id, value));
-        if actual == expected.as_str() {
-            return Ok(());
-        }
-        let canonical = driftless_protocol::canonical::to_canonical_string(
-            &json!({"collection": collection, "id": id, "value": value}),
-        );
-        Err(self.mismatch_with_canonical(
-            &format!("digest of {collection}/{id}"),
-            json!(expected),
-            actual,
-            Some(canonical),
-        ))
     }
 
     /// Before any case: a Token from the token command must be accepted. A Server that answers
@@ -680,22 +538,6 @@ impl Ctx {
         )))
     }
 
-    /// Records a failed comparison for the report without making a verdict (for checks that
-    /// keep their own failure text).
-    fn note_mismatch(
-        &self,
-        what: &str,
-        expected: impl std::fmt::Display,
-        actual: impl std::fmt::Display,
-    ) {
-        self.evidence_mut().1 = Some(Mismatch {
-            what: what.to_owned(),
-            expected: expected.to_string(),
-            actual: actual.to_string(),
-            canonical: None,
-        });
-    }
-
     /// A failure unless the response is the Problem `code` with `status`, as problem+json.
     pub fn expect_problem(&self, r: &Resp, status: u16, code: &str) -> CaseResult {
         let expected = format!("urn:driftless:problem:{code}");
@@ -812,6 +654,7 @@ pub fn mutation(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::{Evidence, EXCHANGES_KEPT};
 
     #[test]
     fn a_digest_mismatch_carries_the_canonical_text_its_expected_digest_hashes() {
