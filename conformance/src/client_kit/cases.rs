@@ -933,7 +933,11 @@ fn too_deep_write_never_sent(k: &mut Kit) -> CaseResult {
     for _ in 0..DEPTH_MAX {
         deep = json!([deep]);
     }
-    let bad = match k.write("notes", "deep", json!({"kind": "put", "value": {"d": deep}})) {
+    let bad = match k.write(
+        "notes",
+        "deep",
+        json!({"kind": "put", "value": {"d": deep}}),
+    ) {
         Ok(op) => op,
         Err(Verdict::Fail(_)) => {
             return Err(Verdict::Skip(
