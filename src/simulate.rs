@@ -511,7 +511,8 @@ struct Done {
     tally: Option<(String, i64)>,
     /// Written with a value no push can carry: expected in the dead letters.
     poison: bool,
-    /// The Record (collection, ID) if the Client's view showed it existing when written.
+    /// The Record (collection, ID) if the Client's Mirror held it when written (its view showed
+    /// it, right after a finished sync, with nothing pending).
     seen: Option<(String, String)>,
 }
 
@@ -522,6 +523,9 @@ struct Sim {
     token: String,
     clients: Vec<Option<Client>>,
     skews: Vec<i64>,
+    /// Whether each Client's last sync finished: its view is then its Mirror while it has
+    /// nothing pending.
+    synced: Vec<bool>,
     done: Vec<Done>,
     rng: Rng,
 }
@@ -597,8 +601,11 @@ impl Sim {
             0..=44 => {
                 let (collection, id, effect, tally) = self.random_effect();
                 let line = format!("{n} write c{c} {collection}/{id} {effect}");
-                let seen = matches!(self.client(c).get(&collection, &id), Ok(Some(_)))
-                    .then(|| (collection.clone(), id.clone()));
+                let mirrored =
+                    self.synced[c] && matches!(self.client(c).status(), Ok(s) if s.pending == 0);
+                let seen = (mirrored
+                    && matches!(self.client(c).get(&collection, &id), Ok(Some(_))))
+                .then(|| (collection.clone(), id.clone()));
                 let res = self.client(c).write(&collection, &id, effect, 0);
                 self.trace(format!("{line} -> {}", res.is_ok()));
                 if let Ok(op_id) = res {
@@ -632,6 +639,7 @@ impl Sim {
             }
             47..=64 => {
                 let res = self.client(c).sync();
+                self.synced[c] = res.is_ok();
                 self.trace(format!("{n} sync c{c} -> {}", summary(&res)));
             }
             65..=69 => {
@@ -1150,6 +1158,7 @@ pub fn run_scenario(
             token,
             clients: Vec::new(),
             skews: vec![0; clients],
+            synced: vec![false; clients],
             done: Vec::new(),
             rng,
         };
