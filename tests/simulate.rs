@@ -82,7 +82,7 @@ fn self_check_finds_every_planted_fault() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert_eq!(
         stdout.lines().filter(|l| l.starts_with("found")).count(),
-        11,
+        15,
         "{stdout}"
     );
 }

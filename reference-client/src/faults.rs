@@ -71,6 +71,21 @@ mod enabled {
         KeepsDroppedFields,
         /// A coded request body answered 415 is not sent again uncoded.
         IgnoresUnsupportedCoding,
+        /// `mutation-too-old` for a never-sent Mutation is re-issued at once, without pulling
+        /// first, even when the Mirror holds its Record: a Record deleted (and its tombstone
+        /// compacted) while the write waited is brought back. Breaks `[CLIENT-21]`.
+        ReissuesBeforePull,
+        /// The deep-write wedge of commit d66cb5a, undone: the announced `json_depth_max` is not
+        /// checked (neither when the write is made nor before it is sent), and a push of several
+        /// Mutations refused as a whole is not bisected but left for the next sync, so one too
+        /// deep write holds back every Mutation batched with it, for ever. Breaks `[CLIENT-5]`,
+        /// `[CLIENT-16]`, `[CLIENT-18]`, `[CLIENT-19]`.
+        DeepWriteWedge,
+        /// An applied Outcome removes the Mutation from the Outbox, but its `acknowledged`
+        /// receipt is kept in memory and written at the next `write` or `sync`: a crash before
+        /// then leaves a write that is neither in the Outbox nor acknowledged. Breaks
+        /// `[CLIENT-2]`, `[CLIENT-13]`.
+        DropsOutboxBeforeDurableAck,
     }
 
     /// Every fault: (name, fault, requirement IDs it breaks).
@@ -122,6 +137,21 @@ mod enabled {
             "ignores-unsupported-coding",
             Fault::IgnoresUnsupportedCoding,
             "HTTP-19",
+        ),
+        (
+            "reissues-before-pull",
+            Fault::ReissuesBeforePull,
+            "CLIENT-21",
+        ),
+        (
+            "deep-write-wedge",
+            Fault::DeepWriteWedge,
+            "CLIENT-5,CLIENT-16,CLIENT-18,CLIENT-19",
+        ),
+        (
+            "drops-outbox-before-durable-ack",
+            Fault::DropsOutboxBeforeDurableAck,
+            "CLIENT-2,CLIENT-13",
         ),
     ];
 

@@ -193,6 +193,9 @@ pub struct Client {
     /// Writes reported done but not yet stored: only ever filled by the planted fault
     /// `ack-before-durable` of the client kit's self-check (see the faults module).
     unflushed: Vec<(String, String, Value, i64)>,
+    /// Op IDs whose `acknowledged` receipt is not yet stored: only ever filled by the planted
+    /// fault `drops-outbox-before-durable-ack` (see the faults module).
+    unacked: Vec<String>,
     /// The Server answered a gzip body with 415 (`[HTTP-17]`): bodies go uncompressed.
     gzip_refused: bool,
     /// Where requests go instead of HTTP, if injected (simulation; see the inject module).
@@ -234,6 +237,7 @@ impl Client {
             on_event: None,
             too_old_waiting: Vec::new(),
             unflushed: Vec::new(),
+            unacked: Vec::new(),
             gzip_refused: false,
             transport: None,
         })
@@ -276,6 +280,7 @@ impl Client {
         effect: Value,
         priority: i64,
     ) -> Result<String, ClientError> {
+        self.store_unacked()?;
         if faults::fault!(AckBeforeDurable) {
             self.unflushed
                 .push((collection.to_owned(), id.to_owned(), effect, priority));
@@ -361,6 +366,7 @@ impl Client {
     /// nothing is lost then, and the next sync continues.
     pub fn sync(&mut self) -> Result<SyncReport, ClientError> {
         let mut report = SyncReport::default();
+        self.store_unacked()?;
         for (collection, id, effect, priority) in std::mem::take(&mut self.unflushed) {
             self.enqueue(&collection, &id, effect, priority)?;
         }
@@ -379,6 +385,21 @@ impl Client {
             Store::set_meta(tx, &format!("last_sync:{space}"), &now.to_string())
         })?;
         Ok(report)
+    }
+
+    /// Stores the receipts the fault `drops-outbox-before-durable-ack` kept in memory (none
+    /// without it).
+    fn store_unacked(&mut self) -> Result<(), ClientError> {
+        if self.unacked.is_empty() {
+            return Ok(());
+        }
+        let ops = std::mem::take(&mut self.unacked);
+        self.store.tx(|tx| {
+            for op in &ops {
+                store::receipt(tx, op, "acknowledged", None)?;
+            }
+            Ok(())
+        })
     }
 
     /// Re-issues a dead letter as a new Mutation (after the user fixed what made it fail).

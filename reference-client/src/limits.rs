@@ -51,7 +51,7 @@ impl Limits {
     /// the Server would answer; `None` if it fits in a push of its own.
     pub(crate) fn refuse(&self, client_id: &str, mutation: &Value) -> Option<Problem> {
         let depth = json_depth(mutation) + PUSH_DEPTH_OVERHEAD;
-        if depth > self.json_depth_max {
+        if depth > self.json_depth_max && !crate::faults::fault!(DeepWriteWedge) {
             return Some(Problem::new(
                 ProblemType::InvalidJson,
                 format!(

@@ -227,6 +227,10 @@ impl Client {
                 // ([RETRY-4]). The front goes again in halves until the offending Mutation is
                 // alone, and then only it is dead-lettered ([CLIENT-19]).
                 s if Self::refused_whole(s, &Self::problem_of(&r)) => {
+                    if batch.len() > 1 && crate::faults::fault!(DeepWriteWedge) {
+                        // Not bisected: the whole batch waits for the next sync, unchanged.
+                        return Ok(());
+                    }
                     if batch.len() > 1 {
                         size = batch.len() / 2;
                         queue.clear(); // re-read: the same front goes again, in halves
@@ -346,6 +350,10 @@ impl Client {
             let op = p.op_id.clone();
             let hlc = p.body["hlc"].as_str().and_then(|h| h.parse::<Hlc>().ok());
             let (space, change_seq) = (self.cfg.space.clone(), outcome["change_seq"].as_u64());
+            let deferred = crate::faults::fault!(DropsOutboxBeforeDurableAck);
+            if deferred {
+                self.unacked.push(op.clone());
+            }
             return self.store.tx(|tx| {
                 // Kept in the view until the pull reaches it ([CLIENT-23]).
                 if let Some(n) = change_seq {
@@ -361,7 +369,9 @@ impl Client {
                 }
                 tx.execute("DELETE FROM outbox WHERE op_id = ?1", [&op])
                     .map_err(store::sql_error)?;
-                receipt(tx, &op, "acknowledged", None)?;
+                if !deferred {
+                    receipt(tx, &op, "acknowledged", None)?;
+                }
                 Store::count(tx, "acknowledged", 1)
             });
         }
@@ -371,7 +381,11 @@ impl Client {
         let reissue = code == "clock-skew"
             || (code == "mutation-too-old"
                 && (p.attempts <= 1 || crate::faults::fault!(ReissuesSentTooOld)));
-        if reissue && code == "mutation-too-old" && self.mirror_holds(p)? {
+        if reissue
+            && code == "mutation-too-old"
+            && !crate::faults::fault!(ReissuesBeforePull)
+            && self.mirror_holds(p)?
+        {
             // The Record may have been deleted while this waited, and the tombstone purged:
             // re-issued with a fresh clock it would bring the Record back. Decide after the
             // pull of this sync ([CLIENT-21]).

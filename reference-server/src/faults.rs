@@ -71,6 +71,11 @@ mod enabled {
         NoCursorExpiry,
         /// Mutations stamped far in the future are accepted.
         SkewUnchecked,
+        /// The dedup record of an Op ID is not written in its write's transaction but in one of
+        /// its own after the answer (it lands once the next request's answer is computed), so a
+        /// replay that comes first, or any replay after a restart in between, is applied again.
+        /// Breaks `[IDEM-1]`, `[IDEM-2]`, `[IDEM-3]`.
+        DedupNotAtomic,
         /// Every Mutation is rejected, valid or not: a Server that never changes a Space.
         RejectEverything,
         /// A Mutation to a Record that already exists is rejected: the first write of each
@@ -137,6 +142,11 @@ mod enabled {
         ),
         ("op-id-mismatch-accepted", "IDEM-4", Fault::MismatchAccepted),
         ("dedup-by-bytes", "IDEM-5", Fault::DedupByBytes),
+        (
+            "dedup-not-atomic",
+            "IDEM-1 IDEM-2 IDEM-3",
+            Fault::DedupNotAtomic,
+        ),
         ("no-cursor-expiry", "PULL-14 RET-7", Fault::NoCursorExpiry),
         ("clock-skew-unchecked", "HLC-8", Fault::SkewUnchecked),
         (

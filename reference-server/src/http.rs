@@ -315,8 +315,8 @@ impl<S: Storage> App<S> {
             .get(ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok())
             .is_some_and(accepts_gzip);
-        // The fault `ack-before-durable` makes the writes it acknowledged before this request
-        // once this request's answer is computed, so that answer cannot see them.
+        // The faults `ack-before-durable` and `dedup-not-atomic` make the writes they put off
+        // before this request once this request's answer is computed, so it cannot see them.
         #[cfg(feature = "fault-injection")]
         let delayed = self.service.take_delayed_writes();
         let reply = self

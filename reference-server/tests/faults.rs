@@ -63,6 +63,23 @@ fn no_dedup_applies_a_replay_again() {
 }
 
 #[test]
+fn dedup_not_atomic_applies_a_replay_that_comes_first_again() {
+    let s = faulty("dedup-not-atomic");
+    let t = s.token("ada", "demo", Scope::Write);
+    let m = put(1, "t1", json!({}));
+    let first = s.client().push_applied("demo", &t, C, vec![m.clone()]);
+    // The replay arrives before the dedup record is written: applied again, as a new change.
+    let again = s.client().push_applied("demo", &t, C, vec![m.clone()]);
+    assert!(
+        again[0]["change_seq"].as_u64().unwrap() > first[0]["change_seq"].as_u64().unwrap(),
+        "{again:?} after {first:?}"
+    );
+    // Once a later request was answered the record is there, and a replay is a duplicate.
+    let r = s.client().push("demo", &t, C, vec![m]).json();
+    assert_eq!(r["results"][0]["status"], "duplicate", "{r}");
+}
+
+#[test]
 fn ack_before_durable_acknowledges_what_a_pull_cannot_see() {
     let s = faulty("ack-before-durable");
     let t = s.token("ada", "demo", Scope::Write);

@@ -20,6 +20,8 @@ pub fn all() -> Vec<ClientCase> {
     vec![
         case!("client.outbox.durable-across-sigkill", ["CLIENT-1", "CLIENT-2", "HLC-10", "ID-2"], Must,
             "writes the adapter reported done survive SIGKILL and restart, and are all sent", durable_across_sigkill),
+        case!("client.outbox.acknowledgement-survives-sigkill", ["CLIENT-2", "CLIENT-13"], Must,
+            "a write acknowledged by a sync, then SIGKILL: the restarted Client still has it in the Outbox or acknowledged", acknowledgement_survives_sigkill),
         case!("client.outbox.unknown-fate-kept-across-restart", ["CLIENT-2", "CLIENT-7", "MAN-5"], Must,
             "a push cut off unforwarded, then SIGKILL: the restarted Client still delivers the write", unknown_fate_kept),
         case!("client.retry.same-op-id-and-body", ["CLIENT-3", "ID-5", "RETRY-3", "MUT-2", "PUSH-8"], Must,
@@ -66,6 +68,8 @@ pub fn all() -> Vec<ClientCase> {
             "after cursor-expired the Client pulls from no Cursor, drops what the Mirror held, keeps its writes", resync_after_cursor_expired),
         case!("client.limits.pushes-within-announced-limits", ["LIM-7", "CLIENT-17"], Must,
             "with mutations_per_push_max 2 announced, no push carries more than 2 Mutations", pushes_within_limits),
+        case!("client.limits.too-deep-write-never-sent", ["CLIENT-18", "CLIENT-5"], Must,
+            "a write nesting deeper than the announced json_depth_max is dead-lettered unsent; the writes made with it still sync", too_deep_write_never_sent),
         case!("client.version.v1-paths", ["VER-1"], Must,
             "every request goes to the discovery document or under the /v1/ prefix", v1_paths),
         case!("client.evolution.schema-version-set", ["EVO-1"], Must,
@@ -83,7 +87,6 @@ pub const NOT_CHECKABLE: &[(&str, &str)] = &[
     ("INT-9", "the adapter protocol has no audit operation; the reference client's tests check it"),
     ("PRIV-4", "the adapter protocol has no sign-out operation; what a Client deletes on sign-out is an application flow"),
     ("VER-5", "needs a Server announcing a lower minor version than the Client knows; the reference Server knows only 1.0"),
-    ("CLIENT-18", "needs a Mutation larger than the announced limits that the adapter could still accept; the reference client's tests check it"),
     ("CLIENT-20", "needs a Server that answers before reading a large body; covered by the reference client's tests"),
 ];
 
@@ -125,6 +128,30 @@ fn durable_across_sigkill(k: &mut Kit) -> CaseResult {
         })?;
     }
     Ok(())
+}
+
+fn acknowledgement_survives_sigkill(k: &mut Kit) -> CaseResult {
+    k.start()?;
+    let op = k.write("notes", "n1", json!({"kind": "put", "value": {"a": 1}}))?;
+    k.sync()?;
+    // Killed right after the sync that was acknowledged: nothing else ran in between.
+    k.kill();
+    k.start()?;
+    let status = k.call(json!({"op": "status", "op_ids": [op]}))?;
+    let Some(receipts) = status["receipts"].as_object() else {
+        return Err(Verdict::Skip(
+            "the Client reports no receipts in status".into(),
+        ));
+    };
+    let receipt = receipts
+        .get(&op)
+        .map_or(Value::Null, |r| r["status"].clone());
+    ensure(status["pending"] == 1 || receipt == "acknowledged", || {
+        format!(
+            "[CLIENT-2] after an acknowledged sync and SIGKILL the write is neither in the Outbox ({} pending) nor acknowledged (receipt {receipt})",
+            status["pending"]
+        )
+    })
 }
 
 fn unknown_fate_kept(k: &mut Kit) -> CaseResult {
@@ -869,6 +896,82 @@ fn pushes_within_limits(k: &mut Kit) -> CaseResult {
         })?;
     }
     Ok(())
+}
+
+/// Nesting depth of a JSON value counted in brackets: a scalar is 0, `[]` and `{}` are 1.
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The `json_depth_max` [`too_deep_write_never_sent`] announces and enforces.
+const DEPTH_MAX: usize = 8;
+
+fn too_deep_write_never_sent(k: &mut Kit) -> CaseResult {
+    k.rewrite("GET", "/.well-known/driftless", |d| {
+        d["limits"]["json_depth_max"] = json!(DEPTH_MAX);
+    });
+    // As a Server with that limit does: a push body nesting deeper is refused as a whole.
+    k.layer.script(on("POST", "/push", usize::MAX, |e| {
+        if depth(&e.body) > DEPTH_MAX {
+            Action::Answer(Response::json(
+                400,
+                &problem(400, "invalid-json", "kit: the body nests too deep"),
+                &[],
+            ))
+        } else {
+            Action::Forward
+        }
+    }));
+    k.start()?;
+    // Made before the Client heard the limits, so it cannot refuse it when it is made
+    // ([CLIENT-16]); it must not send it either ([CLIENT-18]).
+    let mut deep = json!(1);
+    for _ in 0..DEPTH_MAX {
+        deep = json!([deep]);
+    }
+    let bad = match k.write(
+        "notes",
+        "deep",
+        json!({"kind": "put", "value": {"d": deep}}),
+    ) {
+        Ok(op) => op,
+        Err(Verdict::Fail(_)) => {
+            return Err(Verdict::Skip(
+                "the Client refused the deep write before it heard the limits".into(),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    k.write("notes", "ok1", json!({"kind": "put", "value": {"v": 1}}))?;
+    let _ = k.try_sync()?;
+    k.sync()?;
+    let sent = ops(&k.layer.pushes())
+        .iter()
+        .any(|m| m["op_id"] == bad.as_str());
+    ensure(!sent, || {
+        format!("[CLIENT-18] the Mutation {bad}, too deep for any push, was sent")
+    })?;
+    let dead = k.call(json!({"op": "dead_letters"}))?;
+    let held = dead["dead_letters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|d| d["op_id"] == bad.as_str() && d["problem"]["type"].is_string());
+    ensure(held, || {
+        format!("[CLIENT-18] the too-deep Mutation {bad} is not in the dead letters with a Problem: {dead}")
+    })?;
+    let v = k.server_value("notes", "ok1")?;
+    ensure(v == Some(json!({"v": 1})), || {
+        format!("[CLIENT-5] ok1, written with the deep write, is not on the Server: {v:?}")
+    })?;
+    let status = k.call(json!({"op": "status"}))?;
+    ensure(status["pending"] == 0, || {
+        format!("[CLIENT-5] {} Mutations still pending", status["pending"])
+    })
 }
 
 fn v1_paths(k: &mut Kit) -> CaseResult {

@@ -115,14 +115,26 @@ impl BatchCtx {
     }
 }
 
-/// A push [`crate::faults::Fault::AckBeforeDurable`] acknowledged and has not written yet.
+/// A write a planted fault answered before making it; it lands once the next request's answer
+/// is computed, and a Server restart before then loses it.
 #[cfg(feature = "fault-injection")]
 #[derive(Debug)]
-pub(crate) struct DelayedWrite {
-    space: String,
-    user: String,
-    client_id: ClientId,
-    items: Vec<(OpId, String)>,
+pub(crate) enum DelayedWrite {
+    /// A push [`crate::faults::Fault::AckBeforeDurable`] acknowledged and has not written yet.
+    Push {
+        space: String,
+        user: String,
+        client_id: ClientId,
+        items: Vec<(OpId, String)>,
+    },
+    /// The dedup record of an Op ID that [`crate::faults::Fault::DedupNotAtomic`] left out of
+    /// its write's transaction.
+    Op {
+        space: String,
+        op_id: String,
+        stored: StoredOp,
+        hlc_ms: u64,
+    },
 }
 
 /// Writes taken by [`Service::take_delayed_writes`], to land after an answer.
@@ -260,7 +272,7 @@ impl<S: Storage> Service<S> {
         self.delayed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(DelayedWrite {
+            .push(DelayedWrite::Push {
                 space: space.to_owned(),
                 user,
                 client_id,
@@ -282,18 +294,63 @@ impl<S: Storage> Service<S> {
         ))
     }
 
+    /// Keeps the dedup record of [`crate::faults::Fault::DedupNotAtomic`] for later: it is
+    /// written once the next request's answer is computed, and lost if the Server restarts first.
+    #[cfg(feature = "fault-injection")]
+    fn delay_op(&self, space: &str, op_id: &str, stored: &StoredOp, hlc_ms: u64) {
+        self.delayed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(DelayedWrite::Op {
+                space: space.to_owned(),
+                op_id: op_id.to_owned(),
+                stored: stored.clone(),
+                hlc_ms,
+            });
+    }
+
     /// Makes the delayed writes, in the order they were acknowledged, and wakes held pulls.
     #[cfg(feature = "fault-injection")]
     pub async fn land_delayed_writes(self: &Arc<Self>, writes: DelayedWrites) {
         for w in writes.0 {
-            let notify = self.notifier(&w.space);
-            let _ = self
-                .blocking(move |me| {
-                    me.push_batch(&w.space, &w.user, &w.client_id, &w.items)
-                        .map_err(internal)
-                })
-                .await;
-            notify.notify_waiters();
+            match w {
+                DelayedWrite::Push {
+                    space,
+                    user,
+                    client_id,
+                    items,
+                } => {
+                    let notify = self.notifier(&space);
+                    let _ = self
+                        .blocking(move |me| {
+                            me.push_batch(&space, &user, &client_id, &items)
+                                .map_err(internal)
+                        })
+                        .await;
+                    notify.notify_waiters();
+                }
+                DelayedWrite::Op {
+                    space,
+                    op_id,
+                    stored,
+                    hlc_ms,
+                } => {
+                    let _ = self
+                        .blocking(move |me| {
+                            me.storage
+                                .write(&space, |tx| {
+                                    // A replay that came first was applied again and left a
+                                    // record of its own to land: the first one to land stays.
+                                    if tx.ops(&[op_id.as_str()])?.is_empty() {
+                                        tx.put_op(&op_id, &stored, hlc_ms)?;
+                                    }
+                                    Ok(())
+                                })
+                                .map_err(internal)
+                        })
+                        .await;
+                }
+            }
         }
     }
 
@@ -537,7 +594,14 @@ impl<S: Storage> Service<S> {
                 text_digest: Some(text_digest),
                 outcome: outcome_text,
             };
-            tx.put_op(op_id.as_str(), &stored, hlc_ms)?;
+            if fault!(self.faults, DedupNotAtomic) {
+                // Written in a transaction of its own after the answer: the write commits
+                // without it, and a replay that comes first is applied again.
+                #[cfg(feature = "fault-injection")]
+                self.delay_op(space, op_id.as_str(), &stored, hlc_ms);
+            } else {
+                tx.put_op(op_id.as_str(), &stored, hlc_ms)?;
+            }
             ctx.known.insert(op_id.as_str().to_owned(), stored);
         }
         if let Some(m) = history {
