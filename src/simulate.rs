@@ -83,7 +83,7 @@ pub struct Args {
     /// scenario in a fresh Space. Steps: writes of every Effect kind, syncs, offline periods,
     /// Client crashes, Client clock skew; no Server restarts and no compaction (the Server is
     /// not ours). Not bit-for-bit deterministic (real time, a real Server): the seed fixes the
-    /// steps and the proxy's decisions. Needs --token-cmd.
+    /// steps and the proxy's decisions. Scenarios run one at a time (no --jobs). Needs --token-cmd.
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
     /// With --server: the command that prints a Token, with placeholders {user}, {space},

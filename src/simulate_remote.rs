@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use driftless_client::inject::Environment;
-use driftless_client::{Client, ClientError, Config, Preset, RetryPolicy};
+use driftless_client::{Client, ClientError, Config, RetryPolicy};
 use driftless_conformance::client::CommandTokens;
 use driftless_conformance::TokenSource;
 use http_body_util::{BodyExt, Full};
@@ -54,6 +54,9 @@ const TOKEN_TTL_S: i64 = 3_600;
 /// Sync rounds after the network healed before a Client that still changes counts as not
 /// converging.
 const QUIESCE_ROUNDS_MAX: usize = 8;
+
+/// Longest offline period of a Client, in steps.
+const OFFLINE_STEPS_MAX: u64 = 8;
 
 const DOCS: &str = "docs";
 const TALLY: &str = "tally";
@@ -500,6 +503,8 @@ struct Scenario<'r> {
     env: Rc<SkewedClock>,
     clients: Vec<Option<Client>>,
     skews: Vec<i64>,
+    /// Per Client: the step at which its offline period ends (0: none).
+    offline_until: Vec<usize>,
     done: Vec<Done>,
     rng: Rng,
     steps_hash: u64,
@@ -517,7 +522,16 @@ fn client_config(server: &str, token: &str, space: &str) -> Config {
         server: server.to_owned(),
         token: token.to_owned(),
         space: space.to_owned(),
-        retry: RetryPolicy::preset(Preset::Interactive),
+        // One retry per request within a sync, so a lost answer is replayed at once; more
+        // would make every sync of an offline Client sit through real backoff waits (the
+        // Server's announced policy still bounds each wait from below, [RETRY-1]). A sync
+        // resumes a persisted schedule after at most `delay_ms_cap`.
+        retry: RetryPolicy {
+            initial_delay_ms: 100,
+            delay_ms_cap: 2_000,
+            multiplier: 2,
+            attempts_per_sync: 1,
+        },
         batch_max: 8,
         timeout: Duration::from_millis(CLIENT_TIMEOUT_MS),
     }
@@ -585,6 +599,12 @@ impl Scenario<'_> {
     /// One step. The choice of step depends on the seed alone, never on an answer, so a seed
     /// always runs the same steps.
     fn step(&mut self, n: usize) -> Result<(), String> {
+        for c in 0..self.clients.len() {
+            if n > 0 && self.offline_until[c] == n {
+                self.net.lock().map_err(|_| "proxy state poisoned")?.offline[c] = false;
+                self.step_line(&format!("{n} online c{c}"));
+            }
+        }
         let c = self.rng.below(self.clients.len() as u64) as usize;
         match self.rng.below(100) {
             0..=49 => {
@@ -627,12 +647,12 @@ impl Scenario<'_> {
                 self.result_line(&summary(&res));
             }
             72..=78 => {
-                let now = {
-                    let mut net = self.net.lock().map_err(|_| "proxy state poisoned")?;
-                    net.offline[c] = !net.offline[c];
-                    net.offline[c]
-                };
-                self.step_line(&format!("{n} offline c{c} {now}"));
+                // Offline for a few steps: long enough to write and fail a sync or two, short
+                // enough that the real backoff of a Client that keeps failing stays small.
+                let steps = 1 + self.rng.below(OFFLINE_STEPS_MAX);
+                self.offline_until[c] = n + steps as usize;
+                self.net.lock().map_err(|_| "proxy state poisoned")?.offline[c] = true;
+                self.step_line(&format!("{n} offline c{c} for {steps} steps"));
             }
             79..=82 => {
                 self.step_line(&format!("{n} crash c{c}"));
@@ -996,6 +1016,7 @@ fn run_scenario(run: &Run, seed: u64) -> Result<Ended, String> {
         env,
         clients: Vec::new(),
         skews: vec![0; run.clients],
+        offline_until: vec![0; run.clients],
         done: Vec::new(),
         rng,
         steps_hash: FNV_START,

@@ -241,3 +241,24 @@ fn unreachable_server_exits_1_with_one_line() {
         text(&out)
     );
 }
+
+/// A token command that fails is an operating error: exit 1, one line that names it.
+#[test]
+fn failing_token_command_exits_1_with_one_line() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_one(data.path(), &[], &[], Stdio::null());
+    let out = simulate(&[
+        "--server",
+        &server.base,
+        "--token-cmd",
+        "echo no tokens here >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{}", text(&out));
+    assert!(
+        stderr.contains("the token command failed") && stderr.contains("no tokens here"),
+        "{}",
+        text(&out)
+    );
+}
