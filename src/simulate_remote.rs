@@ -1075,6 +1075,19 @@ fn replay_command(a: &Args, server: &str, token_cmd: &str, seed: u64) -> String 
     )
 }
 
+/// Why the Server's discovery document cannot be read, if it cannot.
+fn unreachable(agent: &ureq::Agent, upstream: &Upstream) -> Option<String> {
+    let discovery = format!("{}/.well-known/driftless", upstream.base());
+    match agent.get(&discovery).call() {
+        Ok(r) if r.status() == 200 => None,
+        Ok(r) => Some(format!(
+            "{discovery} answered {}, not the discovery document",
+            r.status()
+        )),
+        Err(e) => Some(format!("cannot reach {discovery}: {e}")),
+    }
+}
+
 const NOT_DETERMINISTIC: &str = "network mode is not bit-for-bit deterministic (real time, a real server): a seed fixes the steps and the proxy's decisions, not the server's answers";
 
 /// `driftless simulate --server URL --token-cmd CMD`. Exit code 0: every scenario held every
@@ -1109,20 +1122,9 @@ pub fn main(a: Args) -> Result<u8, String> {
         .build()
         .into();
     // The Server must answer discovery before anything else is worth trying.
-    let discovery = format!("{}/.well-known/driftless", upstream.base());
-    match agent.get(&discovery).call() {
-        Ok(r) if r.status() == 200 => {}
-        Ok(r) => {
-            eprintln!(
-                "driftless: {discovery} answered {}, not the discovery document",
-                r.status()
-            );
-            return Ok(1);
-        }
-        Err(e) => {
-            eprintln!("driftless: cannot reach {discovery}: {e}");
-            return Ok(1);
-        }
+    if let Some(problem) = unreachable(&agent, &upstream) {
+        eprintln!("driftless: {problem}");
+        return Ok(1);
     }
     let mut nonce = [0u8; 4];
     getrandom::fill(&mut nonce).map_err(|e| format!("no random source: {e}"))?;
@@ -1164,6 +1166,13 @@ pub fn main(a: Args) -> Result<u8, String> {
             );
         }
         if let Some(v) = ended.violation {
+            // A Server that went away is an operating error, not a broken invariant.
+            if v.invariant == Invariant::SyncCompletes {
+                if let Some(problem) = unreachable(&run.agent, &run.upstream) {
+                    eprintln!("driftless: seed {seed}: the server stopped answering: {problem}");
+                    return Ok(1);
+                }
+            }
             println!(
                 "FAIL seed {seed} steps {:016x}: invariant {} broken: {}",
                 ended.steps_hash,
