@@ -16,8 +16,8 @@
 //! (through [`driftless_client::inject::Environment`], the Client's own injection point; the
 //! Server's clock is never touched). No Server restarts and no compaction: the Server is not
 //! ours. After the network heals and every Client synced until idle, the invariants observable
-//! from outside are checked (see [`Invariant`]) and the first broken one is named with its
-//! seed and a replay command.
+//! from outside are checked (see [`Invariant`]; the merge model is folded over the push
+//! answers the proxy saw) and the first broken one is named with its seed and a replay command.
 //!
 //! Network mode is not bit-for-bit deterministic (real time, a real Server, real scheduling):
 //! a seed fixes the steps and each proxy's sequence of decisions, not the Server's answers. The
@@ -35,6 +35,9 @@ use driftless_client::inject::Environment;
 use driftless_client::{Client, ClientError, Config, RetryPolicy};
 use driftless_conformance::client::CommandTokens;
 use driftless_conformance::TokenSource;
+use driftless_protocol::collection_schema::Policy;
+use driftless_protocol::merge::RecordState;
+use driftless_protocol::messages::Mutation;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -86,6 +89,10 @@ pub enum Invariant {
     AppliedOnce,
     /// Every Client's bucket checksums equal the Server's: an audit repairs nothing (`[INT-9]`).
     ChecksumsEqual,
+    /// The Server's state (a fresh Client's pull) equals the protocol's merge rules folded over
+    /// every Mutation the Server answered as applied, as the proxy saw them (`[MERGE-1]`,
+    /// `[MERGE-2]`).
+    ServerEqualsMergeModel,
 }
 
 impl Invariant {
@@ -100,6 +107,7 @@ impl Invariant {
             Self::CounterEqualsAppliedIncrements => "counter-equals-applied-increments",
             Self::AppliedOnce => "applied-once",
             Self::ChecksumsEqual => "checksums-equal",
+            Self::ServerEqualsMergeModel => "server-equals-merge-model",
         }
     }
 }
@@ -228,6 +236,9 @@ struct NetState {
     delay_budget_ms: u64,
     counts: Counts,
     print_trace: bool,
+    /// Every Mutation a push answer said the Server applied, whether or not the answer reached
+    /// the Client.
+    applied: Vec<Mutation>,
 }
 
 type Net = Arc<Mutex<NetState>>;
@@ -304,11 +315,14 @@ fn hop_by_hop(name: &str) -> bool {
 }
 
 /// Sends one request to the Server on a fresh connection and reads its whole answer.
+/// A whole answer of the Server: its head and body.
+type Answer = (hyper::http::response::Parts, Bytes);
+
 async fn forward(
     up: &Upstream,
     parts: &hyper::http::request::Parts,
     body: Bytes,
-) -> Result<Response<Full<Bytes>>, BoxError> {
+) -> Result<Answer, BoxError> {
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(&up.authority).await?;
         let (mut sender, conn) =
@@ -340,11 +354,65 @@ async fn forward(
         ] {
             head.headers.remove(name);
         }
-        Ok::<_, BoxError>(Response::from_parts(head, Full::new(bytes)))
+        Ok::<_, BoxError>((head, bytes))
     };
     tokio::time::timeout(Duration::from_millis(UPSTREAM_TIMEOUT_MS), exchange)
         .await
         .map_err(|_| "the server did not answer in time")?
+}
+
+/// Most bytes a gzip body the proxy reads may decode to.
+const GUNZIP_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// A body as sent: decoded when its `content-encoding` is gzip (`[HTTP-16]`).
+fn plain(headers: &hyper::HeaderMap, body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let gzip = headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return Some(body.to_vec());
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(GUNZIP_BYTES_MAX)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
+}
+
+/// Keeps the Mutations of a push the Server answered as applied.
+fn note_applied(
+    net: &Net,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    (head, answer): &Answer,
+) {
+    if head.status != 200 || parts.method != "POST" || !parts.uri.path().ends_with("/push") {
+        return;
+    }
+    let (Some(request), Some(answer)) = (plain(&parts.headers, body), plain(&head.headers, answer))
+    else {
+        return;
+    };
+    let request: Value = serde_json::from_slice(&request).unwrap_or_default();
+    let answer: Value = serde_json::from_slice(&answer).unwrap_or_default();
+    let (Some(ms), Some(rs)) = (
+        request["mutations"].as_array(),
+        answer["results"].as_array(),
+    ) else {
+        return;
+    };
+    let applied: Vec<Mutation> = ms
+        .iter()
+        .zip(rs)
+        .filter(|(_, r)| r["status"] == "applied")
+        .filter_map(|(m, _)| serde_json::from_value(m.clone()).ok())
+        .collect();
+    if let Ok(mut n) = net.lock() {
+        n.applied.extend(applied);
+    }
 }
 
 /// One request through Client `client`'s proxy. An `Err` makes hyper close the connection
@@ -402,11 +470,14 @@ async fn relay(
         say("request lost");
         return Err("request lost".into());
     }
-    let mut resp = forward(&up, &parts, body.clone()).await?;
+    let mut answer = forward(&up, &parts, body.clone()).await?;
+    note_applied(&net, &parts, &body, &answer);
     if dup {
-        say(&format!("-> {} (delivered twice)", resp.status()));
-        resp = forward(&up, &parts, body).await?;
+        say(&format!("-> {} (delivered twice)", answer.0.status));
+        answer = forward(&up, &parts, body.clone()).await?;
+        note_applied(&net, &parts, &body, &answer);
     }
+    let resp = Response::from_parts(answer.0, Full::new(answer.1));
     if drop_resp {
         say(&format!("-> {} response lost", resp.status()));
         return Err("response lost".into());
@@ -743,6 +814,7 @@ impl Scenario<'_> {
                 ));
             }
         }
+        self.check_merge_model(&observer)?;
         let mut acknowledged: BTreeMap<String, i64> = BTreeMap::new();
         for d in self.done.clone() {
             match self.fate(&d)? {
@@ -805,6 +877,57 @@ impl Scenario<'_> {
                         Invariant::ChecksumsEqual,
                         format!("client {c}: audit: {e}"),
                     ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // shared with simulate.rs: integrator merges
+    /// The Server's state (a fresh Client's pull) equals the protocol's merge rules folded over
+    /// every Mutation the Server answered as applied (`[MERGE-1]`, `[MERGE-2]`).
+    fn check_merge_model(&self, observer: &Client) -> Result<(), Violation> {
+        let policy = |f: &str| match f {
+            "n" | "likes" => Policy::Counter,
+            "tags" => Policy::AddWinsSet,
+            _ => Policy::Lww,
+        };
+        let mut states: BTreeMap<(String, String), RecordState> = BTreeMap::new();
+        let applied = self
+            .net
+            .lock()
+            .map(|n| n.applied.clone())
+            .unwrap_or_default();
+        for m in &applied {
+            states
+                .entry((
+                    m.collection.as_str().to_owned(),
+                    m.record_id.as_str().to_owned(),
+                ))
+                .or_default()
+                .apply(m);
+        }
+        for coll in [DOCS, TALLY] {
+            for r in 0..RECORDS {
+                let id = format!("r{r}");
+                let model = states
+                    .get(&(coll.to_owned(), id.clone()))
+                    .map(|s| s.materialize(policy, &BTreeMap::new()))
+                    .filter(|m| m.exists)
+                    .map(|m| Value::Object(m.value));
+                let server = observer
+                    .get(coll, &id)
+                    .map_err(store_violation)?
+                    .map(Value::Object);
+                if model != server {
+                    return Err(violation(
+                        Invariant::ServerEqualsMergeModel,
+                        format!(
+                            "{coll}/{id} is {} on the server; the merge of its applied Mutations gives {}",
+                            server.unwrap_or(Value::Null),
+                            model.unwrap_or(Value::Null)
+                        ),
+                    ));
                 }
             }
         }
@@ -997,6 +1120,7 @@ fn run_scenario(run: &Run, seed: u64) -> Result<Ended, String> {
         delay_budget_ms: DELAY_MS_PER_SCENARIO_MAX,
         counts: Counts::default(),
         print_trace: run.print_trace,
+        applied: Vec::new(),
     }));
     let proxies = (0..run.clients)
         .map(|i| Proxy::start(&run.rt, net.clone(), run.upstream.clone(), i))

@@ -153,24 +153,40 @@ fn caught(fault: &str, invariants: &[&str]) {
     );
 }
 
-/// A server that applies a replayed push again is caught by its history or its counters.
+/// A server that applies a replayed push again is caught by its history, its counters or the
+/// merge model.
 #[cfg(feature = "fault-injection")]
 #[test]
 fn server_without_dedup_is_caught() {
     caught(
         "no-dedup",
-        &["applied-once", "counter-equals-applied-increments"],
+        &[
+            "applied-once",
+            "counter-equals-applied-increments",
+            "server-equals-merge-model",
+        ],
     );
 }
 
-/// A server that adds a replayed increment again is caught by the counters.
+/// A server that adds a replayed increment again is caught by the counters or the merge model.
 #[cfg(feature = "fault-injection")]
 #[test]
 fn server_that_increments_twice_on_replay_is_caught() {
     caught(
         "increment-twice-on-replay",
-        &["counter-equals-applied-increments"],
+        &[
+            "counter-equals-applied-increments",
+            "server-equals-merge-model",
+        ],
     );
+}
+
+/// A server that stores blank values is caught by the merge model the proxy keeps of what the
+/// server answered as applied.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn server_that_blanks_values_breaks_the_merge_model() {
+    caught("blank-values", &["server-equals-merge-model"]);
 }
 
 /// One line on stderr, exit 2, nothing run.
