@@ -77,6 +77,19 @@ pub struct Args {
     /// scenarios, and fail unless each is found (needs a fault-injection feature).
     #[arg(long)]
     pub self_check: bool,
+    /// Network mode: run the scenarios against the Server at this http:// URL instead, with real
+    /// reference Clients (real HTTP, real clock and sleeps) behind a seeded fault proxy on
+    /// 127.0.0.1 (lost requests and responses, duplicates, short delays, offline Clients), each
+    /// scenario in a fresh Space. Steps: writes of every Effect kind, syncs, offline periods,
+    /// Client crashes, Client clock skew; no Server restarts and no compaction (the Server is
+    /// not ours). Not bit-for-bit deterministic (real time, a real Server): the seed fixes the
+    /// steps and the proxy's decisions. Scenarios run one at a time (no --jobs). Needs --token-cmd.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// With --server: the command that prints a Token, with placeholders {user}, {space},
+    /// {scope} and {ttl} (as for `driftless conformance`, spec/running-the-suite.md).
+    #[arg(long, value_name = "CMD")]
+    pub token_cmd: Option<String>,
 }
 
 /// One invariant checked after quiescence.
@@ -1297,6 +1310,9 @@ fn replay_command(a: &Args, seed: u64) -> String {
 /// `driftless simulate`. Exit code 0: every scenario held every invariant (or, with
 /// `--self-check`, every planted fault was found); 1: a scenario broke one; 2: usage error.
 pub fn main(a: Args) -> Result<u8, String> {
+    if a.server.is_some() || a.token_cmd.is_some() {
+        return crate::simulate_remote::main(a);
+    }
     if a.clients == 0 || a.scenarios == 0 {
         return Err("--clients and --scenarios must be at least 1".into());
     }

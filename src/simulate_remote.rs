@@ -1,0 +1,1360 @@
+//! `driftless simulate --server URL --token-cmd CMD`: network scenarios against any Server, for
+//! implementers.
+//!
+//! Real reference Clients (their real HTTP transport over `ureq`, the real wall clock, real
+//! backoff sleeps) talk to the Server under test through a fault-injecting HTTP/1.1 proxy in
+//! this process (hyper, on `127.0.0.1`, one listener per Client). For each request the proxy
+//! draws from its seeded generator whether to lose the request, lose the response after the
+//! Server applied it, deliver the request twice, or hold it a little (at most
+//! [`DELAY_MS_PER_SCENARIO_MAX`] in all per scenario), and it refuses every request of a Client
+//! that is offline. Each scenario works in a fresh Space with its own Tokens from the token
+//! command (`spec/running-the-suite.md`), so scenarios never see each other's data.
+//!
+//! The steps are those of the in-process simulator that a black box allows: writes of every
+//! Effect kind on a few Records of two Collections, writes no push can carry, syncs, offline
+//! periods, Client crashes (the Client dropped, its store reopened) and Client clock skew
+//! (through [`driftless_client::inject::Environment`], the Client's own injection point; the
+//! Server's clock is never touched). No Server restarts and no compaction: the Server is not
+//! ours. After the network heals and every Client synced until idle, the invariants observable
+//! from outside are checked (see [`Invariant`]; the merge model is folded over the push
+//! answers the proxy saw) and the first broken one is named with its seed and a replay command.
+//!
+//! Network mode is not bit-for-bit deterministic (real time, a real Server, real scheduling):
+//! a seed fixes the steps and each proxy's sequence of decisions, not the Server's answers. The
+//! printed steps hash covers the steps alone, so two runs of one seed show the same one.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use driftless_client::inject::Environment;
+use driftless_client::{Client, ClientError, Config, RetryPolicy};
+use driftless_conformance::client::CommandTokens;
+use driftless_conformance::TokenSource;
+use driftless_protocol::collection_schema::Policy;
+use driftless_protocol::merge::RecordState;
+use driftless_protocol::messages::Mutation;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Map, Value};
+
+use crate::simulate::Args;
+
+/// Most milliseconds the proxy holds requests back in one scenario, all delays together.
+pub const DELAY_MS_PER_SCENARIO_MAX: u64 = 3_000;
+/// Longest wait for the Server's answer to one forwarded request.
+const UPSTREAM_TIMEOUT_MS: u64 = 30_000;
+/// Each Client's per-request timeout.
+const CLIENT_TIMEOUT_MS: u64 = 15_000;
+/// Lifetime of the Tokens a scenario asks for, in seconds (the reference server's maximum).
+const TOKEN_TTL_S: i64 = 3_600;
+/// Sync rounds after the network healed before a Client that still changes counts as not
+/// converging.
+const QUIESCE_ROUNDS_MAX: usize = 8;
+
+/// Longest offline period of a Client, in steps.
+const OFFLINE_STEPS_MAX: u64 = 8;
+
+const DOCS: &str = "docs";
+const TALLY: &str = "tally";
+const RECORDS: u64 = 3;
+
+/// One invariant checked after quiescence, observable from outside the Server. The names are
+/// those of the in-process simulator's invariants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invariant {
+    /// Every Client finished syncing once the network healed.
+    SyncCompletes,
+    /// No Client keeps pending writes after syncing with a healthy network (`[CLIENT-5]`).
+    NoWedgedClient,
+    /// Every Client's view equals what a fresh Client pulls from the Server.
+    ReplicaEqualsServer,
+    /// Every write a Client reported done ended acknowledged (applied exactly once) or in that
+    /// Client's dead letters with a reason (`[CLIENT-1]`, `[CLIENT-4]`).
+    WriteFateKnown,
+    /// Only writes no push can carry, and writes refused as `mutation-too-old`, are
+    /// dead-lettered.
+    NoValidWriteRejected,
+    /// Every counter equals the sum of the increments acknowledged to its Clients
+    /// (`[IDEM-3]`, `[MERGE-1]`).
+    CounterEqualsAppliedIncrements,
+    /// The Server's audit history holds at most one `applied` entry per Op ID (`[IDEM-2]`,
+    /// `[AUDIT-1]`).
+    AppliedOnce,
+    /// Every Client's bucket checksums equal the Server's: an audit repairs nothing (`[INT-9]`).
+    ChecksumsEqual,
+    /// The Server's state (a fresh Client's pull) equals the protocol's merge rules folded over
+    /// every Mutation the Server answered as applied, as the proxy saw them (`[MERGE-1]`,
+    /// `[MERGE-2]`).
+    ServerEqualsMergeModel,
+}
+
+impl Invariant {
+    /// The invariant's name, as printed.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SyncCompletes => "sync-completes",
+            Self::NoWedgedClient => "no-wedged-client",
+            Self::ReplicaEqualsServer => "replica-equals-server",
+            Self::WriteFateKnown => "write-fate-known",
+            Self::NoValidWriteRejected => "no-valid-write-rejected",
+            Self::CounterEqualsAppliedIncrements => "counter-equals-applied-increments",
+            Self::AppliedOnce => "applied-once",
+            Self::ChecksumsEqual => "checksums-equal",
+            Self::ServerEqualsMergeModel => "server-equals-merge-model",
+        }
+    }
+}
+
+/// A broken invariant, with what was seen.
+#[derive(Debug, Clone)]
+struct Violation {
+    invariant: Invariant,
+    detail: String,
+}
+
+fn violation(invariant: Invariant, detail: String) -> Violation {
+    Violation { invariant, detail }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Randomness and the steps hash
+
+// shared with simulate.rs: integrator merges
+/// SplitMix64: a tiny, fixed, portable generator, so that a seed gives the same steps and proxy
+/// decisions on every machine.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+// shared with simulate.rs: integrator merges
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n` (`n` > 0).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// True with probability `pct` percent.
+    fn chance(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+}
+
+/// FNV-1a, 64 bits, over the lines of the steps.
+fn fnv(hash: u64, line: &str) -> u64 {
+    line.bytes()
+        .chain(std::iter::once(b'\n'))
+        .fold(hash, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
+const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+// ---------------------------------------------------------------------------------------------
+// The Clients' environment: the real clock plus a skew
+
+/// The real wall clock, the operating system's randomness and real sleeps; only the clock of
+/// the Client acting now runs `skew_ms` off.
+struct SkewedClock {
+    skew_ms: Cell<i64>,
+}
+
+impl Environment for SkewedClock {
+    fn now_ms(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        now.saturating_add_signed(self.skew_ms.get())
+    }
+    fn fill_random(&self, buf: &mut [u8]) {
+        // The Client treats a failed source as fatal on its own path; here the same source is
+        // asked, and a failure leaves zeros, which the Client's IDs then show.
+        let _ = getrandom::fill(buf);
+    }
+    fn sleep_ms(&self, ms: u64) {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fault proxy
+
+/// What the proxy does to requests now, in percent of requests.
+#[derive(Debug, Clone, Default)]
+struct Weather {
+    drop_request_pct: u64,
+    drop_response_pct: u64,
+    duplicate_pct: u64,
+    delay_pct: u64,
+    /// Largest single delay.
+    delay_ms_max: u64,
+}
+
+impl Weather {
+    fn random(rng: &mut Rng) -> Self {
+        Self {
+            drop_request_pct: rng.below(15),
+            drop_response_pct: rng.below(15),
+            duplicate_pct: rng.below(15),
+            delay_pct: rng.below(30),
+            delay_ms_max: rng.below(200),
+        }
+    }
+}
+
+/// What the proxies did, over a whole run.
+#[derive(Debug, Clone, Default)]
+struct Counts {
+    requests: u64,
+    dropped_requests: u64,
+    dropped_responses: u64,
+    duplicated: u64,
+    delayed: u64,
+    refused_offline: u64,
+}
+
+/// The state every proxy of a scenario shares.
+struct NetState {
+    weather: Weather,
+    /// Per Client: cut off from the network.
+    offline: Vec<bool>,
+    /// Per Client: the generator of its proxy's decisions.
+    rngs: Vec<Rng>,
+    delay_budget_ms: u64,
+    counts: Counts,
+    print_trace: bool,
+    /// Every Mutation a push answer said the Server applied, whether or not the answer reached
+    /// the Client.
+    applied: Vec<Mutation>,
+}
+
+type Net = Arc<Mutex<NetState>>;
+
+/// The Server under test: `http://` authority and path prefix.
+#[derive(Debug, Clone)]
+struct Upstream {
+    /// `host:port`.
+    authority: String,
+    /// Empty, or a path starting with `/` without a trailing `/`.
+    prefix: String,
+}
+
+impl Upstream {
+    /// Parses `--server`: an `http://host[:port][/prefix]` URL.
+    fn parse(url: &str) -> Result<Self, String> {
+        if url.starts_with("https://") {
+            return Err(format!(
+                "--server {url}: network simulation puts a plain-HTTP fault proxy in front of the server, so it needs an http:// URL"
+            ));
+        }
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("--server {url}: not an http:// URL"))?;
+        let (authority, prefix) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        let bad = |why: &str| Err(format!("--server {url}: {why}"));
+        if authority.is_empty() || authority.contains('@') {
+            return bad("no host");
+        }
+        if url.contains(|c: char| c.is_whitespace() || c == '?' || c == '#') {
+            return bad("a server URL has no spaces, query or fragment");
+        }
+        // `[::1]` has colons but no port; `[::1]:7878` and `host:7878` have one.
+        let authority = match authority.rsplit_once(':') {
+            Some((host, port)) if !authority.ends_with(']') => {
+                if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+                    return bad("the port is not a number in 1..=65535");
+                }
+                authority.to_owned()
+            }
+            _ => format!("{authority}:80"),
+        };
+        Ok(Self {
+            authority,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}{}", self.authority, self.prefix)
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1), plus `host`
+/// and `expect`, which the proxy sets or has already answered.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "host"
+            | "expect"
+    )
+}
+
+/// Sends one request to the Server on a fresh connection and reads its whole answer.
+/// A whole answer of the Server: its head and body.
+type Answer = (hyper::http::response::Parts, Bytes);
+
+async fn forward(
+    up: &Upstream,
+    parts: &hyper::http::request::Parts,
+    body: Bytes,
+) -> Result<Answer, BoxError> {
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(&up.authority).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let driver = tokio::spawn(conn);
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut builder = Request::builder()
+            .method(parts.method.clone())
+            .uri(format!("{}{path}", up.prefix))
+            .header("host", up.authority.as_str());
+        for (name, value) in &parts.headers {
+            if !hop_by_hop(name.as_str()) {
+                builder = builder.header(name, value);
+            }
+        }
+        let resp = sender.send_request(builder.body(Full::new(body))?).await?;
+        let (mut head, incoming) = resp.into_parts();
+        let bytes = incoming.collect().await?.to_bytes();
+        drop(sender);
+        driver.abort();
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "transfer-encoding",
+            "te",
+            "trailer",
+            "upgrade",
+        ] {
+            head.headers.remove(name);
+        }
+        Ok::<_, BoxError>((head, bytes))
+    };
+    tokio::time::timeout(Duration::from_millis(UPSTREAM_TIMEOUT_MS), exchange)
+        .await
+        .map_err(|_| "the server did not answer in time")?
+}
+
+/// Most bytes a gzip body the proxy reads may decode to.
+const GUNZIP_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// A body as sent: decoded when its `content-encoding` is gzip (`[HTTP-16]`).
+fn plain(headers: &hyper::HeaderMap, body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let gzip = headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return Some(body.to_vec());
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(GUNZIP_BYTES_MAX)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
+}
+
+/// Keeps the Mutations of a push the Server answered as applied.
+fn note_applied(
+    net: &Net,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    (head, answer): &Answer,
+) {
+    if head.status != 200 || parts.method != "POST" || !parts.uri.path().ends_with("/push") {
+        return;
+    }
+    let (Some(request), Some(answer)) = (plain(&parts.headers, body), plain(&head.headers, answer))
+    else {
+        return;
+    };
+    let request: Value = serde_json::from_slice(&request).unwrap_or_default();
+    let answer: Value = serde_json::from_slice(&answer).unwrap_or_default();
+    let (Some(ms), Some(rs)) = (
+        request["mutations"].as_array(),
+        answer["results"].as_array(),
+    ) else {
+        return;
+    };
+    let applied: Vec<Mutation> = ms
+        .iter()
+        .zip(rs)
+        .filter(|(_, r)| r["status"] == "applied")
+        .filter_map(|(m, _)| serde_json::from_value(m.clone()).ok())
+        .collect();
+    if let Ok(mut n) = net.lock() {
+        n.applied.extend(applied);
+    }
+}
+
+/// One request through Client `client`'s proxy. An `Err` makes hyper close the connection
+/// without an answer: what the Client sees of a lost request or response.
+async fn relay(
+    req: Request<Incoming>,
+    net: Net,
+    up: Arc<Upstream>,
+    client: usize,
+) -> Result<Response<Full<Bytes>>, BoxError> {
+    let (parts, incoming) = req.into_parts();
+    let label = format!("net c{client} {} {}", parts.method, parts.uri.path());
+    // The decisions are drawn in arrival order; one Client sends one request at a time, so the
+    // order of its proxy's decisions is fixed by the seed.
+    let (offline, drop_req, drop_resp, dup, delay_ms, print) = {
+        let mut n = net.lock().map_err(|_| "proxy state poisoned")?;
+        let w = n.weather.clone();
+        n.counts.requests += 1;
+        let offline = n.offline[client];
+        let rng = &mut n.rngs[client];
+        let drop_req = rng.chance(w.drop_request_pct);
+        let drop_resp = rng.chance(w.drop_response_pct);
+        let dup = rng.chance(w.duplicate_pct);
+        let delay = if rng.chance(w.delay_pct) {
+            rng.below(w.delay_ms_max + 1)
+        } else {
+            0
+        };
+        let delay = delay.min(n.delay_budget_ms);
+        n.delay_budget_ms -= delay;
+        if offline {
+            n.counts.refused_offline += 1;
+        } else {
+            n.counts.dropped_requests += u64::from(drop_req);
+            n.counts.dropped_responses += u64::from(!drop_req && drop_resp);
+            n.counts.duplicated += u64::from(!drop_req && dup);
+            n.counts.delayed += u64::from(delay > 0);
+        }
+        (offline, drop_req, drop_resp, dup, delay, n.print_trace)
+    };
+    let say = |what: &str| {
+        if print {
+            eprintln!("{label} {what}");
+        }
+    };
+    if offline {
+        say("refused: offline");
+        return Err("offline".into());
+    }
+    let body = incoming.collect().await?.to_bytes();
+    if delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    }
+    if drop_req {
+        say("request lost");
+        return Err("request lost".into());
+    }
+    let mut answer = forward(&up, &parts, body.clone()).await?;
+    note_applied(&net, &parts, &body, &answer);
+    if dup {
+        say(&format!("-> {} (delivered twice)", answer.0.status));
+        answer = forward(&up, &parts, body.clone()).await?;
+        note_applied(&net, &parts, &body, &answer);
+    }
+    let resp = Response::from_parts(answer.0, Full::new(answer.1));
+    if drop_resp {
+        say(&format!("-> {} response lost", resp.status()));
+        return Err("response lost".into());
+    }
+    say(&format!("-> {}", resp.status()));
+    Ok(resp)
+}
+
+/// One Client's proxy: a loopback listener whose connections are served by [`relay`]. It stops
+/// accepting when dropped.
+struct Proxy {
+    base: String,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    fn start(
+        rt: &tokio::runtime::Runtime,
+        net: Net,
+        up: Arc<Upstream>,
+        client: usize,
+    ) -> Result<Self, String> {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .map_err(|e| format!("cannot start the fault proxy: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot start the fault proxy: {e}"))?;
+        let accept = rt.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (net, up) = (net.clone(), up.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        relay(req, net.clone(), up.clone(), client)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self {
+            base: format!("http://{addr}"),
+            accept,
+        })
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scenario
+
+/// What stays the same over a run.
+struct Run {
+    upstream: Arc<Upstream>,
+    tokens: CommandTokens,
+    /// Makes this run's Space names unique on a shared Server.
+    nonce: String,
+    clients: usize,
+    steps: usize,
+    print_trace: bool,
+    rt: tokio::runtime::Runtime,
+    /// Read without the proxy: discovery, history.
+    agent: ureq::Agent,
+}
+
+/// A write a Client reported done.
+#[derive(Debug, Clone)]
+struct Done {
+    client: usize,
+    op_id: String,
+    /// For increments of the tally: (Record ID, amount).
+    tally: Option<(String, i64)>,
+    /// Written with a value no push can carry.
+    poison: bool,
+}
+
+struct Scenario<'r> {
+    run: &'r Run,
+    space: String,
+    write_token: String,
+    admin_token: String,
+    dir: PathBuf,
+    net: Net,
+    proxies: Vec<Proxy>,
+    env: Rc<SkewedClock>,
+    clients: Vec<Option<Client>>,
+    skews: Vec<i64>,
+    /// Per Client: the step at which its offline period ends (0: none).
+    offline_until: Vec<usize>,
+    done: Vec<Done>,
+    rng: Rng,
+    steps_hash: u64,
+}
+
+/// What one scenario ended with.
+struct Ended {
+    steps_hash: u64,
+    violation: Option<Violation>,
+    counts: Counts,
+}
+
+fn client_config(server: &str, token: &str, space: &str) -> Config {
+    Config {
+        server: server.to_owned(),
+        token: token.to_owned(),
+        space: space.to_owned(),
+        // One retry per request within a sync, so a lost answer is replayed at once; more
+        // would make every sync of an offline Client sit through real backoff waits (the
+        // Server's announced policy still bounds each wait from below, [RETRY-1]). A sync
+        // resumes a persisted schedule after at most `delay_ms_cap`.
+        retry: RetryPolicy {
+            initial_delay_ms: 100,
+            delay_ms_cap: 2_000,
+            multiplier: 2,
+            attempts_per_sync: 1,
+        },
+        batch_max: 8,
+        timeout: Duration::from_millis(CLIENT_TIMEOUT_MS),
+    }
+}
+
+impl Scenario<'_> {
+    /// Notes a step: into the steps hash, and to stderr with `--print-trace`.
+    fn step_line(&mut self, line: &str) {
+        self.steps_hash = fnv(self.steps_hash, line);
+        if self.run.print_trace {
+            eprintln!("{line}");
+        }
+    }
+
+    fn result_line(&self, line: &str) {
+        if self.run.print_trace {
+            eprintln!("  {line}");
+        }
+    }
+
+    fn open_client(&self, i: usize) -> Result<Client, String> {
+        self.env.skew_ms.set(self.skews[i]);
+        Client::open(
+            &self.dir.join(format!("client-{i}")),
+            client_config(&self.proxies[i].base, &self.write_token, &self.space),
+        )
+        .map_err(|e| format!("cannot open client {i}: {e}"))
+    }
+
+    fn client(&mut self, i: usize) -> &mut Client {
+        self.env.skew_ms.set(self.skews[i]);
+        self.clients[i]
+            .as_mut()
+            .expect("a crashed client is reopened at once")
+    }
+
+    // shared with simulate.rs: integrator merges
+    fn random_effect(&mut self) -> (String, String, Value, Option<(String, i64)>) {
+        let r = format!("r{}", self.rng.below(RECORDS));
+        let word = |rng: &mut Rng| json!(["a", "b", "c", "d"][rng.below(4) as usize]);
+        if self.rng.chance(25) {
+            let by = self.rng.below(9) as i64 - 3;
+            let by = if by == 0 { 1 } else { by };
+            return (
+                TALLY.into(),
+                r.clone(),
+                json!({"kind": "increment", "field": "n", "by": by}),
+                Some((r, by)),
+            );
+        }
+        let effect = match self.rng.below(7) {
+            0 => {
+                json!({"kind": "put", "value": {"title": word(&mut self.rng), "body": self.rng.below(100)}})
+            }
+            1 => json!({"kind": "patch", "set": {"title": word(&mut self.rng)}}),
+            2 => json!({"kind": "patch", "unset": ["body"]}),
+            3 => json!({"kind": "delete"}),
+            4 => json!({"kind": "increment", "field": "likes", "by": self.rng.below(5) as i64 + 1}),
+            5 => json!({"kind": "set_add", "field": "tags", "elements": [word(&mut self.rng)]}),
+            _ => json!({"kind": "set_remove", "field": "tags", "elements": [word(&mut self.rng)]}),
+        };
+        (DOCS.into(), r, effect, None)
+    }
+
+    /// One step. The choice of step depends on the seed alone, never on an answer, so a seed
+    /// always runs the same steps.
+    fn step(&mut self, n: usize) -> Result<(), String> {
+        for c in 0..self.clients.len() {
+            if n > 0 && self.offline_until[c] == n {
+                self.net.lock().map_err(|_| "proxy state poisoned")?.offline[c] = false;
+                self.step_line(&format!("{n} online c{c}"));
+            }
+        }
+        let c = self.rng.below(self.clients.len() as u64) as usize;
+        match self.rng.below(100) {
+            0..=49 => {
+                let (collection, id, effect, tally) = self.random_effect();
+                self.step_line(&format!("{n} write c{c} {collection}/{id} {effect}"));
+                let res = self.client(c).write(&collection, &id, effect, 0);
+                self.result_line(&format!("-> {}", res.as_ref().map_or("error", |_| "done")));
+                if let Ok(op_id) = res {
+                    self.done.push(Done {
+                        client: c,
+                        op_id,
+                        tally,
+                        poison: false,
+                    });
+                }
+            }
+            50..=51 => {
+                // Deeper than the reference server's limit: the Client refuses it or the
+                // Server rejects it; a Server with a larger limit may apply it.
+                let mut deep = json!(1);
+                for _ in 0..40 {
+                    deep = json!([deep]);
+                }
+                self.step_line(&format!("{n} poison c{c}"));
+                let effect = json!({"kind": "put", "value": {"title": "deep", "body": deep}});
+                let res = self.client(c).write(DOCS, "poison", effect, 0);
+                self.result_line(&format!("-> {}", res.as_ref().map_or("error", |_| "done")));
+                if let Ok(op_id) = res {
+                    self.done.push(Done {
+                        client: c,
+                        op_id,
+                        tally: None,
+                        poison: true,
+                    });
+                }
+            }
+            52..=71 => {
+                self.step_line(&format!("{n} sync c{c}"));
+                let res = self.client(c).sync();
+                self.result_line(&summary(&res));
+            }
+            72..=78 => {
+                // Offline for a few steps: long enough to write and fail a sync or two, short
+                // enough that the real backoff of a Client that keeps failing stays small.
+                let steps = 1 + self.rng.below(OFFLINE_STEPS_MAX);
+                self.offline_until[c] = n + steps as usize;
+                self.net.lock().map_err(|_| "proxy state poisoned")?.offline[c] = true;
+                self.step_line(&format!("{n} offline c{c} for {steps} steps"));
+            }
+            79..=82 => {
+                self.step_line(&format!("{n} crash c{c}"));
+                self.clients[c] = None;
+                self.clients[c] = Some(self.open_client(c)?);
+            }
+            83..=88 => {
+                let skew = self.rng.below(240_001) as i64 - 120_000;
+                self.skews[c] = skew;
+                self.step_line(&format!("{n} skew c{c} {skew}"));
+            }
+            _ => {
+                let weather = Weather::random(&mut self.rng);
+                self.step_line(&format!("{n} weather {weather:?}"));
+                self.net.lock().map_err(|_| "proxy state poisoned")?.weather = weather;
+            }
+        }
+        Ok(())
+    }
+
+    /// Heals the network and the clocks, and syncs every Client until a round changes nothing.
+    fn quiesce(&mut self) -> Result<(), Violation> {
+        if let Ok(mut net) = self.net.lock() {
+            net.weather = Weather::default();
+            net.offline.iter_mut().for_each(|o| *o = false);
+        }
+        // A Client whose clock runs ahead by more than the Server's skew bound cannot stamp a
+        // Mutation the Server accepts ([HLC-8]) until its clock is fixed.
+        for s in &mut self.skews {
+            *s = (*s).clamp(-30_000, 30_000);
+        }
+        for round in 0..QUIESCE_ROUNDS_MAX {
+            let mut changed = false;
+            for c in 0..self.clients.len() {
+                let res = self.client(c).sync();
+                self.result_line(&format!("quiesce {round} c{c} {}", summary(&res)));
+                match res {
+                    Ok(r) => {
+                        changed |=
+                            r.acknowledged + r.rejected + r.reissued + r.pulled > 0 || r.resynced
+                    }
+                    Err(e) => {
+                        return Err(violation(
+                            Invariant::SyncCompletes,
+                            format!("client {c} after the network healed: {e}"),
+                        ))
+                    }
+                }
+            }
+            if !changed && round > 0 {
+                return Ok(());
+            }
+        }
+        Err(violation(
+            Invariant::SyncCompletes,
+            format!("the clients still changed after {QUIESCE_ROUNDS_MAX} sync rounds"),
+        ))
+    }
+
+    fn check(&mut self) -> Result<(), Violation> {
+        let n = self.clients.len();
+        // The truth: a fresh Client's pull, straight from the Server, clock unskewed.
+        self.env.skew_ms.set(0);
+        let mut observer = Client::open(
+            &self.dir.join("observer"),
+            client_config(&self.run.upstream.base(), &self.admin_token, &self.space),
+        )
+        .map_err(|e| violation(Invariant::SyncCompletes, format!("observer: {e}")))?;
+        observer
+            .sync()
+            .map_err(|e| violation(Invariant::SyncCompletes, format!("observer: {e}")))?;
+        let truth = listing(&observer);
+        for c in 0..n {
+            let status = self.client(c).status().map_err(store_violation)?;
+            if status.pending > 0 {
+                return Err(violation(
+                    Invariant::NoWedgedClient,
+                    format!("client {c} keeps {} pending writes", status.pending),
+                ));
+            }
+        }
+        for c in 0..n {
+            let mine = listing(self.client(c));
+            if mine != truth {
+                return Err(violation(
+                    Invariant::ReplicaEqualsServer,
+                    format!("client {c} sees {mine}, a fresh client pulls {truth}"),
+                ));
+            }
+        }
+        self.check_merge_model(&observer)?;
+        let mut acknowledged: BTreeMap<String, i64> = BTreeMap::new();
+        for d in self.done.clone() {
+            match self.fate(&d)? {
+                Fate::Applied => {
+                    if let Some((id, by)) = &d.tally {
+                        *acknowledged.entry(id.clone()).or_default() += by;
+                    }
+                }
+                Fate::Dead(problem) => {
+                    // A write that waited longer than retention may be refused as too old
+                    // ([CLIENT-10], [CLIENT-21]).
+                    if !d.poison && !problem.contains("mutation-too-old") {
+                        return Err(violation(
+                            Invariant::NoValidWriteRejected,
+                            format!(
+                                "client {} write {} dead-lettered: {problem}",
+                                d.client, d.op_id
+                            ),
+                        ));
+                    }
+                }
+                Fate::Superseded => {}
+                Fate::Unknown(state) => {
+                    return Err(violation(
+                        Invariant::WriteFateKnown,
+                        format!("client {} write {} ends {state}", d.client, d.op_id),
+                    ))
+                }
+            }
+        }
+        for r in 0..RECORDS {
+            let id = format!("r{r}");
+            let want = acknowledged.get(&id).copied().unwrap_or(0);
+            let got = observer
+                .get(TALLY, &id)
+                .map_err(store_violation)?
+                .and_then(|v| v.get("n").and_then(Value::as_i64))
+                .unwrap_or(0);
+            if want != got {
+                return Err(violation(
+                    Invariant::CounterEqualsAppliedIncrements,
+                    format!(
+                        "{TALLY}/{id}.n is {got} on the server; the increments acknowledged to the clients sum to {want}"
+                    ),
+                ));
+            }
+        }
+        self.check_applied_once()?;
+        for c in 0..n {
+            match self.client(c).audit() {
+                Ok(a) if a.repaired.is_empty() => {}
+                Ok(a) => {
+                    return Err(violation(
+                        Invariant::ChecksumsEqual,
+                        format!("client {c}: audit repaired buckets {:?}", a.repaired),
+                    ))
+                }
+                Err(e) => {
+                    return Err(violation(
+                        Invariant::ChecksumsEqual,
+                        format!("client {c}: audit: {e}"),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // shared with simulate.rs: integrator merges
+    /// The Server's state (a fresh Client's pull) equals the protocol's merge rules folded over
+    /// every Mutation the Server answered as applied (`[MERGE-1]`, `[MERGE-2]`).
+    fn check_merge_model(&self, observer: &Client) -> Result<(), Violation> {
+        let policy = |f: &str| match f {
+            "n" | "likes" => Policy::Counter,
+            "tags" => Policy::AddWinsSet,
+            _ => Policy::Lww,
+        };
+        let mut states: BTreeMap<(String, String), RecordState> = BTreeMap::new();
+        let applied = self
+            .net
+            .lock()
+            .map(|n| n.applied.clone())
+            .unwrap_or_default();
+        for m in &applied {
+            states
+                .entry((
+                    m.collection.as_str().to_owned(),
+                    m.record_id.as_str().to_owned(),
+                ))
+                .or_default()
+                .apply(m);
+        }
+        for coll in [DOCS, TALLY] {
+            for r in 0..RECORDS {
+                let id = format!("r{r}");
+                let model = states
+                    .get(&(coll.to_owned(), id.clone()))
+                    .map(|s| s.materialize(policy, &BTreeMap::new()))
+                    .filter(|m| m.exists)
+                    .map(|m| Value::Object(m.value));
+                let server = observer
+                    .get(coll, &id)
+                    .map_err(store_violation)?
+                    .map(Value::Object);
+                if model != server {
+                    return Err(violation(
+                        Invariant::ServerEqualsMergeModel,
+                        format!(
+                            "{coll}/{id} is {} on the server; the merge of its applied Mutations gives {}",
+                            server.unwrap_or(Value::Null),
+                            model.unwrap_or(Value::Null)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// No Op ID is applied twice: the Server's audit history of every Record the scenario
+    /// touched holds at most one `applied` entry per Op ID (`[IDEM-2]`, `[AUDIT-1]`). A Record
+    /// without history answers 404; a Server without the history endpoint cannot be checked
+    /// here, and says so.
+    fn check_applied_once(&self) -> Result<(), Violation> {
+        let records = [DOCS, TALLY].into_iter().flat_map(|coll| {
+            (0..RECORDS)
+                .map(move |r| (coll, format!("r{r}")))
+                .chain((coll == DOCS).then(|| (coll, "poison".to_owned())))
+        });
+        for (coll, id) in records {
+            let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+            let mut after = 0u64;
+            for _ in 0..1000 {
+                let url = format!(
+                    "{}/v1/spaces/{}/records/{coll}/{id}/history?after={after}",
+                    self.run.upstream.base(),
+                    self.space
+                );
+                let fail = |e: String| {
+                    violation(
+                        Invariant::AppliedOnce,
+                        format!("history of {coll}/{id}: {e}"),
+                    )
+                };
+                let mut resp = self
+                    .run
+                    .agent
+                    .get(&url)
+                    .header("authorization", &format!("Bearer {}", self.admin_token))
+                    .header("driftless-version", "1.0")
+                    .call()
+                    .map_err(|e| fail(e.to_string()))?;
+                let status = resp.status().as_u16();
+                if status == 404 {
+                    break;
+                }
+                let text = resp
+                    .body_mut()
+                    .read_to_string()
+                    .map_err(|e| fail(e.to_string()))?;
+                if status != 200 {
+                    return Err(fail(format!("status {status}: {text}")));
+                }
+                let page: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let entries = page["entries"].as_array().cloned().unwrap_or_default();
+                for e in &entries {
+                    if e["status"] == "applied" {
+                        let op = e["op_id"].as_str().unwrap_or("").to_owned();
+                        let count = seen.entry(op.clone()).or_default();
+                        *count += 1;
+                        if *count > 1 {
+                            return Err(violation(
+                                Invariant::AppliedOnce,
+                                format!("{coll}/{id}: op {op} applied {count} times"),
+                            ));
+                        }
+                    }
+                    after = after.max(e["position"].as_u64().unwrap_or(0));
+                }
+                if page["has_more"] != true || entries.is_empty() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // shared with simulate.rs: integrator merges
+    /// Follows a write's receipts through re-issues and coalescing to its end.
+    fn fate(&mut self, d: &Done) -> Result<Fate, Violation> {
+        let mut op = d.op_id.clone();
+        for _ in 0..1000 {
+            let receipt = self
+                .client(d.client)
+                .receipt(&op)
+                .map_err(store_violation)?;
+            match receipt {
+                Some((state, _)) if state == "acknowledged" => return Ok(Fate::Applied),
+                Some((state, Some(detail)))
+                    if state == "rejected" && detail.contains("re-issued as ") =>
+                {
+                    op = detail
+                        .rsplit("re-issued as ")
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned();
+                }
+                Some((state, Some(next))) if state == "superseded" => {
+                    if d.tally.is_some() {
+                        // An increment is never superseded: its amount would be lost.
+                        return Ok(Fate::Unknown(format!("superseded by {next}")));
+                    }
+                    return Ok(Fate::Superseded);
+                }
+                Some((state, detail)) if state == "rejected" => {
+                    let dead = self
+                        .client(d.client)
+                        .dead_letters()
+                        .map_err(store_violation)?
+                        .into_iter()
+                        .find(|(o, _, _)| *o == op);
+                    return Ok(match dead {
+                        Some((_, _, problem)) => Fate::Dead(problem.to_string()),
+                        None => Fate::Unknown(format!(
+                            "rejected ({}) but not in the dead letters",
+                            detail.unwrap_or_default()
+                        )),
+                    });
+                }
+                Some((state, _)) => return Ok(Fate::Unknown(state)),
+                None => return Ok(Fate::Unknown("without a receipt".into())),
+            }
+        }
+        Ok(Fate::Unknown("a re-issue loop".into()))
+    }
+}
+
+enum Fate {
+    Applied,
+    Dead(String),
+    Superseded,
+    Unknown(String),
+}
+
+fn store_violation(e: ClientError) -> Violation {
+    violation(Invariant::SyncCompletes, e.to_string())
+}
+
+fn summary(r: &Result<driftless_client::SyncReport, ClientError>) -> String {
+    match r {
+        Ok(r) => format!(
+            "-> ok ack={} rej={} reissued={} pulled={} resync={}",
+            r.acknowledged, r.rejected, r.reissued, r.pulled, r.resynced
+        ),
+        Err(e) => format!("-> error: {e}"),
+    }
+}
+
+// shared with simulate.rs: integrator merges
+/// A Client's view of both Collections, as canonical text.
+fn listing(c: &Client) -> String {
+    let mut all = Map::new();
+    for coll in [DOCS, TALLY] {
+        let records: Map<String, Value> = c
+            .list(coll)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, v)| (id, Value::Object(v)))
+            .collect();
+        all.insert(coll.to_owned(), Value::Object(records));
+    }
+    Value::Object(all).to_string()
+}
+
+/// Where scenario folders go: memory-backed `/dev/shm` when there is one, else the system's
+/// temporary folder.
+fn scratch_root() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// Runs the scenario of `seed`. `Err`: the scenario could not run (token command, store,
+/// proxy), an operating error, not a broken invariant.
+fn run_scenario(run: &Run, seed: u64) -> Result<Ended, String> {
+    let mut rng = Rng(seed);
+    let space = format!("sim-{}-{seed}", run.nonce);
+    let user = format!("sim-{}", run.nonce);
+    let write_token = run.tokens.token(&user, &space, "write", TOKEN_TTL_S)?;
+    let admin_token = run.tokens.token(&user, &space, "admin", TOKEN_TTL_S)?;
+    let dir = tempfile::Builder::new()
+        .prefix("driftless-simremote-")
+        .tempdir_in(scratch_root())
+        .map_err(|e| format!("cannot create a scenario folder: {e}"))?;
+    let net: Net = Arc::new(Mutex::new(NetState {
+        weather: Weather::default(),
+        offline: vec![false; run.clients],
+        rngs: (0..run.clients).map(|_| Rng(rng.next())).collect(),
+        delay_budget_ms: DELAY_MS_PER_SCENARIO_MAX,
+        counts: Counts::default(),
+        print_trace: run.print_trace,
+        applied: Vec::new(),
+    }));
+    let proxies = (0..run.clients)
+        .map(|i| Proxy::start(&run.rt, net.clone(), run.upstream.clone(), i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env = Rc::new(SkewedClock {
+        skew_ms: Cell::new(0),
+    });
+    driftless_client::inject::set_environment(Some(env.clone()));
+    let mut sc = Scenario {
+        run,
+        space,
+        write_token,
+        admin_token,
+        dir: dir.path().to_owned(),
+        net: net.clone(),
+        proxies,
+        env,
+        clients: Vec::new(),
+        skews: vec![0; run.clients],
+        offline_until: vec![0; run.clients],
+        done: Vec::new(),
+        rng,
+        steps_hash: FNV_START,
+    };
+    let outcome = (|| {
+        // The scenario's Collection Schemas, registered straight with the Server (admin scope).
+        let mut admin = Client::open(
+            &sc.dir.join("admin"),
+            client_config(&run.upstream.base(), &sc.admin_token, &sc.space),
+        )
+        .map_err(|e| format!("cannot open the admin client: {e}"))?;
+        for coll in [DOCS, TALLY] {
+            let doc = json!({"collection": coll, "version": 1, "schema": {"type": "object"},
+                "fields": {"n": {"policy": "counter"}, "likes": {"policy": "counter"},
+                           "tags": {"policy": "add_wins_set"}}});
+            admin.register_schema(&doc).map_err(|e| {
+                format!("cannot register the scenario's Collection Schema {coll}: {e}")
+            })?;
+        }
+        drop(admin);
+        for i in 0..run.clients {
+            let c = sc.open_client(i)?;
+            sc.clients.push(Some(c));
+        }
+        let weather = Weather::random(&mut sc.rng);
+        sc.step_line(&format!("weather {weather:?}"));
+        net.lock().map_err(|_| "proxy state poisoned")?.weather = weather;
+        for n in 0..run.steps {
+            sc.step(n)?;
+        }
+        Ok::<_, String>(sc.quiesce().and_then(|()| sc.check()).err())
+    })();
+    driftless_client::inject::set_environment(None);
+    let steps_hash = sc.steps_hash;
+    // The Clients go before their proxies, so no connection is left waiting.
+    drop(sc);
+    let counts = net.lock().map(|n| n.counts.clone()).unwrap_or_default();
+    Ok(Ended {
+        steps_hash,
+        violation: outcome?,
+        counts,
+    })
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn replay_command(a: &Args, server: &str, token_cmd: &str, seed: u64) -> String {
+    format!(
+        "driftless simulate --server {} --token-cmd {} --seed {seed} --scenarios 1 --clients {} --steps {}",
+        shell_quote(server),
+        shell_quote(token_cmd),
+        a.clients,
+        a.steps
+    )
+}
+
+/// Why the Server's discovery document cannot be read, if it cannot.
+fn unreachable(agent: &ureq::Agent, upstream: &Upstream) -> Option<String> {
+    let discovery = format!("{}/.well-known/driftless", upstream.base());
+    match agent.get(&discovery).call() {
+        Ok(r) if r.status() == 200 => None,
+        Ok(r) => Some(format!(
+            "{discovery} answered {}, not the discovery document",
+            r.status()
+        )),
+        Err(e) => Some(format!("cannot reach {discovery}: {e}")),
+    }
+}
+
+const NOT_DETERMINISTIC: &str = "network mode is not bit-for-bit deterministic (real time, a real server): a seed fixes the steps and the proxy's decisions, not the server's answers";
+
+/// `driftless simulate --server URL --token-cmd CMD`. Exit code 0: every scenario held every
+/// invariant; 1: a scenario broke one, or a scenario could not run (the line says which);
+/// `Err` (exit 2): a usage error.
+pub fn main(a: Args) -> Result<u8, String> {
+    let (server, token_cmd) = match (&a.server, &a.token_cmd) {
+        (Some(s), Some(t)) => (s.clone(), t.clone()),
+        (Some(_), None) => {
+            return Err("--server needs --token-cmd, the command that prints a Token (see spec/running-the-suite.md)".into())
+        }
+        (None, _) => return Err("--token-cmd needs --server".into()),
+    };
+    if a.server_fault.is_some() || a.client_fault.is_some() || a.self_check {
+        return Err("--server-fault, --client-fault and --self-check plant faults in the in-process simulation; they do not go with --server".into());
+    }
+    if a.clients == 0 || a.scenarios == 0 {
+        return Err("--clients and --scenarios must be at least 1".into());
+    }
+    if token_cmd.trim().is_empty() {
+        return Err("--token-cmd is empty".into());
+    }
+    let upstream = Arc::new(Upstream::parse(&server)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the proxy runtime: {e}"))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_millis(CLIENT_TIMEOUT_MS)))
+        .build()
+        .into();
+    // The Server must answer discovery before anything else is worth trying.
+    if let Some(problem) = unreachable(&agent, &upstream) {
+        eprintln!("driftless: {problem}");
+        return Ok(1);
+    }
+    let mut nonce = [0u8; 4];
+    getrandom::fill(&mut nonce).map_err(|e| format!("no random source: {e}"))?;
+    let run = Run {
+        upstream,
+        tokens: CommandTokens::new(&token_cmd),
+        nonce: nonce.iter().map(|b| format!("{b:02x}")).collect(),
+        clients: a.clients,
+        steps: a.steps,
+        print_trace: a.print_trace,
+        rt,
+        agent,
+    };
+    let start = std::time::Instant::now();
+    let mut total = Counts::default();
+    for i in 0..a.scenarios {
+        let seed = a.seed.wrapping_add(i);
+        if a.print_trace {
+            eprintln!("scenario seed {seed} in Space sim-{}-{seed}", run.nonce);
+        }
+        let ended = match run_scenario(&run, seed) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("driftless: seed {seed}: the scenario could not run: {e}");
+                return Ok(1);
+            }
+        };
+        let c = &ended.counts;
+        total.requests += c.requests;
+        total.dropped_requests += c.dropped_requests;
+        total.dropped_responses += c.dropped_responses;
+        total.duplicated += c.duplicated;
+        total.delayed += c.delayed;
+        total.refused_offline += c.refused_offline;
+        if a.verbose {
+            println!(
+                "seed {seed} steps {:016x}: {} requests through the proxy",
+                ended.steps_hash, c.requests
+            );
+        }
+        if let Some(v) = ended.violation {
+            // A Server that went away is an operating error, not a broken invariant.
+            if v.invariant == Invariant::SyncCompletes {
+                if let Some(problem) = unreachable(&run.agent, &run.upstream) {
+                    eprintln!("driftless: seed {seed}: the server stopped answering: {problem}");
+                    return Ok(1);
+                }
+            }
+            println!(
+                "FAIL seed {seed} steps {:016x}: invariant {} broken: {}",
+                ended.steps_hash,
+                v.invariant.name(),
+                v.detail
+            );
+            println!("replay: {}", replay_command(&a, &server, &token_cmd, seed));
+            println!("note: {NOT_DETERMINISTIC}; a replay may need a few runs");
+            return Ok(1);
+        }
+    }
+    println!(
+        "{} network scenarios (seeds {}..={}, {} clients, {} steps) against {server} held every invariant in {:.1} s; the proxy saw {} requests: {} lost, {} responses lost, {} duplicated, {} delayed, {} refused while offline",
+        a.scenarios,
+        a.seed,
+        a.seed.wrapping_add(a.scenarios - 1),
+        a.clients,
+        a.steps,
+        start.elapsed().as_secs_f64(),
+        total.requests,
+        total.dropped_requests,
+        total.dropped_responses,
+        total.duplicated,
+        total.delayed,
+        total.refused_offline
+    );
+    println!("note: {NOT_DETERMINISTIC}");
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Upstream;
+
+    #[test]
+    fn upstream_keeps_host_port_and_prefix() {
+        let u = Upstream::parse("http://127.0.0.1:7878/sync/").unwrap();
+        assert_eq!(u.authority, "127.0.0.1:7878");
+        assert_eq!(u.prefix, "/sync");
+        assert_eq!(u.base(), "http://127.0.0.1:7878/sync");
+        assert_eq!(
+            Upstream::parse("http://localhost").unwrap().authority,
+            "localhost:80"
+        );
+    }
+
+    #[test]
+    fn upstream_refuses_what_the_proxy_cannot_reach() {
+        for bad in [
+            "https://sync.example.test",
+            "ftp://x",
+            "127.0.0.1:7878",
+            "http://",
+            "http://host:notaport",
+            "http://host:0",
+            "http://host:1/x?y",
+        ] {
+            assert!(Upstream::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
