@@ -41,6 +41,11 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
 
+mod scenario;
+mod shrink;
+pub use scenario::{generate, Event, Scenario};
+use shrink::shrink;
+
 /// `driftless simulate` arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -77,6 +82,15 @@ pub struct Args {
     /// scenarios, and fail unless each is found (needs a fault-injection feature).
     #[arg(long)]
     pub self_check: bool,
+    /// When a scenario fails, reduce it to a minimal one that breaks the same invariant, print
+    /// it as a numbered event list and write it to `driftless-sim-<seed>.scenario` in the
+    /// current folder, for --replay.
+    #[arg(long)]
+    pub shrink: bool,
+    /// Run the one scenario written in FILE (the event list --shrink writes) instead of
+    /// generating scenarios from --seed.
+    #[arg(long, value_name = "FILE", conflicts_with = "self_check")]
+    pub replay: Option<PathBuf>,
 }
 
 /// One invariant checked after quiescence.
@@ -103,10 +117,14 @@ pub enum Invariant {
     AppliedOnce,
     /// The Server's state equals the protocol's merge model over the Mutations it applied.
     ServerEqualsMergeModel,
+    /// A write the app is refused is refused only because the Client's disk is full, with a
+    /// store error that says so (nothing is reported done that was not stored).
+    WriteErrorClear,
 }
 
 impl Invariant {
-    fn name(self) -> &'static str {
+    /// The invariant's name, as failures print it.
+    pub fn name(self) -> &'static str {
         match self {
             Self::ReplicaEqualsServer => "replica-equals-server",
             Self::WriteFateKnown => "write-fate-known",
@@ -117,6 +135,7 @@ impl Invariant {
             Self::SyncCompletes => "sync-completes",
             Self::AppliedOnce => "applied-once",
             Self::ServerEqualsMergeModel => "server-equals-merge-model",
+            Self::WriteErrorClear => "write-error-clear",
         }
     }
 }
@@ -231,8 +250,8 @@ impl Environment for SimEnv {
 // The network
 
 /// What the network does to requests now.
-#[derive(Debug, Clone, Default)]
-struct Weather {
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Weather {
     /// Percent of requests lost before the Server sees them.
     drop_request_pct: u64,
     /// Percent of responses lost after the Server applied the request.
@@ -270,6 +289,10 @@ struct World {
     requests: Cell<u64>,
     /// Every Mutation a push answer said the Server applied (whether or not the answer arrived).
     applied: RefCell<Vec<Mutation>>,
+    /// Clients whose next request the network holds back, by index.
+    hold: RefCell<Vec<bool>>,
+    /// Requests held back, oldest first, delivered at the next `release`.
+    held: RefCell<Vec<HttpRequest>>,
 }
 
 /// Requests one scenario may send (a default scenario sends a few hundred).
@@ -325,6 +348,25 @@ impl World {
                     self.applied.borrow_mut().push(m);
                 }
             }
+        }
+    }
+
+    /// Delivers every held request, oldest first; their answers go nowhere.
+    fn release(&self) {
+        let held = std::mem::take(&mut *self.held.borrow_mut());
+        for req in held {
+            let status = match self.deliver(&req) {
+                Ok(resp) => {
+                    self.note_applied(&req, &resp);
+                    format!("{} {}", resp.status, outcomes(&resp.body))
+                }
+                Err(e) => e,
+            };
+            self.trace.borrow_mut().add(&format!(
+                "net released {} {} -> {status}",
+                req.method,
+                req.path.split('?').next().unwrap_or("")
+            ));
         }
     }
 
@@ -448,6 +490,12 @@ impl Transport for SimTransport {
         if w.offline.borrow()[self.client] {
             return lost("offline");
         }
+        if std::mem::take(&mut w.hold.borrow_mut()[self.client]) {
+            // Reordered delivery: the Client sees a timeout and goes on (retries, sends
+            // others); the Server sees this request only at the next `release`.
+            w.held.borrow_mut().push(req.clone());
+            return lost("held back");
+        }
         let weather = w.weather.borrow().clone();
         let (drop_req, drop_resp, dup, delay) = {
             let mut rng = w.rng.borrow_mut();
@@ -516,7 +564,12 @@ struct Sim {
     clients: Vec<Option<Client>>,
     skews: Vec<i64>,
     done: Vec<Done>,
-    rng: Rng,
+    /// The scenario's seed, which seeds each event's streams.
+    seed: u64,
+    /// Clients whose disk is full, by index (a reopened Client's is filled again).
+    disk_full: Vec<bool>,
+    /// The first write refused for another reason than a full disk, or without saying so.
+    refused: Option<Violation>,
 }
 
 fn client_config(token: &str) -> Config {
@@ -556,43 +609,27 @@ impl Sim {
             .expect("clients are reopened at once")
     }
 
-    fn random_effect(&mut self) -> (String, String, Value, Option<(String, i64)>) {
-        let r = format!("r{}", self.rng.below(RECORDS));
-        let word = |rng: &mut Rng| json!(["a", "b", "c", "d"][rng.below(4) as usize]);
-        if self.rng.chance(25) {
-            let by = self.rng.below(9) as i64 - 3;
-            let by = if by == 0 { 1 } else { by };
-            return (
-                TALLY.into(),
-                r.clone(),
-                json!({"kind": "increment", "field": "n", "by": by}),
-                Some((r, by)),
-            );
-        }
-        let effect = match self.rng.below(7) {
-            0 => {
-                json!({"kind": "put", "value": {"title": word(&mut self.rng), "body": self.rng.below(100)}})
-            }
-            1 => json!({"kind": "patch", "set": {"title": word(&mut self.rng)}}),
-            2 => json!({"kind": "patch", "unset": ["body"]}),
-            3 => json!({"kind": "delete"}),
-            4 => json!({"kind": "increment", "field": "likes", "by": self.rng.below(5) as i64 + 1}),
-            5 => json!({"kind": "set_add", "field": "tags", "elements": [word(&mut self.rng)]}),
-            _ => json!({"kind": "set_remove", "field": "tags", "elements": [word(&mut self.rng)]}),
-        };
-        (DOCS.into(), r, effect, None)
-    }
-
-    fn step(&mut self, n: usize) -> Result<(), String> {
-        let c = self.rng.below(self.clients.len() as u64) as usize;
-        let roll = self.rng.below(100);
-        match roll {
-            0..=44 => {
-                let (collection, id, effect, tally) = self.random_effect();
-                let line = format!("{n} write c{c} {collection}/{id} {effect}");
-                let res = self.client(c).write(&collection, &id, effect, 0);
-                self.trace(format!("{line} -> {}", res.is_ok()));
+    /// Executes event number `n` of the scenario.
+    fn exec(&mut self, n: u64, event: &Event) -> Result<(), String> {
+        // What the network and the Clients draw during this event comes from (seed, n) alone,
+        // so dropping other events (`--shrink`) leaves this one's draws as they were.
+        self.reseed(n);
+        let shown = n;
+        match event {
+            Event::Write {
+                client,
+                collection,
+                record,
+                effect,
+            } => {
+                let c = *client;
+                let res = self.client(c).write(collection, record, effect.clone(), 0);
+                self.trace(format!("{shown} {event} -> {}", res.is_ok()));
+                self.note_write_error(c, &res, false);
                 if let Ok(op_id) = res {
+                    let tally = (collection == TALLY && effect["field"] == "n")
+                        .then(|| effect["by"].as_i64().map(|by| (record.clone(), by)))
+                        .flatten();
                     self.done.push(Done {
                         client: c,
                         op_id,
@@ -601,68 +638,122 @@ impl Sim {
                     });
                 }
             }
-            45..=46 => {
+            Event::Poison(c) => {
                 // A value deeper than the Server's limit: no push can carry it ([CLIENT-18]).
                 let mut deep = json!(1);
                 for _ in 0..40 {
                     deep = json!([deep]);
                 }
                 let effect = json!({"kind": "put", "value": {"title": "deep", "body": deep}});
-                let res = self.client(c).write(DOCS, "poison", effect, 0);
-                self.trace(format!("{n} poison c{c} -> {}", res.is_ok()));
+                let res = self.client(*c).write(DOCS, "poison", effect, 0);
+                self.trace(format!("{shown} {event} -> {}", res.is_ok()));
+                self.note_write_error(*c, &res, true);
                 if let Ok(op_id) = res {
                     self.done.push(Done {
-                        client: c,
+                        client: *c,
                         op_id,
                         tally: None,
                         poison: true,
                     });
                 }
             }
-            47..=64 => {
-                let res = self.client(c).sync();
-                self.trace(format!("{n} sync c{c} -> {}", summary(&res)));
+            Event::Sync(c) => {
+                let res = self.client(*c).sync();
+                self.trace(format!("{shown} {event} -> {}", summary(&res)));
             }
-            65..=69 => {
-                let mut offline = self.world.offline.borrow_mut();
-                offline[c] = !offline[c];
-                self.trace(format!("{n} offline c{c} {}", offline[c]));
+            Event::Offline(c, on) => {
+                self.world.offline.borrow_mut()[*c] = *on;
+                self.trace(format!("{shown} {event}"));
             }
-            70..=72 => {
-                self.clients[c] = None;
-                self.clients[c] = Some(self.open_client(c)?);
-                self.trace(format!("{n} crash c{c}"));
+            Event::Partition(cut) => {
+                for c in cut {
+                    self.world.offline.borrow_mut()[*c] = true;
+                }
+                self.trace(format!("{shown} {event}"));
             }
-            73..=75 => {
+            Event::Heal => {
+                self.world.offline.borrow_mut().fill(false);
+                self.trace(format!("{shown} {event}"));
+            }
+            Event::Crash(c) => {
+                self.clients[*c] = None;
+                self.clients[*c] = Some(self.open_client(*c)?);
+                if self.disk_full[*c] {
+                    // The disk is still full after the crash.
+                    self.client(*c)
+                        .set_disk_full(true)
+                        .map_err(|e| format!("cannot fill the disk of client {c}: {e}"))?;
+                }
+                self.trace(format!("{shown} {event}"));
+            }
+            Event::RestartServer => {
                 self.world.restart_server()?;
-                self.trace(format!("{n} restart server"));
+                self.trace(format!("{shown} {event}"));
             }
-            76..=78 => {
+            Event::Compact => {
                 self.world.compact();
-                self.trace(format!("{n} compact"));
+                self.trace(format!("{shown} {event}"));
             }
-            79..=85 => {
-                // Mostly seconds to minutes; sometimes past the retention horizon.
-                let ms = if self.rng.chance(15) {
-                    86_400_000 + self.rng.below(86_400_000)
-                } else {
-                    self.rng.below(600_000)
-                };
-                self.world.clock.advance(ms);
-                self.trace(format!("{n} advance {ms}"));
+            Event::Advance(ms) => {
+                self.world.clock.advance(*ms);
+                self.trace(format!("{shown} {event}"));
             }
-            86..=88 => {
-                let skew = self.rng.below(240_001) as i64 - 120_000;
-                self.skews[c] = skew;
-                self.trace(format!("{n} skew c{c} {skew}"));
+            Event::Skew(c, ms) => {
+                self.skews[*c] = *ms;
+                self.trace(format!("{shown} {event}"));
             }
-            _ => {
-                let weather = Weather::random(&mut self.rng);
-                self.trace(format!("{n} weather {weather:?}"));
-                *self.world.weather.borrow_mut() = weather;
+            Event::Weather(w) => {
+                *self.world.weather.borrow_mut() = w.clone();
+                self.trace(format!("{shown} {event}"));
+            }
+            Event::Hold(c) => {
+                self.world.hold.borrow_mut()[*c] = true;
+                self.trace(format!("{shown} {event}"));
+            }
+            Event::Release => {
+                self.trace(format!("{shown} {event}"));
+                self.world.release();
+            }
+            Event::DiskFull(c, full) => {
+                self.disk_full[*c] = *full;
+                let res = self.client(*c).set_disk_full(*full);
+                self.trace(format!("{shown} {event} -> {}", res.is_ok()));
+                res.map_err(|e| format!("cannot fill the disk of client {c}: {e}"))?;
             }
         }
         Ok(())
+    }
+
+    /// A write the app was refused must have been refused because the Client's disk is full,
+    /// and say so: a store error naming the full disk (the first other refusal is kept and
+    /// reported as `write-error-clear` after the run). A `poison` write may also be refused as
+    /// invalid at once, against the Server's announced limits (`[CLIENT-18]`).
+    fn note_write_error(&mut self, c: usize, res: &Result<String, ClientError>, poison: bool) {
+        let Err(e) = res else { return };
+        if poison && matches!(e, ClientError::Invalid(_)) {
+            return;
+        }
+        let clear = matches!(e, ClientError::Store(m) if m.contains("full"));
+        if (!self.disk_full[c] || !clear) && self.refused.is_none() {
+            self.refused = Some(Violation {
+                invariant: Invariant::WriteErrorClear,
+                detail: format!(
+                    "client {c} (disk {}) refused a write: {e}",
+                    if self.disk_full[c] {
+                        "full"
+                    } else {
+                        "not full"
+                    }
+                ),
+            });
+        }
+    }
+
+    /// Reseeds the network's and the Clients' streams from the scenario's seed and `n`.
+    fn reseed(&self, n: u64) {
+        let mut mix = Rng(self.seed ^ n.wrapping_mul(0xA076_1D64_78BD_642F));
+        *self.world.rng.borrow_mut() = Rng(mix.next());
+        *self.env.rng.borrow_mut() = Rng(mix.next());
     }
 
     /// Heals the network and syncs every Client until a round changes nothing.
@@ -676,7 +767,19 @@ impl Sim {
         for o in self.world.offline.borrow_mut().iter_mut() {
             *o = false;
         }
+        // Space is freed: syncing must resume, and nothing acknowledged to the app is lost.
+        for c in 0..self.clients.len() {
+            if std::mem::take(&mut self.disk_full[c]) {
+                if let Err(e) = self.client(c).set_disk_full(false) {
+                    return Err(store_violation(e));
+                }
+            }
+        }
+        // Requests still held back arrive first, long after their Clients gave up on them.
+        self.reseed(QUIESCE_STREAM);
+        self.world.release();
         for round in 0..8 {
+            self.reseed(QUIESCE_STREAM + 1 + round);
             let mut changed = false;
             for c in 0..self.clients.len() {
                 let res = self.client(c).sync();
@@ -703,10 +806,15 @@ impl Sim {
 
     fn check(&mut self) -> Result<(), Violation> {
         let fail = |invariant, detail: String| Err(Violation { invariant, detail });
+        if let Some(v) = self.refused.take() {
+            return Err(v);
+        }
         // The truth: a fresh Client's pull of the Server.
+        self.reseed(QUIESCE_STREAM - 1);
         let n = self.clients.len();
         self.skews.push(0);
         self.world.offline.borrow_mut().push(false);
+        self.world.hold.borrow_mut().push(false);
         let mut observer = self.open_client(n).map_err(|e| Violation {
             invariant: Invariant::SyncCompletes,
             detail: e,
@@ -1011,13 +1119,23 @@ fn scratch_root() -> PathBuf {
     }
 }
 
-/// Runs the scenario of `seed`.
+/// The stream numbers past every event's: opening the Clients, the check, quiescence rounds.
+const QUIESCE_STREAM: u64 = 1 << 40;
+
+/// Runs the scenario `seed` generates (see [`generate`]).
 pub fn run_scenario(
     seed: u64,
     clients: usize,
     steps: usize,
     print_trace: bool,
 ) -> Result<Outcome, String> {
+    run(&generate(seed, clients, steps), print_trace)
+}
+
+/// Executes `scenario`'s events, heals the network, syncs every Client until idle and checks
+/// the invariants.
+pub fn run(scenario: &Scenario, print_trace: bool) -> Result<Outcome, String> {
+    let clients = scenario.clients;
     let dir = tempfile::Builder::new()
         .prefix("driftless-sim-")
         .tempdir_in(scratch_root())
@@ -1028,12 +1146,10 @@ pub fn run_scenario(
         .map_err(|e| e.to_string())?;
     // 2026-01-01T00:00:00Z: a fixed start, so that Stamps are the same on every run.
     let clock = SimClock(Arc::new(AtomicU64::new(1_767_225_600_000)));
-    let mut rng = Rng(seed);
-    let world_rng = Rng(rng.next());
     let env = Rc::new(SimEnv {
         clock: clock.clone(),
         skew_ms: Cell::new(0),
-        rng: RefCell::new(Rng(rng.next())),
+        rng: RefCell::new(Rng(scenario.seed)),
     });
     let placeholder = {
         let _guard = rt.enter();
@@ -1059,12 +1175,14 @@ pub fn run_scenario(
         server_dir: dir.path().join("server"),
         server_faults: server_faults()?,
         clock,
-        rng: RefCell::new(world_rng),
+        rng: RefCell::new(Rng(scenario.seed)),
         weather: RefCell::new(Weather::default()),
         offline: RefCell::new(vec![false; clients]),
         trace: RefCell::new(Trace(Trace::new().0, print_trace)),
         requests: Cell::new(0),
         applied: RefCell::new(Vec::new()),
+        hold: RefCell::new(vec![false; clients]),
+        held: RefCell::new(Vec::new()),
     });
     driftless_client::inject::set_environment(Some(env.clone()));
     let outcome = (|| {
@@ -1076,8 +1194,11 @@ pub fn run_scenario(
             clients: Vec::new(),
             skews: vec![0; clients],
             done: Vec::new(),
-            rng,
+            seed: scenario.seed,
+            disk_full: vec![false; clients],
+            refused: None,
         };
+        sim.reseed(QUIESCE_STREAM - 2);
         for i in 0..clients {
             let c = sim.open_client(i)?;
             sim.clients.push(Some(c));
@@ -1090,11 +1211,8 @@ pub fn run_scenario(
                 .register_schema(&doc)
                 .map_err(|e| format!("cannot register the simulated schema: {e}"))?;
         }
-        let weather = Weather::random(&mut sim.rng);
-        sim.trace(format!("weather {weather:?}"));
-        *sim.world.weather.borrow_mut() = weather;
-        for n in 0..steps {
-            sim.step(n)?;
+        for (n, event) in &scenario.events {
+            sim.exec(*n, event)?;
         }
         let violation = sim.quiesce().and_then(|()| sim.check()).err();
         Ok::<_, String>(violation)
@@ -1173,6 +1291,16 @@ fn planted() -> Vec<(&'static str, &'static str)> {
 }
 
 fn replay_command(a: &Args, seed: u64) -> String {
+    format!(
+        "{} --seed {seed} --scenarios 1 --clients {} --steps {}",
+        command_prefix(a),
+        a.clients,
+        a.steps
+    )
+}
+
+/// `driftless simulate` with this run's fault flags (built with their features).
+fn command_prefix(a: &Args) -> String {
     let mut cmd = String::from("driftless simulate");
     if let Some(f) = &a.server_fault {
         cmd = format!("cargo run --features fault-injection -- simulate --server-fault {f}");
@@ -1180,10 +1308,7 @@ fn replay_command(a: &Args, seed: u64) -> String {
     if let Some(f) = &a.client_fault {
         cmd = format!("cargo run --features client-fault-injection -- simulate --client-fault {f}");
     }
-    format!(
-        "{cmd} --seed {seed} --scenarios 1 --clients {} --steps {}",
-        a.clients, a.steps
-    )
+    cmd
 }
 
 /// `driftless simulate`. Exit code 0: every scenario held every invariant (or, with
@@ -1202,6 +1327,9 @@ pub fn main(a: Args) -> Result<u8, String> {
         f.clone_from(&a.server_fault);
     }
     server_faults()?;
+    if let Some(file) = &a.replay {
+        return replay(&a, file);
+    }
     let start = std::time::Instant::now();
     // Scenarios are independent, so worker threads run them side by side; the results are
     // read in seed order, so the output (and the first failure named) is the same as with one.
@@ -1249,6 +1377,9 @@ pub fn main(a: Args) -> Result<u8, String> {
                 v.detail
             );
             println!("replay: {}", replay_command(&a, seed));
+            if a.shrink {
+                shrink_and_print(&a, &generate(seed, a.clients, a.steps), v.invariant)?;
+            }
             return Ok(1);
         }
     }
@@ -1264,6 +1395,69 @@ pub fn main(a: Args) -> Result<u8, String> {
         a.scenarios as f64 * 60.0 / secs.max(1e-9)
     );
     Ok(0)
+}
+
+/// Candidate scenarios `--shrink` runs at most.
+const SHRINK_TRIALS_MAX: usize = 600;
+
+/// Shrinks `failing`, prints the minimal event list and writes it where `--replay` reads it.
+fn shrink_and_print(a: &Args, failing: &Scenario, broken: Invariant) -> Result<(), String> {
+    let shrunk = shrink(failing, broken, SHRINK_TRIALS_MAX)?;
+    let file = PathBuf::from(format!("driftless-sim-{}.scenario", failing.seed));
+    let text = format!(
+        "# driftless simulate --replay {}: breaks {}\n{}",
+        file.display(),
+        broken.name(),
+        shrunk.scenario
+    );
+    std::fs::write(&file, &text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    println!(
+        "shrunk from {} events and {} clients to {} events and {} clients ({} trials), still breaking {}:",
+        failing.events.len(),
+        failing.clients,
+        shrunk.scenario.events.len(),
+        shrunk.scenario.clients,
+        shrunk.trials,
+        broken.name()
+    );
+    print!("{}", shrunk.scenario);
+    println!("replay: {} --replay {}", command_prefix(a), file.display());
+    Ok(())
+}
+
+/// `--replay FILE`: runs the scenario written in FILE once.
+fn replay(a: &Args, file: &Path) -> Result<u8, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let scenario: Scenario = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let out = run(&scenario, a.print_trace)?;
+    match out.violation {
+        Some(v) => {
+            println!(
+                "FAIL {} trace {:016x}: invariant {} broken: {}",
+                file.display(),
+                out.trace_hash,
+                v.invariant.name(),
+                v.detail
+            );
+            if a.shrink {
+                shrink_and_print(a, &scenario, v.invariant)?;
+            }
+            Ok(1)
+        }
+        None => {
+            println!(
+                "{} ({} events, {} clients) held every invariant; trace {:016x}",
+                file.display(),
+                scenario.events.len(),
+                scenario.clients,
+                out.trace_hash
+            );
+            Ok(0)
+        }
+    }
 }
 
 /// Runs each planted fault in a child process of this binary, and fails unless each is found

@@ -112,6 +112,13 @@ impl Client {
         self.transport = Some(transport);
     }
 
+    /// Makes this Client's disk full (`true`: its store refuses every write that needs more
+    /// space, so `write` and syncs fail with [`crate::ClientError::Store`]) or frees it again.
+    /// Lasts until the Client is dropped; a reopened Client has space.
+    pub fn set_disk_full(&mut self, full: bool) -> Result<(), crate::ClientError> {
+        self.store.set_disk_full(full)
+    }
+
     /// One attempt through the injected transport; the same headers, body and reading of the
     /// response as the HTTP path of `transport.rs`.
     pub(crate) fn request_injected(
