@@ -120,6 +120,9 @@ pub enum Invariant {
     /// A write the app is refused is refused only because the Client's disk is full, with a
     /// store error that says so (nothing is reported done that was not stored).
     WriteErrorClear,
+    /// The Server's final state is the same with and without the scenario's `compact` events,
+    /// on every Record no write was refused or dead-lettered on (see [`compare_ends`]).
+    CompactionIndependent,
 }
 
 impl Invariant {
@@ -136,6 +139,7 @@ impl Invariant {
             Self::AppliedOnce => "applied-once",
             Self::ServerEqualsMergeModel => "server-equals-merge-model",
             Self::WriteErrorClear => "write-error-clear",
+            Self::CompactionIndependent => "compaction-independent",
         }
     }
 }
@@ -156,6 +160,8 @@ pub struct Outcome {
     pub trace_hash: u64,
     /// The first invariant broken, if any.
     pub violation: Option<Violation>,
+    /// Whether the scenario was also run without its `compact` events and compared.
+    pub compared: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -554,6 +560,8 @@ struct Done {
     tally: Option<(String, i64)>,
     /// Written with a value no push can carry: expected in the dead letters.
     poison: bool,
+    /// `collection/record`.
+    target: String,
 }
 
 struct Sim {
@@ -570,6 +578,18 @@ struct Sim {
     disk_full: Vec<bool>,
     /// The first write refused for another reason than a full disk, or without saying so.
     refused: Option<Violation>,
+    /// What the check saw, for the comparison without compaction.
+    end: EndState,
+}
+
+/// The Server's final state as the check saw it, and the Records whose outcome may depend on
+/// when compaction ran.
+#[derive(Debug, Clone, Default)]
+struct EndState {
+    /// `collection/record` → the Record's value on the Server (absent: no such Record).
+    records: BTreeMap<String, Value>,
+    /// `collection/record` of every write that was refused, dead-lettered or ended unknown.
+    tainted: std::collections::BTreeSet<String>,
 }
 
 fn client_config(token: &str) -> Config {
@@ -635,7 +655,10 @@ impl Sim {
                         op_id,
                         tally,
                         poison: false,
+                        target: format!("{collection}/{record}"),
                     });
+                } else {
+                    self.end.tainted.insert(format!("{collection}/{record}"));
                 }
             }
             Event::Poison(c) => {
@@ -654,6 +677,7 @@ impl Sim {
                         op_id,
                         tally: None,
                         poison: true,
+                        target: format!("{DOCS}/poison"),
                     });
                 }
             }
@@ -824,6 +848,13 @@ impl Sim {
         }
         let truth = listing(&observer);
         self.trace(format!("truth {}", truth));
+        for coll in [DOCS, TALLY] {
+            for (id, v) in observer.list(coll).map_err(store_violation)? {
+                self.end
+                    .records
+                    .insert(format!("{coll}/{id}"), Value::Object(v));
+            }
+        }
         for c in 0..n {
             let status = self.client(c).status().map_err(store_violation)?;
             if status.pending > 0 {
@@ -854,6 +885,7 @@ impl Sim {
                     }
                 }
                 Fate::Dead(problem) => {
+                    self.end.tainted.insert(d.target.clone());
                     let too_old = problem.contains("mutation-too-old");
                     // A write that waited longer than retention may be refused as too old
                     // ([CLIENT-10], [CLIENT-21]): the time steps make that common.
@@ -1129,12 +1161,79 @@ pub fn run_scenario(
     steps: usize,
     print_trace: bool,
 ) -> Result<Outcome, String> {
-    run(&generate(seed, clients, steps), print_trace)
+    let scenario = generate(seed, clients, steps);
+    run(&scenario, print_trace, compared_by_seed(&scenario))
+}
+
+/// One scenario in [`COMPARE_EVERY`] (by seed) that has a `compact` event is also run without
+/// its `compact` events and compared (`compaction-independent`): a fraction, so that the
+/// second run costs a quarter of the scenarios with compaction, not all.
+const COMPARE_EVERY: u64 = 4;
+
+/// Whether the seed run of `scenario` is compared with its run without compaction.
+fn compared_by_seed(scenario: &Scenario) -> bool {
+    scenario.seed % COMPARE_EVERY == 0
 }
 
 /// Executes `scenario`'s events, heals the network, syncs every Client until idle and checks
-/// the invariants.
-pub fn run(scenario: &Scenario, print_trace: bool) -> Result<Outcome, String> {
+/// the invariants; with `compare` and a `compact` event, runs it again without its `compact`
+/// events and checks `compaction-independent` (see [`compare_ends`]).
+pub fn run(scenario: &Scenario, print_trace: bool, compare: bool) -> Result<Outcome, String> {
+    let (mut out, end) = run_once(scenario, print_trace)?;
+    let compacts = scenario.events.iter().any(|(_, e)| *e == Event::Compact);
+    if out.violation.is_some() || !compare || !compacts {
+        return Ok(out);
+    }
+    let without = Scenario {
+        events: scenario
+            .events
+            .iter()
+            .filter(|(_, e)| *e != Event::Compact)
+            .cloned()
+            .collect(),
+        ..scenario.clone()
+    };
+    let (other, other_end) = run_once(&without, false)?;
+    out.compared = true;
+    out.trace_hash ^= other.trace_hash.rotate_left(1);
+    out.violation = match other.violation {
+        Some(v) => Some(Violation {
+            invariant: v.invariant,
+            detail: format!("without its compact events: {}", v.detail),
+        }),
+        None => compare_ends(&end, &other_end),
+    };
+    Ok(out)
+}
+
+/// `compaction-independent`: the Server's final state must not depend on when (or whether)
+/// compaction ran. Compaction never changes a Record that exists (`[RET-6]`), a Mutation at or
+/// below the Horizon is refused (`[RET-3]`) exactly as one older than retention is (`[RET-2]`),
+/// and a Client decides a refused never-sent write only after pulling up to date
+/// (`[CLIENT-21]`); so every Record must end with the same value (or absent in both) in the run
+/// with compaction and the run without. Excluded are the Records a write was refused or
+/// dead-lettered on in either run (a `mutation-too-old` may legitimately be decided
+/// differently: the Client's view when it decided may differ, e.g. after a resync).
+fn compare_ends(with: &EndState, without: &EndState) -> Option<Violation> {
+    let keys: std::collections::BTreeSet<&String> =
+        with.records.keys().chain(without.records.keys()).collect();
+    for k in keys {
+        if with.tainted.contains(k) || without.tainted.contains(k) {
+            continue;
+        }
+        let (a, b) = (with.records.get(k), without.records.get(k));
+        if a != b {
+            let show = |v: Option<&Value>| v.map_or("absent".to_owned(), Value::to_string);
+            return Some(Violation {
+                invariant: Invariant::CompactionIndependent,
+                detail: format!("{k} is {} with compaction and {} without", show(a), show(b)),
+            });
+        }
+    }
+    None
+}
+
+fn run_once(scenario: &Scenario, print_trace: bool) -> Result<(Outcome, EndState), String> {
     let clients = scenario.clients;
     let dir = tempfile::Builder::new()
         .prefix("driftless-sim-")
@@ -1197,6 +1296,7 @@ pub fn run(scenario: &Scenario, print_trace: bool) -> Result<Outcome, String> {
             seed: scenario.seed,
             disk_full: vec![false; clients],
             refused: None,
+            end: EndState::default(),
         };
         sim.reseed(QUIESCE_STREAM - 2);
         for i in 0..clients {
@@ -1215,15 +1315,19 @@ pub fn run(scenario: &Scenario, print_trace: bool) -> Result<Outcome, String> {
             sim.exec(*n, event)?;
         }
         let violation = sim.quiesce().and_then(|()| sim.check()).err();
-        Ok::<_, String>(violation)
+        Ok::<_, String>((violation, std::mem::take(&mut sim.end)))
     })();
     driftless_client::inject::set_environment(None);
-    let violation = outcome?;
+    let (violation, end) = outcome?;
     let trace_hash = world.trace.borrow().0;
-    Ok(Outcome {
-        trace_hash,
-        violation,
-    })
+    Ok((
+        Outcome {
+            trace_hash,
+            violation,
+            compared: false,
+        },
+        end,
+    ))
 }
 
 #[cfg(feature = "client-fault-injection")]
@@ -1432,7 +1536,7 @@ fn replay(a: &Args, file: &Path) -> Result<u8, String> {
     let scenario: Scenario = text
         .parse()
         .map_err(|e| format!("{}: {e}", file.display()))?;
-    let out = run(&scenario, a.print_trace)?;
+    let out = run(&scenario, a.print_trace, true)?;
     match out.violation {
         Some(v) => {
             println!(
@@ -1449,10 +1553,15 @@ fn replay(a: &Args, file: &Path) -> Result<u8, String> {
         }
         None => {
             println!(
-                "{} ({} events, {} clients) held every invariant; trace {:016x}",
+                "{} ({} events, {} clients) held every invariant{}; trace {:016x}",
                 file.display(),
                 scenario.events.len(),
                 scenario.clients,
+                if out.compared {
+                    ", compaction-independent included"
+                } else {
+                    ""
+                },
                 out.trace_hash
             );
             Ok(0)
@@ -1499,4 +1608,39 @@ fn self_check(a: &Args) -> Result<u8, String> {
         }
     }
     Ok(u8::from(missed > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(records: &[(&str, Value)], tainted: &[&str]) -> EndState {
+        EndState {
+            records: records
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            tainted: tainted.iter().map(|k| (*k).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_record_that_differs_without_compaction_is_named() {
+        let with = end(&[("docs/r1", json!({"title": "a"}))], &[]);
+        let without = end(&[("docs/r1", json!({"title": "b"}))], &[]);
+        let v = compare_ends(&with, &without).expect("a difference");
+        assert_eq!(v.invariant, Invariant::CompactionIndependent);
+        assert!(v.detail.starts_with("docs/r1 is"), "{}", v.detail);
+        // A Record present in only one run differs too.
+        let gone = end(&[], &[]);
+        assert!(compare_ends(&with, &gone).is_some());
+    }
+
+    #[test]
+    fn a_record_a_write_was_refused_on_may_differ() {
+        let with = end(&[("docs/r1", json!({"title": "a"}))], &["docs/r1"]);
+        let without = end(&[], &[]);
+        assert!(compare_ends(&with, &without).is_none());
+        assert!(compare_ends(&without, &with).is_none());
+    }
 }

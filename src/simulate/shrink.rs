@@ -31,7 +31,7 @@ impl Shrinker {
             return Ok(false);
         }
         self.trials += 1;
-        let out = run(s, false)?;
+        let out = run(s, false, true)?;
         Ok(out.violation.map(|v| v.invariant) == Some(self.target))
     }
 
