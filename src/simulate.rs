@@ -29,7 +29,7 @@ use driftless_client::inject::{
     Environment, HttpRequest, HttpResponse, Transport, TransportFailure,
 };
 use driftless_client::{Client, ClientError, Config, Preset, RetryPolicy};
-use driftless_protocol::collection_schema::Policy;
+use driftless_protocol::collection_schema::{Policy, SchemaHistory};
 use driftless_protocol::merge::RecordState;
 use driftless_protocol::messages::{Mutation, Retention, Scope, TokenClaims};
 use driftless_server::conn::EdgeConfig;
@@ -295,6 +295,8 @@ struct World {
     requests: Cell<u64>,
     /// Every Mutation a push answer said the Server applied (whether or not the answer arrived).
     applied: RefCell<Vec<Mutation>>,
+    /// How many Mutations were applied when `docs` version 2 was registered, if it was.
+    v2_at: Cell<Option<usize>>,
     /// Clients whose next request the network holds back, by index.
     hold: RefCell<Vec<bool>>,
     /// Requests held back, oldest first, delivered at the next `release`.
@@ -643,8 +645,16 @@ impl Sim {
                 effect,
             } => {
                 let c = *client;
+                let mut effect = effect.clone();
+                // The app of a Client that learned docs v2 writes its Field names.
+                let v2 = self.client(c).known_schema_version(collection);
+                let knows_v2 = collection == DOCS && v2.map_err(|e| e.to_string())? == Some(2);
+                if knows_v2 {
+                    rename_title(&mut effect);
+                }
                 let res = self.client(c).write(collection, record, effect.clone(), 0);
-                self.trace(format!("{shown} {event} -> {}", res.is_ok()));
+                let names = if knows_v2 { " (v2 names)" } else { "" };
+                self.trace(format!("{shown} {event}{names} -> {}", res.is_ok()));
                 self.note_write_error(c, &res, false);
                 if let Ok(op_id) = res {
                     let tally = (collection == TALLY && effect["field"] == "n")
@@ -737,6 +747,30 @@ impl Sim {
             Event::Release => {
                 self.trace(format!("{shown} {event}"));
                 self.world.release();
+            }
+            Event::SchemaV2 => {
+                let req = HttpRequest {
+                    method: "PUT".into(),
+                    path: format!("/v1/spaces/{SPACE}/collections/{DOCS}/schemas/2"),
+                    headers: vec![
+                        ("authorization".into(), format!("Bearer {}", self.token)),
+                        ("driftless-version".into(), "1.0".into()),
+                        ("content-type".into(), "application/json".into()),
+                    ],
+                    body: Some(schema_doc(DOCS, 2).to_string().into_bytes()),
+                };
+                let resp = self.world.deliver(&req)?;
+                self.trace(format!("{shown} {event} -> {}", resp.status));
+                if resp.status != 201 {
+                    return Err(format!(
+                        "cannot register docs v2: {} {}",
+                        resp.status,
+                        String::from_utf8_lossy(&resp.body)
+                    ));
+                }
+                self.world
+                    .v2_at
+                    .set(Some(self.world.applied.borrow().len()));
             }
             Event::DiskFull(c, full) => {
                 self.disk_full[*c] = *full;
@@ -950,22 +984,61 @@ impl Sim {
             "tags" => Policy::AddWinsSet,
             _ => Policy::Lww,
         };
+        let v2_at = self.world.v2_at.get();
+        let docs = docs_history(if v2_at.is_some() { 2 } else { 1 });
         let mut states: BTreeMap<(String, String), RecordState> = BTreeMap::new();
-        for m in self.world.applied.borrow().iter() {
+        for (i, m) in self.world.applied.borrow().iter().enumerate() {
+            if v2_at == Some(i) {
+                // Registering v2 migrated the stored Records ([SCHEMA-7]).
+                for ((coll, _), state) in states.iter_mut() {
+                    if coll == DOCS {
+                        state.rename_field("title", "heading");
+                    }
+                }
+            }
+            let mut m = m.clone();
+            if m.collection.as_str() == DOCS && v2_at.is_some_and(|at| i >= at) {
+                // Applied after v2: the Server upcast it from the version it was written
+                // under ([EVO-4]); one that upcasts to nothing changed nothing ([EVO-5]).
+                match docs.upcast(&m.effect, m.schema_version.unwrap_or(1)) {
+                    Ok(Some(e)) => m.effect = e,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        return Err(Violation {
+                            invariant: Invariant::ServerEqualsMergeModel,
+                            detail: format!("applied {}: {e}", m.op_id.as_str()),
+                        })
+                    }
+                }
+            }
             states
                 .entry((
                     m.collection.as_str().to_owned(),
                     m.record_id.as_str().to_owned(),
                 ))
                 .or_default()
-                .apply(m);
+                .apply(&m);
+        }
+        if v2_at == Some(self.world.applied.borrow().len()) {
+            for ((coll, _), state) in states.iter_mut() {
+                if coll == DOCS {
+                    state.rename_field("title", "heading");
+                }
+            }
         }
         for coll in [DOCS, TALLY] {
             for r in 0..RECORDS {
                 let id = format!("r{r}");
                 let model = states
                     .get(&(coll.to_owned(), id.clone()))
-                    .map(|s| s.materialize(policy, &BTreeMap::new()))
+                    .map(|s| {
+                        let defaults = if coll == DOCS {
+                            docs.defaults()
+                        } else {
+                            BTreeMap::new()
+                        };
+                        s.materialize(policy, &defaults)
+                    })
                     .filter(|m| m.exists)
                     .map(|m| Value::Object(m.value));
                 let server = observer
@@ -1125,6 +1198,42 @@ fn error_kind(e: &ClientError) -> &'static str {
     }
 }
 
+/// The Collection Schema document of `collection` at `version`: version 1 declares the
+/// counters and the set; `docs` version 2 renames `title` to `heading` and adds `rank`
+/// (default 0), a backward-compatible change (`[EVO-11]`).
+fn schema_doc(collection: &str, version: u32) -> Value {
+    let mut doc = json!({"collection": collection, "version": version,
+        "schema": {"type": "object"},
+        "fields": {"n": {"policy": "counter"}, "likes": {"policy": "counter"},
+                   "tags": {"policy": "add_wins_set"}}});
+    if version == 2 {
+        doc["migration"] = json!([
+            {"op": "rename_field", "from": "title", "to": "heading"},
+            {"op": "add_field", "field": "rank", "default": 0}
+        ]);
+    }
+    doc
+}
+
+/// The `docs` schema history up to `latest`, for the merge model's upcast and defaults.
+fn docs_history(latest: u32) -> SchemaHistory {
+    let versions = (1..=latest)
+        .map(|v| serde_json::from_value(schema_doc(DOCS, v)).expect("the simulated schemas parse"))
+        .collect();
+    SchemaHistory::new(versions).expect("the simulated schemas are numbered 1, 2")
+}
+
+/// `title` → `heading` in a `put` value or a `patch`, as an app built for `docs` v2 writes.
+fn rename_title(effect: &mut Value) {
+    for key in ["value", "set"] {
+        if let Some(m) = effect.get_mut(key).and_then(Value::as_object_mut) {
+            if let Some(v) = m.remove("title") {
+                m.insert("heading".into(), v);
+            }
+        }
+    }
+}
+
 /// A Client's optimistic view of both Collections, as canonical text.
 fn listing(c: &Client) -> String {
     let mut all = Map::new();
@@ -1280,6 +1389,7 @@ fn run_once(scenario: &Scenario, print_trace: bool) -> Result<(Outcome, EndState
         trace: RefCell::new(Trace(Trace::new().0, print_trace)),
         requests: Cell::new(0),
         applied: RefCell::new(Vec::new()),
+        v2_at: Cell::new(None),
         hold: RefCell::new(vec![false; clients]),
         held: RefCell::new(Vec::new()),
     });
@@ -1304,11 +1414,8 @@ fn run_once(scenario: &Scenario, print_trace: bool) -> Result<(Outcome, EndState
             sim.clients.push(Some(c));
         }
         for coll in [DOCS, TALLY] {
-            let doc = json!({"collection": coll, "version": 1, "schema": {"type": "object"},
-                "fields": {"n": {"policy": "counter"}, "likes": {"policy": "counter"},
-                           "tags": {"policy": "add_wins_set"}}});
             sim.client(0)
-                .register_schema(&doc)
+                .register_schema(&schema_doc(coll, 1))
                 .map_err(|e| format!("cannot register the simulated schema: {e}"))?;
         }
         for (n, event) in &scenario.events {

@@ -165,3 +165,47 @@ fn full_disk_refuses_writes_and_loses_nothing() {
         "no write was refused on the full disk:\n{trace}"
     );
 }
+
+/// `docs` v2 (renames `title` to `heading`, adds `rank`) registered mid-run: an offline Client
+/// that has not learned it keeps writing `title` under v1, the Server upcasts it; a Client
+/// that learned v2 writes `heading`; every invariant holds, the merge model upcasting too.
+#[test]
+fn schema_v2_mid_run_with_old_and_new_clients() {
+    let dir = tempfile::tempdir().expect("a scratch folder");
+    let file = dir.path().join("v2.scenario");
+    std::fs::write(
+        &file,
+        "seed 1\nclients 2\n\
+         1 write c0 docs/r0 {\"kind\":\"put\",\"value\":{\"title\":\"a\",\"body\":1}}\n\
+         2 sync c0\n3 sync c1\n4 offline c0\n5 schema docs v2\n\
+         6 write c0 docs/r1 {\"kind\":\"patch\",\"set\":{\"title\":\"old\"}}\n\
+         7 sync c1\n\
+         8 write c1 docs/r0 {\"kind\":\"patch\",\"set\":{\"title\":\"new\"}}\n\
+         9 online c0\n10 sync c0\n11 sync c1\n",
+    )
+    .expect("write the scenario");
+    let out = simulate(&[
+        "--replay",
+        file.to_str().expect("a UTF-8 path"),
+        "--print-trace",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let trace = String::from_utf8_lossy(&out.stderr);
+    assert!(trace.contains("5 schema docs v2 -> 201"), "{trace}");
+    assert!(trace.contains("8 write c1 docs/r0 {\"kind\":\"patch\",\"set\":{\"title\":\"new\"}} (v2 names) -> true"), "{trace}");
+    assert!(
+        trace.contains(
+            "6 write c0 docs/r1 {\"kind\":\"patch\",\"set\":{\"title\":\"old\"}} -> true"
+        ),
+        "{trace}"
+    );
+    let truth = trace
+        .lines()
+        .find(|l| l.starts_with("truth "))
+        .expect("a truth line");
+    assert_eq!(
+        truth,
+        r#"truth {"docs":{"r0":{"body":1,"heading":"new","rank":0},"r1":{"heading":"old","rank":0}},"tally":{}}"#
+    );
+}

@@ -72,6 +72,10 @@ pub enum Event {
     /// A Client's disk fills up (`true`: its store refuses writes that need space) or is
     /// freed (`false`).
     DiskFull(usize, bool),
+    /// Version 2 of the `docs` Collection Schema is registered: it renames `title` to
+    /// `heading` and adds `rank` (default 0). Clients that have not learned it yet keep
+    /// writing `title` under version 1.
+    SchemaV2,
 }
 
 impl Event {
@@ -88,6 +92,7 @@ impl Event {
             | Self::Hold(c) => vec![*c],
             Self::Partition(cs) => cs.clone(),
             Self::Heal | Self::RestartServer | Self::Compact | Self::Advance(_) => vec![],
+            Self::SchemaV2 => vec![],
             Self::Weather(_) | Self::Release => vec![],
         }
     }
@@ -158,6 +163,7 @@ impl fmt::Display for Event {
             Self::Release => write!(f, "release"),
             Self::DiskFull(c, true) => write!(f, "disk-full c{c}"),
             Self::DiskFull(c, false) => write!(f, "disk-freed c{c}"),
+            Self::SchemaV2 => write!(f, "schema docs v2"),
         }
     }
 }
@@ -242,6 +248,7 @@ impl std::str::FromStr for Event {
             }
             "hold" => Self::Hold(parse_client(word(0)?)?),
             "release" => Self::Release,
+            "schema" if rest == "docs v2" => Self::SchemaV2,
             "disk-full" => Self::DiskFull(parse_client(word(0)?)?, true),
             "disk-freed" => Self::DiskFull(parse_client(word(0)?)?, false),
             _ => return Err(format!("unknown event {verb:?}")),
@@ -365,6 +372,7 @@ pub fn generate(seed: u64, clients: usize, steps: usize) -> Scenario {
     let mut events = vec![Event::Weather(Weather::random(&mut rng))];
     let mut offline = vec![false; clients];
     let mut full = vec![false; clients];
+    let mut v2 = false;
     for _ in 0..steps {
         let c = rng.below(clients as u64) as usize;
         let e = match rng.below(100) {
@@ -408,6 +416,10 @@ pub fn generate(seed: u64, clients: usize, steps: usize) -> Scenario {
             92..=94 => {
                 full[c] = !full[c];
                 Event::DiskFull(c, full[c])
+            }
+            95 if !v2 => {
+                v2 = true;
+                Event::SchemaV2
             }
             _ => Event::Weather(Weather::random(&mut rng)),
         };
