@@ -112,6 +112,24 @@ impl Client {
         self.transport = Some(transport);
     }
 
+    /// Makes this Client's disk full (`true`: its store refuses every write that needs more
+    /// space, so `write` and syncs fail with [`crate::ClientError::Store`]) or frees it again.
+    /// Lasts until the Client is dropped; a reopened Client has space.
+    pub fn set_disk_full(&mut self, full: bool) -> Result<(), crate::ClientError> {
+        self.store.set_disk_full(full)
+    }
+
+    /// The latest version of `collection`'s Collection Schema this Client has learned (`None`:
+    /// none yet), the version its writes carry (`[EVO-1]`): a simulated app writes the Field
+    /// names of that version.
+    pub fn known_schema_version(
+        &self,
+        collection: &str,
+    ) -> Result<Option<u32>, crate::ClientError> {
+        let key = format!("schema:{}:{collection}", self.cfg.space);
+        Ok(self.store.meta(&key)?.and_then(|v| v.parse().ok()))
+    }
+
     /// One attempt through the injected transport; the same headers, body and reading of the
     /// response as the HTTP path of `transport.rs`.
     pub(crate) fn request_injected(

@@ -806,6 +806,28 @@ pub fn raw_mirror_ceiling(
     Ok(start.elapsed())
 }
 
+/// A full disk, for `driftless simulate`: a real SQLite limit, not a mock.
+impl Store {
+    /// With `full`, packs the store (`VACUUM`, so its pages have little room left) and caps it
+    /// at the pages it has then (SQLite's `max_page_count`), so that every write needing a new
+    /// page fails with "database or disk is full" as on a full disk; without, lifts the cap
+    /// again. Lasts as long as this connection.
+    pub(crate) fn set_disk_full(&self, full: bool) -> Result<(), ClientError> {
+        let pages: i64 = if full {
+            self.conn.execute_batch("VACUUM").map_err(sql_error)?;
+            self.conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .map_err(sql_error)?
+        } else {
+            // SQLite's largest page count.
+            0xFFFF_FFFE
+        };
+        self.conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+            .map_err(sql_error)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
