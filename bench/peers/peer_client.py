@@ -244,6 +244,22 @@ def peak_rss_mb(pid):
     return 0.0
 
 
+def fsyncs_per_s(folder, count=200):
+    """How many 4 KiB write + fsync rounds a file in FOLDER takes per second: the disk's pace for
+    a server that makes each acknowledged write durable."""
+    path = os.path.join(folder, "fsync-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        t0 = time.perf_counter()
+        for i in range(count):
+            os.pwrite(fd, b"x" * 4096, (i % 16) * 4096)
+            os.fsync(fd)
+        return count / (time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
 class Measure:
     """Wall time, the server's CPU and this client's CPU over one timed section."""
 
@@ -313,6 +329,7 @@ def main():
     p.add_argument("--pull-rounds", type=int, default=3, help="timed full pulls; the median counts")
     p.add_argument("--driftless-pid", type=int, default=0, help="server process, for its CPU time")
     p.add_argument("--pouchdb-pid", type=int, default=0, help="server process, for its CPU time")
+    p.add_argument("--fsync-probe", metavar="DIR", help="also measure write+fsync rounds/s of a file in DIR")
     a = p.parse_args()
     try:
         batches = [int(b) for b in a.batches.split(",")]
@@ -382,6 +399,9 @@ def main():
     if a.driftless_pid and a.pouchdb_pid:
         print("peak server RSS: driftless %.0f MB, pouchdb-server %.0f MB"
               % (peak_rss_mb(a.driftless_pid), peak_rss_mb(a.pouchdb_pid)))
+    if a.fsync_probe:
+        print("this disk: %.0f fsyncs/s (4 KiB write + fsync of one file, 200 times, after the phases)"
+              % fsyncs_per_s(a.fsync_probe))
     print("note: pouchdb-server (LevelDB via leveldown) acknowledges writes without fsync;")
     print("      Driftless acknowledges a push only once it is durable (fsynced, [PUSH-2]).")
     missed = [g for g, ok in checks if not ok]

@@ -43,7 +43,7 @@ for ((i = 0; i < ${#args[@]}; i++)); do
       ;;
     --batches) batches="${args[$((i + 1))]:-}" ;;
     --batches=*) batches="${args[$i]#--batches=}" ;;
-    --prefix | --prefix=* | --driftless* | --token* | --pouchdb*)
+    --prefix | --prefix=* | --driftless* | --token* | --pouchdb* | --fsync-probe*)
       echo "pouchdb.sh: ${args[$i]%%=*} is set by this script" >&2
       exit 2
       ;;
@@ -137,4 +137,5 @@ token="$("$bin" token --data "$work/driftless" --user peer "${spaces[@]}" --scop
 echo "driftless $("$bin" --version 2>/dev/null | awk '{print $2}') at $driftless_url (pid $driftless_pid);" \
   "pouchdb-server $pouchdb_version at $pouchdb_url (pid $pouchdb_pid)"
 python3 "$root/bench/peers/peer_client.py" --driftless "$driftless_url" --token "$token" \
-  --pouchdb "$pouchdb_url" --prefix peer --driftless-pid "$driftless_pid" --pouchdb-pid "$pouchdb_pid" "$@"
+  --pouchdb "$pouchdb_url" --prefix peer --driftless-pid "$driftless_pid" --pouchdb-pid "$pouchdb_pid" \
+  --fsync-probe "$work" "$@"
