@@ -326,7 +326,7 @@ def main():
     p.add_argument("--pushers", type=int, default=50, help="concurrent pushers at batch 1")
     p.add_argument("--batches", default="1,100,1000", help="batch sizes, comma-separated")
     p.add_argument("--page", type=int, default=1000, help="documents per pull page")
-    p.add_argument("--pull-rounds", type=int, default=3, help="timed full pulls; the median counts")
+    p.add_argument("--pull-rounds", type=int, default=5, help="timed full pulls; the median counts")
     p.add_argument("--driftless-pid", type=int, default=0, help="server process, for its CPU time")
     p.add_argument("--pouchdb-pid", type=int, default=0, help="server process, for its CPU time")
     p.add_argument("--fsync-probe", metavar="DIR", help="also measure write+fsync rounds/s of a file in DIR")
