@@ -397,9 +397,10 @@ def main():
     print("ratio PouchDB/Driftless (above 1: Driftless spends less CPU per document):")
     for phase, key, m, n in rows:
         d, q = m[drift.name], m[couch.name]
-        print("  %-30s driftless %5.2f / %5.2f in %6.2f s   pouchdb %5.2f / %5.2f in %6.2f s   cpu %5.2fx"
-              % (phase, d.server_cpu, d.client_cpu, d.wall, q.server_cpu, q.client_cpu, q.wall,
-                 q.server_cpu / max(d.server_cpu, 1e-9)))
+        # CPU time counts in clock ticks (10 ms); below 5 ticks a ratio says nothing.
+        cpu = "%5.2fx" % (q.server_cpu / d.server_cpu) if min(d.server_cpu, q.server_cpu) >= 0.05 else "    -"
+        print("  %-30s driftless %5.2f / %5.2f in %6.2f s   pouchdb %5.2f / %5.2f in %6.2f s   cpu %s"
+              % (phase, d.server_cpu, d.client_cpu, d.wall, q.server_cpu, q.client_cpu, q.wall, cpu))
     if a.driftless_pid and a.pouchdb_pid:
         print("peak server RSS: driftless %.0f MB, pouchdb-server %.0f MB"
               % (peak_rss_mb(a.driftless_pid), peak_rss_mb(a.pouchdb_pid)))
