@@ -57,8 +57,6 @@ class Conn:
 
     def __init__(self, base, headers=None):
         url = urllib.parse.urlsplit(base)
-        if url.scheme != "http" or not url.hostname or not url.port:
-            raise SystemExit("usage: %s is not http://HOST:PORT" % base)
         self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
         self.headers = dict(headers or {})
 
@@ -336,6 +334,15 @@ def main():
         p.error("--batches: not a comma-separated list of integers: %s" % a.batches)
     if a.docs < 1 or a.pushers < 1 or a.page < 1 or a.pull_rounds < 1 or any(b < 1 for b in batches):
         p.error("--docs, --pushers, --page, --pull-rounds and every batch must be at least 1")
+
+    for base in (a.driftless, a.pouchdb):
+        try:
+            url = urllib.parse.urlsplit(base)
+            ok = url.scheme == "http" and url.hostname and url.port
+        except ValueError:
+            ok = False
+        if not ok:
+            p.error("%s is not http://HOST:PORT" % base)
 
     drift = Driftless(a.driftless, a.token, a.prefix, a.page, a.pushers)
     couch = CouchDb(a.pouchdb, a.prefix, a.page, a.pushers)
