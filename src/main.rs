@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod bench;
+mod bench_converge;
 mod bench_load;
 #[cfg(feature = "postgres")]
 mod bench_pg;
@@ -96,6 +97,16 @@ enum BenchCommand {
         /// How many records.
         #[arg(long, default_value_t = 100_000)]
         records: usize,
+    },
+    /// N Clients x W offline writes each, synced at once to a `driftless serve` child: whether
+    /// they converge, client-to-server bytes, requests per idle sync, peak server memory.
+    Converge {
+        /// How many Clients.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=500))]
+        clients: u64,
+        /// Offline writes per Client.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        writes: u64,
     },
     /// N pushers and M pullers beside a raw-hyper ceiling, or idle/slowloris connections
     /// beside a normal Client.
@@ -636,6 +647,11 @@ fn main() -> ExitCode {
         Command::Bench {
             command: BenchCommand::Sync { records },
         } => bench::sync(records.max(1))
+            .map(|r| print!("{r}"))
+            .map_err(CliError::Bench),
+        Command::Bench {
+            command: BenchCommand::Converge { clients, writes },
+        } => bench_converge::run(clients as usize, writes as usize)
             .map(|r| print!("{r}"))
             .map_err(CliError::Bench),
         Command::Bench {
