@@ -491,6 +491,20 @@ fn serve_app<S: driftless_server::storage::Storage>(
     args: ServeArgs,
     tls: Option<driftless_server::TlsAcceptor>,
 ) -> Result<(), CliError> {
+    // Pull pages and push bodies pass through buffers of a few hundred KB on whichever blocking
+    // thread serves them, and glibc gives threads their own arenas (up to eight per core) that
+    // keep freed memory: 50 Clients syncing at once left a 65 MB peak (46 MB with two arenas,
+    // `driftless bench converge`). One arena per core is enough for this server's few threads
+    // that allocate at the same time.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // SAFETY: mallopt only sets a parameter of the allocator; it takes no pointer and is
+        // called before the runtime starts its threads.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, cores.clamp(2, 64) as libc::c_int);
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
