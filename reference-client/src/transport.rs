@@ -48,6 +48,22 @@ pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String>
     Ok(certs)
 }
 
+/// Whether the host of the Server URL `server` is a loopback address: `localhost`, an IPv4
+/// address in 127.0.0.0/8 or `[::1]`.
+pub(crate) fn on_loopback(server: &str) -> bool {
+    let rest = server.split_once("://").map_or(server, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Request bodies of at least this many bytes are sent gzip-compressed (`[HTTP-16]`).
 const GZIP_REQUEST_BYTES_MIN: usize = 1024;
 
@@ -548,6 +564,26 @@ mod tests {
             }
         });
         (base, rx)
+    }
+
+    #[test]
+    fn loopback_servers_are_told_apart() {
+        for s in [
+            "http://127.0.0.1:7878",
+            "http://localhost/",
+            "https://[::1]:8443/x",
+            "http://127.5.0.1",
+        ] {
+            assert!(super::on_loopback(s), "{s}");
+        }
+        for s in [
+            "https://sync.example.com",
+            "http://10.0.0.1:7878",
+            "http://[2001:db8::1]:80",
+            "http://localhost.example.com",
+        ] {
+            assert!(!super::on_loopback(s), "{s}");
+        }
     }
 
     /// A Server that answers GETs from `answers` in turn (status line, extra headers, body),
