@@ -44,7 +44,7 @@ pub(crate) fn verdict(checks: &[(String, bool)]) -> String {
 }
 
 /// Progress for a person watching: one line on stderr, rewritten in place, only on a terminal.
-fn step(msg: &str) {
+pub(crate) fn step(msg: &str) {
     use std::io::{IsTerminal, Write};
     let mut err = std::io::stderr();
     if err.is_terminal() {
@@ -54,7 +54,7 @@ fn step(msg: &str) {
 }
 
 /// Clears the progress line before the report is printed.
-fn step_done() {
+pub(crate) fn step_done() {
     step("");
 }
 
@@ -264,15 +264,25 @@ pub fn sync(records: usize) -> Result<String, String> {
             &body,
         )?;
     }
-    // The measured part: a fresh client's initial sync.
-    step(&format!("bench sync: initial sync of {records} records..."));
-    let mut client = bench_client(&dir.path().join("client"), &base, &token, 500)?;
-    let start = Instant::now();
-    let report = client.sync().map_err(|e| e.to_string())?;
-    let took = start.elapsed();
-    if report.pulled != records {
-        return Err(format!("pulled {} of {records} records", report.pulled));
-    }
+    // The measured part: a fresh client's initial sync with uncoded pages (what the client
+    // asks for by default from a loopback Server), and once more into another fresh store
+    // with gzip pages (its default elsewhere).
+    let timed = |name: &str, gzip: bool| -> Result<Duration, String> {
+        step(&format!(
+            "bench sync: initial sync of {records} records ({name})..."
+        ));
+        let mut client = bench_client(&dir.path().join(name), &base, &token, 500)?;
+        client.accept_gzip(gzip);
+        let start = Instant::now();
+        let report = client.sync().map_err(|e| e.to_string())?;
+        let took = start.elapsed();
+        if report.pulled != records {
+            return Err(format!("pulled {} of {records} records", report.pulled));
+        }
+        Ok(took)
+    };
+    let took_plain = timed("identity", false)?;
+    let took = timed("gzip", true)?;
     // The ceiling: the same rows, pulled once more without timing, inserted directly.
     step("bench sync: the raw-SQLite ceiling...");
     let mut rows = Vec::with_capacity(records);
@@ -300,12 +310,21 @@ pub fn sync(records: usize) -> Result<String, String> {
             .map_err(|e| e.to_string())?;
     drop(server);
     step_done();
-    let (client_rate, raw_rate) = (per_s(records, took), per_s(records, ceiling));
-    let ratio = client_rate / raw_rate.max(1e-9);
+    let (client_rate, plain_rate, raw_rate) = (
+        per_s(records, took),
+        per_s(records, took_plain),
+        per_s(records, ceiling),
+    );
+    let (ratio, plain_ratio) = (
+        client_rate / raw_rate.max(1e-9),
+        plain_rate / raw_rate.max(1e-9),
+    );
     Ok(format!(
-        "initial sync benchmark: {records} records into an empty client store over HTTP on loopback; ceiling = the same mirror rows inserted directly (WAL, synchronous=FULL, one transaction per 1000)\n  client sync {client_rate:>10.0} records/s\n  raw SQLite  {raw_rate:>10.0} records/s\n  ratio       {:>9.1}%\n{}",
+        "initial sync benchmark: {records} records into an empty client store over HTTP on loopback; ceiling = the same mirror rows inserted directly (WAL, synchronous=FULL, one transaction per 1000)\n  client sync, uncoded pages (the default on loopback)  {plain_rate:>10.0} records/s   ratio {:>5.1}%\n  client sync, gzip pages (the default elsewhere)       {client_rate:>10.0} records/s   ratio {:>5.1}%{}\n  raw SQLite                                            {raw_rate:>10.0} records/s\n{}",
+        100.0 * plain_ratio,
         100.0 * ratio,
-        verdict(&[(format!("client/raw >= {:.0}%", 100.0 * SYNC_RATIO_GOAL), ratio >= SYNC_RATIO_GOAL)])
+        if ratio < SYNC_RATIO_GOAL { format!("   (below {:.0}%: gzip costs CPU on both ends and saves no time on loopback)", 100.0 * SYNC_RATIO_GOAL) } else { String::new() },
+        verdict(&[(format!("client/raw >= {:.0}% as the client syncs by default (uncoded pages on loopback)", 100.0 * SYNC_RATIO_GOAL), plain_ratio >= SYNC_RATIO_GOAL)])
     ))
 }
 

@@ -488,9 +488,9 @@ fn fd_limit() -> Option<usize> {
 const FD_RESERVE: usize = 300;
 
 /// The server as a child process, killed when dropped.
-struct ChildServer {
-    child: Child,
-    base: String,
+pub(crate) struct ChildServer {
+    pub(crate) child: Child,
+    pub(crate) base: String,
     stderr_lines: Arc<AtomicUsize>,
     stderr_first: Arc<Mutex<Option<String>>>,
     _dir: tempfile::TempDir,
@@ -499,7 +499,7 @@ struct ChildServer {
 impl ChildServer {
     /// Starts `driftless serve` on port 0 with default limits and a fresh data folder; returns
     /// it and a write Token for Space `bench`.
-    fn start() -> Result<(Self, String), String> {
+    pub(crate) fn start() -> Result<(Self, String), String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let key = driftless_server::auth::TokenKey::load_or_create(dir.path())
             .map_err(|e| e.to_string())?;
@@ -561,6 +561,22 @@ impl ChildServer {
             },
             token,
         ))
+    }
+
+    /// A Token for Space `space` with `scope`, signed with the child's secret.
+    pub(crate) fn token(&self, space: &str, scope: Scope) -> Result<String, String> {
+        let key = driftless_server::auth::TokenKey::load_or_create(self._dir.path())
+            .map_err(|e| e.to_string())?;
+        crate::embedded::mint(&key, "bench", space, scope, 3600)
+    }
+
+    /// The child's peak resident set so far in KiB (`VmHWM` of `/proc/PID/status`).
+    pub(crate) fn peak_rss_kib(&self) -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()?
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
     }
 
     /// The child's resident set in KiB (`VmRSS`) and its open descriptors.

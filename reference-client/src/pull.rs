@@ -54,14 +54,18 @@ impl Client {
         let space = self.cfg.space.clone();
         let cursor_key = format!("cursor:{space}");
         let through_key = format!("through:{space}");
+        let wait = wait_ms.map(|w| format!("wait_ms={w}&")).unwrap_or_default();
+        let path_of = |cursor: Option<&str>| match cursor {
+            Some(c) => format!("/v1/spaces/{space}/pull?{wait}cursor={c}"),
+            None => format!("/v1/spaces/{space}/pull?{wait}"),
+        };
+        // The next page, asked for while this one is stored: storing a page waits on the disk
+        // (its commit fsyncs), and the Server can write the next page meanwhile.
+        let mut prefetch: Option<crate::transport::Prefetch> = None;
         for _ in 0..1_000_000 {
             let cursor = self.store.meta(&cursor_key)?;
-            let wait = wait_ms.map(|w| format!("wait_ms={w}&")).unwrap_or_default();
-            let path = match &cursor {
-                Some(c) => format!("/v1/spaces/{space}/pull?{wait}cursor={c}"),
-                None => format!("/v1/spaces/{space}/pull?{wait}"),
-            };
-            let r = self.call_text(&path)?;
+            let path = path_of(cursor.as_deref());
+            let r = self.call_text(&path, prefetch.take())?;
             self.check_auth(&r)?;
             if r.status == 410 || (r.status == 400 && Self::problem_of(&r) == "invalid-cursor") {
                 // Resync: rebuild the Mirror, keep the Outbox ([PULL-15]).
@@ -88,6 +92,9 @@ impl Client {
             })?;
             let records = &page.records;
             let (next, through) = (page.cursor.as_ref(), page.through);
+            if page.has_more {
+                prefetch = self.prefetch(&path_of(Some(next)));
+            }
             let conflicts = records.iter().filter(|x| x.conflicts.is_some()).count() as i64;
             let (s, ck, tk) = (space.as_str(), cursor_key.as_str(), through_key.as_str());
             self.store.tx(|tx| {

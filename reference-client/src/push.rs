@@ -50,6 +50,31 @@ impl Client {
     }
 
     pub(crate) fn push_all(&mut self, report: &mut SyncReport) -> Result<(), ClientError> {
+        let mut settled = None;
+        let out = self.push_passes(report, &mut settled);
+        // The last answer's settling, still open: committed now (or, after a failure, rolled
+        // back: its Mutations stay in the Outbox marked sent and are settled by a later sync,
+        // as after a crash).
+        if let Some((acknowledged, rejected)) = settled {
+            self.store.finish(out.is_ok())?;
+            if out.is_ok() {
+                self.emit(Event::Pushed {
+                    acknowledged,
+                    rejected,
+                });
+            }
+        }
+        out
+    }
+
+    /// The passes of [`Client::push_all`]. The settling of an answer is left open in
+    /// `settled` (acknowledged, rejected) and committed together with the marking of the next
+    /// batch as sent, just before that batch goes: one commit (one fsync) per push, not two.
+    fn push_passes(
+        &mut self,
+        report: &mut SyncReport,
+        settled: &mut Option<(usize, usize)>,
+    ) -> Result<(), ClientError> {
         let limits = self.limits()?;
         let server_max = limits.map_or(100, |l| l.mutations_per_push_max);
         let size_max = self.cfg.batch_max.min(server_max).max(1);
@@ -112,10 +137,10 @@ impl Client {
                 let mut still = Vec::with_capacity(front.len());
                 for p in &front {
                     let marked = tx
-                        .execute(
+                        .prepare_cached(
                             "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1 AND op_id = ?2",
-                            rusqlite::params![p.seq as i64, p.op_id],
                         )
+                        .and_then(|mut st| st.execute(rusqlite::params![p.seq as i64, p.op_id]))
                         .map_err(store::sql_error)?;
                     if marked == 1 {
                         receipt(tx, &p.op_id, "sent", None)?;
@@ -129,6 +154,14 @@ impl Client {
             if batch.is_empty() {
                 queue.drain(..front.len());
                 continue;
+            }
+            // The marks (and the last answer's settling) are durable before the batch goes.
+            if let Some((acknowledged, rejected)) = settled.take() {
+                self.store.finish(true)?;
+                self.emit(Event::Pushed {
+                    acknowledged,
+                    rejected,
+                });
             }
             let bodies: Vec<&Value> = batch.iter().map(|p| &p.body).collect();
             let path = format!("/v1/spaces/{}/push", self.cfg.space);
@@ -192,9 +225,11 @@ impl Client {
                         }
                         Ok::<(), ClientError>(())
                     };
-                    // The whole response is settled in one commit (one fsync, not one per
-                    // Mutation); a crash before it leaves sent Mutations for the manifest.
-                    self.atomically(|me| {
+                    // The whole response is settled in one transaction, committed with the
+                    // next batch's marks (one fsync, not one per Mutation); a crash before it
+                    // leaves sent Mutations for the manifest.
+                    self.store.begin()?;
+                    let settling = (|me: &mut Self| {
                         for (p, outcome) in &others {
                             settle(me, p, outcome)?;
                         }
@@ -206,12 +241,13 @@ impl Client {
                         for (p, outcome) in &skewed {
                             settle(me, p, outcome)?;
                         }
-                        Ok(())
-                    })?;
-                    self.emit(Event::Pushed {
-                        acknowledged: acked,
-                        rejected,
-                    });
+                        Ok::<(), ClientError>(())
+                    })(self);
+                    if let Err(e) = settling {
+                        self.store.finish(false)?;
+                        return Err(e);
+                    }
+                    *settled = Some((acked, rejected));
                     queue.drain(..front.len());
                 }
                 400 if Self::problem_of(&r) == "invalid-request"
@@ -276,20 +312,6 @@ impl Client {
                     .and_then(|i| i.parse::<usize>().ok())
             })
             .filter(move |i| *i < len)
-    }
-
-    /// Runs `f` with every store transaction it makes joined into one durable commit; if `f`
-    /// fails, none of them happened.
-    fn atomically<T>(
-        &mut self,
-        f: impl FnOnce(&mut Self) -> Result<T, ClientError>,
-    ) -> Result<T, ClientError> {
-        self.store.begin()?;
-        let out = f(self);
-        let done = self.store.finish(out.is_ok());
-        let value = out?;
-        done?;
-        Ok(value)
     }
 
     /// After `clock-skew`, sets the clock back to the greatest of the Server's clock, this
@@ -367,7 +389,8 @@ impl Client {
                         Store::set_meta(tx, "hlc_applied_max", &h.to_string())?;
                     }
                 }
-                tx.execute("DELETE FROM outbox WHERE op_id = ?1", [&op])
+                tx.prepare_cached("DELETE FROM outbox WHERE op_id = ?1")
+                    .and_then(|mut st| st.execute([&op]))
                     .map_err(store::sql_error)?;
                 if !deferred {
                     receipt(tx, &op, "acknowledged", None)?;

@@ -229,8 +229,8 @@ impl Store {
 
     /// A meta value, read on `conn` (a transaction reads what it has locked).
     pub fn meta_in(conn: &Connection, key: &str) -> Result<Option<String>, ClientError> {
-        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
+        conn.prepare_cached("SELECT value FROM meta WHERE key = ?1")
+            .and_then(|mut st| st.query_row([key], |r| r.get(0)).optional())
             .map_err(sql_error)
     }
 
@@ -253,13 +253,17 @@ impl Store {
 
     /// Sets a meta value in a transaction.
     pub fn set_meta(tx: &Connection, key: &str, value: &str) -> Result<(), ClientError> {
-        tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2", params![key, value]).map_err(sql_error)?;
+        tx.prepare_cached("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2")
+            .and_then(|mut st| st.execute(params![key, value]))
+            .map_err(sql_error)?;
         Ok(())
     }
 
     /// Adds to a counter in a transaction.
     pub fn count(tx: &Connection, name: &str, by: i64) -> Result<(), ClientError> {
-        tx.execute("INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = value + ?2", params![name, by]).map_err(sql_error)?;
+        tx.prepare_cached("INSERT INTO counters (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = value + ?2")
+            .and_then(|mut st| st.execute(params![name, by]))
+            .map_err(sql_error)?;
         Ok(())
     }
 
@@ -743,10 +747,10 @@ pub fn receipt(
     status: &str,
     detail: Option<&str>,
 ) -> Result<(), ClientError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR REPLACE INTO receipts (op_id, status, detail) VALUES (?1, ?2, ?3)",
-        params![op_id, status, detail],
     )
+    .and_then(|mut st| st.execute(params![op_id, status, detail]))
     .map_err(sql_error)?;
     Ok(())
 }

@@ -48,6 +48,22 @@ pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String>
     Ok(certs)
 }
 
+/// Whether the host of the Server URL `server` is a loopback address: `localhost`, an IPv4
+/// address in 127.0.0.0/8 or `[::1]`.
+pub(crate) fn on_loopback(server: &str) -> bool {
+    let rest = server.split_once("://").map_or(server, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Request bodies of at least this many bytes are sent gzip-compressed (`[HTTP-16]`).
 const GZIP_REQUEST_BYTES_MIN: usize = 1024;
 
@@ -108,6 +124,95 @@ pub(crate) enum Body {
     Text,
 }
 
+/// A GET with the headers every Client GET carries. It needs nothing of the [`Client`] but its
+/// agent and credentials, so a pull page can be fetched on another thread.
+fn get(
+    agent: &Agent,
+    url: &str,
+    auth: &str,
+    client_id: &str,
+    accept: &str,
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    // The Client ID on reads lets a Server's diagnostics (the reference server's dashboard)
+    // tell which Client is behind; it is not part of the protocol, and a Server ignores header
+    // fields it does not know (RFC 9110, section 5.1).
+    agent
+        .get(url)
+        .header("authorization", auth)
+        .header("driftless-version", "1.0")
+        .header("driftless-client-id", client_id)
+        .header("accept-encoding", accept)
+        .call()
+}
+
+/// An answer as read off the wire: the status, the headers the protocol needs and the body as
+/// text, decoded if it came gzip-coded.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<u64>,
+    pub(crate) clock: Option<String>,
+    pub(crate) text: String,
+}
+
+/// Reads an answer. `Err((reason, transient))` as [`Client::request`].
+fn read_answer(
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<Answer, (String, bool)> {
+    let mut resp = result.map_err(|e| {
+        let permanent = matches!(
+            &e,
+            ureq::Error::Rustls(_)
+                | ureq::Error::Tls(_)
+                | ureq::Error::Pem(_)
+                | ureq::Error::BadUri(_)
+                | ureq::Error::Http(_)
+                | ureq::Error::TlsRequired
+                | ureq::Error::RequireHttpsOnly(_)
+        ) || matches!(&e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData);
+        (e.to_string(), !permanent)
+    })?;
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (retry_after, clock) = (
+        header("retry-after").and_then(|v| v.trim().parse().ok()),
+        header("driftless-clock"),
+    );
+    let status = resp.status().as_u16();
+    let gzipped_answer =
+        header("content-encoding").is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    let text = if gzipped_answer {
+        let packed = resp
+            .body_mut()
+            .with_config()
+            .limit(RESPONSE_BYTES_MAX)
+            .read_to_vec()
+            .map_err(|e| (e.to_string(), true))?;
+        let plain = gunzip(&packed).map_err(|e| (e, true))?;
+        String::from_utf8(plain).map_err(|e| (format!("the answer is not UTF-8: {e}"), true))?
+    } else {
+        resp.body_mut()
+            .read_to_string()
+            .map_err(|e| (e.to_string(), true))?
+    };
+    Ok(Answer {
+        status,
+        retry_after,
+        clock,
+        text,
+    })
+}
+
+/// A pull page being fetched on another thread while the previous one is stored: the path it
+/// asks for, and the answer when it comes.
+pub(crate) struct Prefetch {
+    path: String,
+    answer: std::thread::JoinHandle<Result<Answer, (String, bool)>>,
+}
+
 impl Client {
     /// One attempt. `Err((reason, transient))`: a failure to retry, or one no retry can help
     /// (a certificate or TLS setup the Client refuses, a malformed URL).
@@ -124,17 +229,7 @@ impl Client {
         let url = format!("{}{path}", self.cfg.server.trim_end_matches('/'));
         let auth = format!("Bearer {}", self.cfg.token);
         let result = match (method, body) {
-            // The Client ID on reads lets a Server's diagnostics (the reference server's
-            // dashboard) tell which Client is behind; it is not part of the protocol, and a
-            // Server ignores header fields it does not know (RFC 9110, section 5.1).
-            ("GET", _) => self
-                .agent
-                .get(&url)
-                .header("authorization", &auth)
-                .header("driftless-version", "1.0")
-                .header("driftless-client-id", &self.client_id)
-                .header("accept-encoding", "gzip")
-                .call(),
+            ("GET", _) => get(&self.agent, &url, &auth, &self.client_id, self.accept()),
             (_, Some(b)) => {
                 let mut bytes = serde_json::to_vec(b).map_err(|e| (e.to_string(), false))?;
                 // [HTTP-16]: larger bodies go compressed, unless this Server refused gzip.
@@ -151,7 +246,7 @@ impl Client {
                     .header("authorization", &auth)
                     .header("driftless-version", "1.0")
                     .header("content-type", "application/json")
-                    .header("accept-encoding", "gzip");
+                    .header("accept-encoding", self.accept());
                 if gzipped {
                     req = req.header("content-encoding", "gzip");
                 }
@@ -169,49 +264,15 @@ impl Client {
                 .post(&url)
                 .header("authorization", &auth)
                 .header("driftless-version", "1.0")
-                .header("accept-encoding", "gzip")
+                .header("accept-encoding", self.accept())
                 .send_empty(),
         };
-        let mut resp = result.map_err(|e| {
-            let permanent = matches!(
-                &e,
-                ureq::Error::Rustls(_)
-                    | ureq::Error::Tls(_)
-                    | ureq::Error::Pem(_)
-                    | ureq::Error::BadUri(_)
-                    | ureq::Error::Http(_)
-                    | ureq::Error::TlsRequired
-                    | ureq::Error::RequireHttpsOnly(_)
-            ) || matches!(&e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData);
-            (e.to_string(), !permanent)
-        })?;
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let (retry_after, clock) = (
-            header("retry-after").and_then(|v| v.trim().parse().ok()),
-            header("driftless-clock"),
-        );
-        let status = resp.status().as_u16();
-        let gzipped_answer =
-            header("content-encoding").is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-        let text = if gzipped_answer {
-            let packed = resp
-                .body_mut()
-                .with_config()
-                .limit(RESPONSE_BYTES_MAX)
-                .read_to_vec()
-                .map_err(|e| (e.to_string(), true))?;
-            let plain = gunzip(&packed).map_err(|e| (e, true))?;
-            String::from_utf8(plain).map_err(|e| (format!("the answer is not UTF-8: {e}"), true))?
-        } else {
-            resp.body_mut()
-                .read_to_string()
-                .map_err(|e| (e.to_string(), true))?
-        };
+        let Answer {
+            status,
+            retry_after,
+            clock,
+            text,
+        } = read_answer(result)?;
         if status == 415
             && body.is_some()
             && !self.gzip_refused
@@ -228,6 +289,25 @@ impl Client {
                 return self.request(method, path, body, want);
             }
         }
+        Ok(self.reply_of(
+            Answer {
+                status,
+                retry_after,
+                clock,
+                text,
+            },
+            want,
+        ))
+    }
+
+    /// The [`Reply`] of an answer: its body parsed, unless a 200's text is wanted as it is.
+    fn reply_of(&mut self, answer: Answer, want: Body) -> Reply {
+        let Answer {
+            status,
+            retry_after,
+            clock,
+            text,
+        } = answer;
         // Counted with the next durable transaction: a commit of its own would cost an fsync
         // per request.
         self.store.count_later("bytes_received", text.len() as i64);
@@ -239,14 +319,62 @@ impl Client {
                 String::new(),
             )
         };
-        Ok(Reply {
+        Reply {
             status,
             retry_after,
             clock,
             body,
             text,
             attempts: 1,
+        }
+    }
+
+    /// The `Accept-Encoding` this Client sends: `identity` is the coding every Server may use.
+    fn accept(&self) -> &'static str {
+        if self.accept_gzip {
+            "gzip"
+        } else {
+            "identity"
+        }
+    }
+
+    /// Starts fetching the pull page at `path` on another thread (with this Client's agent, so
+    /// on its keep-alive connections), while the caller stores the page before it. `None` when
+    /// requests do not go over HTTP (an injected transport: simulations stay deterministic).
+    pub(crate) fn prefetch(&self, path: &str) -> Option<Prefetch> {
+        if self.transport.is_some() {
+            return None;
+        }
+        let agent = self.agent.clone();
+        let url = format!("{}{path}", self.cfg.server.trim_end_matches('/'));
+        let auth = format!("Bearer {}", self.cfg.token);
+        let (client_id, accept) = (self.client_id.clone(), self.accept());
+        let answer = std::thread::Builder::new()
+            .name("driftless-pull-prefetch".into())
+            .spawn(move || read_answer(get(&agent, &url, &auth, &client_id, accept)))
+            .ok()?;
+        Some(Prefetch {
+            path: path.to_owned(),
+            answer,
         })
+    }
+
+    /// [`Client::call`] for a GET whose 200 body the caller parses itself from [`Reply::text`].
+    /// The answer of `prefetch` is taken as its first attempt when it was a prefetch of `path`: whatever it answered (a page, a Problem, a
+    /// `Retry-After`, a failure) is read and retried on exactly as if it had been asked now.
+    pub(crate) fn call_text(
+        &mut self,
+        path: &str,
+        prefetch: Option<Prefetch>,
+    ) -> Result<Reply, ClientError> {
+        let first = prefetch.and_then(|p| {
+            let same = p.path == path;
+            // Joined whatever it was for: a GET of another page is safe to drop.
+            let answer = p.answer.join().ok()?;
+            same.then_some(answer)
+        });
+        let first = first.map(|a| a.map(|a| self.reply_of(a, Body::Text)));
+        self.call_first("GET", path, None, Body::Text, first)
     }
 
     /// A request with the retry schedule: transient failures wait and retry (`[RETRY-1..3]`),
@@ -260,17 +388,24 @@ impl Client {
         self.call_as(method, path, body, Body::Tree)
     }
 
-    /// [`Client::call`] for a GET whose 200 body the caller parses itself from [`Reply::text`].
-    pub(crate) fn call_text(&mut self, path: &str) -> Result<Reply, ClientError> {
-        self.call_as("GET", path, None, Body::Text)
-    }
-
     fn call_as(
         &mut self,
         method: &str,
         path: &str,
         body: Option<&Value>,
         want: Body,
+    ) -> Result<Reply, ClientError> {
+        self.call_first(method, path, body, want, None)
+    }
+
+    /// [`Client::call_as`], with the outcome of the first attempt already given if `first`.
+    fn call_first(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        want: Body,
+        mut first: Option<Result<Reply, (String, bool)>>,
     ) -> Result<Reply, ClientError> {
         let resumed = self.resume_schedule()?;
         let policy = self.retry_policy();
@@ -289,7 +424,10 @@ impl Client {
                 }
                 retried_body = Some(b);
             }
-            let outcome = self.request(method, path, retried_body.as_ref().or(body), want);
+            let outcome = match first.take() {
+                Some(outcome) => outcome,
+                None => self.request(method, path, retried_body.as_ref().or(body), want),
+            };
             let (reason, retry_after) = match outcome {
                 Ok(mut r) => {
                     r.attempts = attempt + 1;
@@ -426,6 +564,127 @@ mod tests {
             }
         });
         (base, rx)
+    }
+
+    #[test]
+    fn loopback_servers_are_told_apart() {
+        for s in [
+            "http://127.0.0.1:7878",
+            "http://localhost/",
+            "https://[::1]:8443/x",
+            "http://127.5.0.1",
+        ] {
+            assert!(super::on_loopback(s), "{s}");
+        }
+        for s in [
+            "https://sync.example.com",
+            "http://10.0.0.1:7878",
+            "http://[2001:db8::1]:80",
+            "http://localhost.example.com",
+        ] {
+            assert!(!super::on_loopback(s), "{s}");
+        }
+    }
+
+    /// A Server that answers GETs from `answers` in turn (status line, extra headers, body),
+    /// each on the connection it came on; reports each request's path.
+    fn scripted_server(
+        answers: Vec<(&'static str, &'static str, String)>,
+    ) -> (String, mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (seen, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let answers = std::sync::Arc::new(std::sync::Mutex::new(answers.into_iter()));
+            for stream in listener.incoming() {
+                let (seen, answers) = (seen.clone(), std::sync::Arc::clone(&answers));
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.unwrap());
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                        loop {
+                            let mut h = String::new();
+                            if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                                break;
+                            }
+                        }
+                        let next = answers.lock().unwrap().next();
+                        let Some((status, extra, text)) = next else {
+                            return;
+                        };
+                        let _ = seen.send(path);
+                        let answer = format!(
+                            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{text}",
+                            text.len()
+                        );
+                        reader.get_mut().write_all(answer.as_bytes()).unwrap();
+                    }
+                });
+            }
+        });
+        (base, rx)
+    }
+
+    /// A pull page fetched ahead while the page before it is stored is answered as any
+    /// request is: a 503 with `Retry-After` there is waited on and counted as a retry, then
+    /// asked again, and the sync gets every page.
+    #[test]
+    fn a_prefetched_page_refused_for_now_is_retried_as_any_request() {
+        let page = |ids: &[&str], cursor: &str, through: u64, more: bool| {
+            let records: Vec<String> = ids
+                .iter()
+                .map(|id| format!(r#"{{"collection":"notes","id":"{id}","change_seq":{through},"deleted":false,"value":{{"t":1}}}}"#))
+                .collect();
+            format!(
+                r#"{{"records":[{}],"cursor":"{cursor}","through":{through},"has_more":{more}}}"#,
+                records.join(",")
+            )
+        };
+        let (base, seen) = scripted_server(vec![
+            ("200 OK", "", page(&["a"], "c1", 1, true)),
+            (
+                "503 Service Unavailable",
+                "retry-after: 0\r\n",
+                r#"{"type":"urn:driftless:problem:unavailable","status":503}"#.into(),
+            ),
+            ("200 OK", "", page(&["b"], "c2", 2, false)),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            server: base,
+            token: "t".into(),
+            space: "demo".into(),
+            retry: RetryPolicy::preset(Preset::Interactive),
+            batch_max: 10,
+            timeout: std::time::Duration::from_secs(30),
+        };
+        let mut client = Client::open(dir.path(), cfg).unwrap();
+        let mut report = crate::SyncReport::default();
+        client.pull_all(&mut report, None).unwrap();
+        assert_eq!(report.pulled, 2);
+        let paths: Vec<String> = (0..3)
+            .map_while(|_| seen.recv_timeout(std::time::Duration::from_secs(60)).ok())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/v1/spaces/demo/pull?",
+                "/v1/spaces/demo/pull?cursor=c1",
+                "/v1/spaces/demo/pull?cursor=c1"
+            ]
+        );
+        let retries = client
+            .store
+            .counters()
+            .unwrap()
+            .into_iter()
+            .find(|(n, _)| n == "retries")
+            .map(|(_, v)| v);
+        assert_eq!(retries, Some(1), "the 503 was not taken as an attempt");
     }
 
     /// `[HTTP-19]`: a gzip body answered 415 is sent again uncoded, and later bodies go
