@@ -55,18 +55,23 @@ impl LocalClock {
         Ok(())
     }
 
-    /// Sets the clock of every handle back to `to` if that moves its physical time back
-    /// (`[HLC-12]`); returns whether it did. A step of logical ticks only would change nothing
-    /// the Server's skew check sees.
+    /// Sets the clock of every handle back after `clock-skew` (`[HLC-12]`) to the protocol's
+    /// [`step_back_target`](driftless_protocol::hlc::step_back_target) of the latest HLC any
+    /// handle stored, `server` (the response's `Driftless-Clock`) and `counted` (the HLCs of this
+    /// Client's applied Mutations and those of unknown fate); returns whether it moved. A step of
+    /// logical ticks only would change nothing the Server's skew check sees, so none is taken.
     pub(crate) fn step_back_in(
         &mut self,
         tx: &rusqlite::Connection,
-        to: &Hlc,
+        server: &Hlc,
+        counted: &[Hlc],
     ) -> Result<bool, ClientError> {
         self.catch_up_in(tx)?;
-        if to.physical_ms() >= self.clock.last().physical_ms() {
+        let current = self.clock.last();
+        let Some(to) = driftless_protocol::hlc::step_back_target(&current, server, counted) else {
             return Ok(false);
-        }
+        };
+        let to = &to;
         self.epoch += 1;
         self.clock = Clock::resume(to);
         Store::set_meta(tx, "hlc", &to.to_string())?;

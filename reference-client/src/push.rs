@@ -325,29 +325,26 @@ impl Client {
         let Some(server) = server_clock.and_then(|c| c.parse::<Hlc>().ok()) else {
             return Ok(());
         };
-        let ours = |h: &Hlc| Hlc::new(h.physical_ms(), h.logical(), &self.client_id).ok();
-        let mut to = ours(&server);
         let refused: std::collections::HashSet<&str> =
             skewed.iter().map(|(p, _)| p.op_id.as_str()).collect();
         let applied = self
             .store
             .meta("hlc_applied_max")?
             .and_then(|h| h.parse::<Hlc>().ok());
-        let unknown: Vec<Hlc> = self
+        let unknown = self
             .store
             .sent(&self.cfg.space)?
-            .iter()
+            .into_iter()
             .filter(|p| !refused.contains(p.op_id.as_str()))
-            .filter_map(|p| p.body["hlc"].as_str().and_then(|h| h.parse().ok()))
-            .collect();
-        for h in applied.iter().chain(&unknown) {
-            if !crate::faults::fault!(StepsBackBelowApplied) {
-                to = to.max(ours(h));
-            }
-        }
-        let Some(to) = to else { return Ok(()) };
+            .filter_map(|p| p.body["hlc"].as_str().and_then(|h| h.parse::<Hlc>().ok()));
+        let counted: Vec<Hlc> = if crate::faults::fault!(StepsBackBelowApplied) {
+            Vec::new()
+        } else {
+            applied.into_iter().chain(unknown).collect()
+        };
         let clock = &mut self.clock;
-        self.store.tx(|tx| clock.step_back_in(tx, &to))?; // counted as clock_step_backs
+        self.store
+            .tx(|tx| clock.step_back_in(tx, &server, &counted))?; // counted as clock_step_backs
         Ok(())
     }
 
