@@ -22,7 +22,6 @@ mod conformance_client;
 mod embedded;
 mod schema_check;
 mod simulate;
-mod simulate_remote;
 use driftless_protocol::ids::SpaceId;
 use driftless_protocol::messages::{Scope, TokenClaims};
 

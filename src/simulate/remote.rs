@@ -44,7 +44,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
 
-use crate::simulate::Args;
+use super::Args;
 
 /// Most milliseconds the proxy holds requests back in one scenario, all delays together.
 pub const DELAY_MS_PER_SCENARIO_MAX: u64 = 3_000;
