@@ -4,7 +4,6 @@ use super::*;
 use std::collections::BTreeMap;
 
 use driftless_client::inject::HttpRequest;
-use driftless_client::Client;
 use driftless_protocol::collection_schema::Policy;
 use driftless_protocol::merge::RecordState;
 use driftless_protocol::messages::Mutation;
@@ -56,12 +55,16 @@ impl Sim {
                 );
             }
         }
-        self.check_merge_model(&observer)?;
+        check_merge_model(
+            &self.world.applied.borrow(),
+            self.world.v2_at.get(),
+            &observer,
+        )?;
         // The fate of every write reported done.
         let mut applied: BTreeMap<String, i64> = BTreeMap::new();
         for d in self.done.clone() {
             self.check_no_resurrection(&d)?;
-            let fate = self.fate(&d)?;
+            let fate = fate(self.client(d.client), &d.op_id, d.tally.is_some())?;
             match fate {
                 Fate::Applied => {
                     if let Some((id, by)) = &d.tally {
@@ -120,90 +123,6 @@ impl Sim {
                 }
                 Err(e) => {
                     return fail(Invariant::ChecksumsEqual, format!("client {c}: audit: {e}"))
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The Server's state (a fresh Client's pull) equals the protocol's merge rules folded over
-    /// every Mutation the Server answered as applied (`[MERGE-1]`, `[MERGE-2]`).
-    pub(super) fn check_merge_model(&self, observer: &Client) -> Result<(), Violation> {
-        let policy = |f: &str| match f {
-            "n" | "likes" => Policy::Counter,
-            "tags" => Policy::AddWinsSet,
-            _ => Policy::Lww,
-        };
-        let v2_at = self.world.v2_at.get();
-        let docs = docs_history(if v2_at.is_some() { 2 } else { 1 });
-        let mut states: BTreeMap<(String, String), RecordState> = BTreeMap::new();
-        for (i, m) in self.world.applied.borrow().iter().enumerate() {
-            if v2_at == Some(i) {
-                // Registering v2 migrated the stored Records ([SCHEMA-7]).
-                for ((coll, _), state) in states.iter_mut() {
-                    if coll == DOCS {
-                        state.rename_field("title", "heading");
-                    }
-                }
-            }
-            let mut m = m.clone();
-            if m.collection.as_str() == DOCS && v2_at.is_some_and(|at| i >= at) {
-                // Applied after v2: the Server upcast it from the version it was written
-                // under ([EVO-4]); one that upcasts to nothing changed nothing ([EVO-5]).
-                match docs.upcast(&m.effect, m.schema_version.unwrap_or(1)) {
-                    Ok(Some(e)) => m.effect = e,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        return Err(Violation {
-                            invariant: Invariant::ServerEqualsMergeModel,
-                            detail: format!("applied {}: {e}", m.op_id.as_str()),
-                        })
-                    }
-                }
-            }
-            states
-                .entry((
-                    m.collection.as_str().to_owned(),
-                    m.record_id.as_str().to_owned(),
-                ))
-                .or_default()
-                .apply(&m);
-        }
-        if v2_at == Some(self.world.applied.borrow().len()) {
-            for ((coll, _), state) in states.iter_mut() {
-                if coll == DOCS {
-                    state.rename_field("title", "heading");
-                }
-            }
-        }
-        for coll in [DOCS, TALLY] {
-            for r in 0..RECORDS {
-                let id = format!("r{r}");
-                let model = states
-                    .get(&(coll.to_owned(), id.clone()))
-                    .map(|s| {
-                        let defaults = if coll == DOCS {
-                            docs.defaults()
-                        } else {
-                            BTreeMap::new()
-                        };
-                        s.materialize(policy, &defaults)
-                    })
-                    .filter(|m| m.exists)
-                    .map(|m| Value::Object(m.value));
-                let server = observer
-                    .get(coll, &id)
-                    .map_err(store_violation)?
-                    .map(Value::Object);
-                if model != server {
-                    return Err(Violation {
-                        invariant: Invariant::ServerEqualsMergeModel,
-                        detail: format!(
-                            "{coll}/{id} is {} on the server; the merge of its applied Mutations gives {}",
-                            server.unwrap_or(Value::Null),
-                            model.unwrap_or(Value::Null)
-                        ),
-                    });
                 }
             }
         }
@@ -322,54 +241,5 @@ impl Sim {
             }
         }
         Ok(())
-    }
-
-    /// Follows a write's receipts through re-issues and coalescing to its end.
-    pub(super) fn fate(&mut self, d: &Done) -> Result<Fate, Violation> {
-        let mut op = d.op_id.clone();
-        for _ in 0..1000 {
-            let receipt = self
-                .client(d.client)
-                .receipt(&op)
-                .map_err(store_violation)?;
-            match receipt {
-                Some((state, _)) if state == "acknowledged" => return Ok(Fate::Applied),
-                Some((state, Some(detail)))
-                    if state == "rejected" && detail.contains("re-issued as ") =>
-                {
-                    op = detail
-                        .rsplit("re-issued as ")
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .to_owned();
-                }
-                Some((state, Some(next))) if state == "superseded" => {
-                    if d.tally.is_some() {
-                        // An increment is never superseded: its amount would be lost.
-                        return Ok(Fate::Unknown(format!("superseded by {next}")));
-                    }
-                    return Ok(Fate::Superseded);
-                }
-                Some((state, detail)) if state == "rejected" => {
-                    let dead = self
-                        .client(d.client)
-                        .dead_letters()
-                        .map_err(store_violation)?
-                        .into_iter()
-                        .find(|(o, _, _)| *o == op);
-                    return Ok(match dead {
-                        Some((_, _, problem)) => Fate::Dead(problem.to_string()),
-                        None => Fate::Unknown(format!(
-                            "rejected ({}) but not in the dead letters",
-                            detail.unwrap_or_default()
-                        )),
-                    });
-                }
-                Some((state, _)) => return Ok(Fate::Unknown(state)),
-                None => return Ok(Fate::Unknown("without a receipt".into())),
-            }
-        }
-        Ok(Fate::Unknown("a re-issue loop".into()))
     }
 }

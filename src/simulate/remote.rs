@@ -35,16 +35,18 @@ use driftless_client::inject::Environment;
 use driftless_client::{Client, ClientError, Config, RetryPolicy};
 use driftless_conformance::client::CommandTokens;
 use driftless_conformance::TokenSource;
-use driftless_protocol::collection_schema::Policy;
-use driftless_protocol::merge::RecordState;
 use driftless_protocol::messages::Mutation;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::Args;
+use super::model::{
+    check_merge_model, fate, listing, random_effect, store_violation, tally_increment, Fate, Rng,
+    DOCS, RECORDS, TALLY,
+};
+use super::{Args, Invariant, Violation};
 
 /// Most milliseconds the proxy holds requests back in one scenario, all delays together.
 pub const DELAY_MS_PER_SCENARIO_MAX: u64 = 3_000;
@@ -61,95 +63,12 @@ const QUIESCE_ROUNDS_MAX: usize = 8;
 /// Longest offline period of a Client, in steps.
 const OFFLINE_STEPS_MAX: u64 = 8;
 
-const DOCS: &str = "docs";
-const TALLY: &str = "tally";
-const RECORDS: u64 = 3;
-
-/// One invariant checked after quiescence, observable from outside the Server. The names are
-/// those of the in-process simulator's invariants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Invariant {
-    /// Every Client finished syncing once the network healed.
-    SyncCompletes,
-    /// No Client keeps pending writes after syncing with a healthy network (`[CLIENT-5]`).
-    NoWedgedClient,
-    /// Every Client's view equals what a fresh Client pulls from the Server.
-    ReplicaEqualsServer,
-    /// Every write a Client reported done ended acknowledged (applied exactly once) or in that
-    /// Client's dead letters with a reason (`[CLIENT-1]`, `[CLIENT-4]`).
-    WriteFateKnown,
-    /// Only writes no push can carry, and writes refused as `mutation-too-old`, are
-    /// dead-lettered.
-    NoValidWriteRejected,
-    /// Every counter equals the sum of the increments acknowledged to its Clients
-    /// (`[IDEM-3]`, `[MERGE-1]`).
-    CounterEqualsAppliedIncrements,
-    /// The Server's audit history holds at most one `applied` entry per Op ID (`[IDEM-2]`,
-    /// `[AUDIT-1]`).
-    AppliedOnce,
-    /// Every Client's bucket checksums equal the Server's: an audit repairs nothing (`[INT-9]`).
-    ChecksumsEqual,
-    /// The Server's state (a fresh Client's pull) equals the protocol's merge rules folded over
-    /// every Mutation the Server answered as applied, as the proxy saw them (`[MERGE-1]`,
-    /// `[MERGE-2]`).
-    ServerEqualsMergeModel,
-}
-
-impl Invariant {
-    /// The invariant's name, as printed.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::SyncCompletes => "sync-completes",
-            Self::NoWedgedClient => "no-wedged-client",
-            Self::ReplicaEqualsServer => "replica-equals-server",
-            Self::WriteFateKnown => "write-fate-known",
-            Self::NoValidWriteRejected => "no-valid-write-rejected",
-            Self::CounterEqualsAppliedIncrements => "counter-equals-applied-increments",
-            Self::AppliedOnce => "applied-once",
-            Self::ChecksumsEqual => "checksums-equal",
-            Self::ServerEqualsMergeModel => "server-equals-merge-model",
-        }
-    }
-}
-
-/// A broken invariant, with what was seen.
-#[derive(Debug, Clone)]
-struct Violation {
-    invariant: Invariant,
-    detail: String,
-}
-
 fn violation(invariant: Invariant, detail: String) -> Violation {
     Violation { invariant, detail }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Randomness and the steps hash
-
-// shared with simulate.rs: integrator merges
-/// SplitMix64: a tiny, fixed, portable generator, so that a seed gives the same steps and proxy
-/// decisions on every machine.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-// shared with simulate.rs: integrator merges
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (`n` > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// True with probability `pct` percent.
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-}
 
 /// FNV-1a, 64 bits, over the lines of the steps.
 fn fnv(hash: u64, line: &str) -> u64 {
@@ -639,34 +558,6 @@ impl Scenario<'_> {
             .expect("a crashed client is reopened at once")
     }
 
-    // shared with simulate.rs: integrator merges
-    fn random_effect(&mut self) -> (String, String, Value, Option<(String, i64)>) {
-        let r = format!("r{}", self.rng.below(RECORDS));
-        let word = |rng: &mut Rng| json!(["a", "b", "c", "d"][rng.below(4) as usize]);
-        if self.rng.chance(25) {
-            let by = self.rng.below(9) as i64 - 3;
-            let by = if by == 0 { 1 } else { by };
-            return (
-                TALLY.into(),
-                r.clone(),
-                json!({"kind": "increment", "field": "n", "by": by}),
-                Some((r, by)),
-            );
-        }
-        let effect = match self.rng.below(7) {
-            0 => {
-                json!({"kind": "put", "value": {"title": word(&mut self.rng), "body": self.rng.below(100)}})
-            }
-            1 => json!({"kind": "patch", "set": {"title": word(&mut self.rng)}}),
-            2 => json!({"kind": "patch", "unset": ["body"]}),
-            3 => json!({"kind": "delete"}),
-            4 => json!({"kind": "increment", "field": "likes", "by": self.rng.below(5) as i64 + 1}),
-            5 => json!({"kind": "set_add", "field": "tags", "elements": [word(&mut self.rng)]}),
-            _ => json!({"kind": "set_remove", "field": "tags", "elements": [word(&mut self.rng)]}),
-        };
-        (DOCS.into(), r, effect, None)
-    }
-
     /// One step. The choice of step depends on the seed alone, never on an answer, so a seed
     /// always runs the same steps.
     fn step(&mut self, n: usize) -> Result<(), String> {
@@ -679,7 +570,8 @@ impl Scenario<'_> {
         let c = self.rng.below(self.clients.len() as u64) as usize;
         match self.rng.below(100) {
             0..=49 => {
-                let (collection, id, effect, tally) = self.random_effect();
+                let (collection, id, effect) = random_effect(&mut self.rng);
+                let tally = tally_increment(&collection, &id, &effect);
                 self.step_line(&format!("{n} write c{c} {collection}/{id} {effect}"));
                 let res = self.client(c).write(&collection, &id, effect, 0);
                 self.result_line(&format!("-> {}", res.as_ref().map_or("error", |_| "done")));
@@ -814,10 +706,15 @@ impl Scenario<'_> {
                 ));
             }
         }
-        self.check_merge_model(&observer)?;
+        let applied = self
+            .net
+            .lock()
+            .map(|n| n.applied.clone())
+            .unwrap_or_default();
+        check_merge_model(&applied, None, &observer)?;
         let mut acknowledged: BTreeMap<String, i64> = BTreeMap::new();
         for d in self.done.clone() {
-            match self.fate(&d)? {
+            match fate(self.client(d.client), &d.op_id, d.tally.is_some())? {
                 Fate::Applied => {
                     if let Some((id, by)) = &d.tally {
                         *acknowledged.entry(id.clone()).or_default() += by;
@@ -877,57 +774,6 @@ impl Scenario<'_> {
                         Invariant::ChecksumsEqual,
                         format!("client {c}: audit: {e}"),
                     ))
-                }
-            }
-        }
-        Ok(())
-    }
-
-    // shared with simulate.rs: integrator merges
-    /// The Server's state (a fresh Client's pull) equals the protocol's merge rules folded over
-    /// every Mutation the Server answered as applied (`[MERGE-1]`, `[MERGE-2]`).
-    fn check_merge_model(&self, observer: &Client) -> Result<(), Violation> {
-        let policy = |f: &str| match f {
-            "n" | "likes" => Policy::Counter,
-            "tags" => Policy::AddWinsSet,
-            _ => Policy::Lww,
-        };
-        let mut states: BTreeMap<(String, String), RecordState> = BTreeMap::new();
-        let applied = self
-            .net
-            .lock()
-            .map(|n| n.applied.clone())
-            .unwrap_or_default();
-        for m in &applied {
-            states
-                .entry((
-                    m.collection.as_str().to_owned(),
-                    m.record_id.as_str().to_owned(),
-                ))
-                .or_default()
-                .apply(m);
-        }
-        for coll in [DOCS, TALLY] {
-            for r in 0..RECORDS {
-                let id = format!("r{r}");
-                let model = states
-                    .get(&(coll.to_owned(), id.clone()))
-                    .map(|s| s.materialize(policy, &BTreeMap::new()))
-                    .filter(|m| m.exists)
-                    .map(|m| Value::Object(m.value));
-                let server = observer
-                    .get(coll, &id)
-                    .map_err(store_violation)?
-                    .map(Value::Object);
-                if model != server {
-                    return Err(violation(
-                        Invariant::ServerEqualsMergeModel,
-                        format!(
-                            "{coll}/{id} is {} on the server; the merge of its applied Mutations gives {}",
-                            server.unwrap_or(Value::Null),
-                            model.unwrap_or(Value::Null)
-                        ),
-                    ));
                 }
             }
         }
@@ -1001,67 +847,6 @@ impl Scenario<'_> {
         }
         Ok(())
     }
-
-    // shared with simulate.rs: integrator merges
-    /// Follows a write's receipts through re-issues and coalescing to its end.
-    fn fate(&mut self, d: &Done) -> Result<Fate, Violation> {
-        let mut op = d.op_id.clone();
-        for _ in 0..1000 {
-            let receipt = self
-                .client(d.client)
-                .receipt(&op)
-                .map_err(store_violation)?;
-            match receipt {
-                Some((state, _)) if state == "acknowledged" => return Ok(Fate::Applied),
-                Some((state, Some(detail)))
-                    if state == "rejected" && detail.contains("re-issued as ") =>
-                {
-                    op = detail
-                        .rsplit("re-issued as ")
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .to_owned();
-                }
-                Some((state, Some(next))) if state == "superseded" => {
-                    if d.tally.is_some() {
-                        // An increment is never superseded: its amount would be lost.
-                        return Ok(Fate::Unknown(format!("superseded by {next}")));
-                    }
-                    return Ok(Fate::Superseded);
-                }
-                Some((state, detail)) if state == "rejected" => {
-                    let dead = self
-                        .client(d.client)
-                        .dead_letters()
-                        .map_err(store_violation)?
-                        .into_iter()
-                        .find(|(o, _, _)| *o == op);
-                    return Ok(match dead {
-                        Some((_, _, problem)) => Fate::Dead(problem.to_string()),
-                        None => Fate::Unknown(format!(
-                            "rejected ({}) but not in the dead letters",
-                            detail.unwrap_or_default()
-                        )),
-                    });
-                }
-                Some((state, _)) => return Ok(Fate::Unknown(state)),
-                None => return Ok(Fate::Unknown("without a receipt".into())),
-            }
-        }
-        Ok(Fate::Unknown("a re-issue loop".into()))
-    }
-}
-
-enum Fate {
-    Applied,
-    Dead(String),
-    Superseded,
-    Unknown(String),
-}
-
-fn store_violation(e: ClientError) -> Violation {
-    violation(Invariant::SyncCompletes, e.to_string())
 }
 
 fn summary(r: &Result<driftless_client::SyncReport, ClientError>) -> String {
@@ -1072,22 +857,6 @@ fn summary(r: &Result<driftless_client::SyncReport, ClientError>) -> String {
         ),
         Err(e) => format!("-> error: {e}"),
     }
-}
-
-// shared with simulate.rs: integrator merges
-/// A Client's view of both Collections, as canonical text.
-fn listing(c: &Client) -> String {
-    let mut all = Map::new();
-    for coll in [DOCS, TALLY] {
-        let records: Map<String, Value> = c
-            .list(coll)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(id, v)| (id, Value::Object(v)))
-            .collect();
-        all.insert(coll.to_owned(), Value::Object(records));
-    }
-    Value::Object(all).to_string()
 }
 
 /// Where scenario folders go: memory-backed `/dev/shm` when there is one, else the system's

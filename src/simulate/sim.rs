@@ -10,19 +10,15 @@ use std::sync::Arc;
 
 use driftless_client::inject::HttpRequest;
 use driftless_client::{Client, ClientError, Config, Preset, RetryPolicy};
-use driftless_protocol::collection_schema::SchemaHistory;
 use driftless_protocol::messages::{Scope, TokenClaims};
 use driftless_server::conn::EdgeConfig;
 use driftless_server::service::WallClock;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
 // A scenario
 
 pub(super) const SPACE: &str = "sim";
-pub(super) const DOCS: &str = "docs";
-pub(super) const TALLY: &str = "tally";
-pub(super) const RECORDS: u64 = 3;
 
 /// A write a Client reported done.
 #[derive(Debug, Clone)]
@@ -141,9 +137,7 @@ impl Sim {
                 self.trace(format!("{shown} {event}{names} -> {}", res.is_ok()));
                 self.note_write_error(c, &res, false);
                 if let Ok(op_id) = res {
-                    let tally = (collection == TALLY && effect["field"] == "n")
-                        .then(|| effect["by"].as_i64().map(|by| (record.clone(), by)))
-                        .flatten();
+                    let tally = tally_increment(collection, record, &effect);
                     self.done.push(Done {
                         client: c,
                         op_id,
@@ -355,20 +349,6 @@ impl Sim {
     }
 }
 
-pub(super) enum Fate {
-    Applied,
-    Dead(String),
-    Superseded,
-    Unknown(String),
-}
-
-pub(super) fn store_violation(e: ClientError) -> Violation {
-    Violation {
-        invariant: Invariant::SyncCompletes,
-        detail: e.to_string(),
-    }
-}
-
 pub(super) fn summary(r: &Result<driftless_client::SyncReport, ClientError>) -> String {
     match r {
         Ok(r) => format!(
@@ -392,31 +372,6 @@ pub(super) fn error_kind(e: &ClientError) -> &'static str {
     }
 }
 
-/// The Collection Schema document of `collection` at `version`: version 1 declares the
-/// counters and the set; `docs` version 2 renames `title` to `heading` and adds `rank`
-/// (default 0), a backward-compatible change (`[EVO-11]`).
-pub(super) fn schema_doc(collection: &str, version: u32) -> Value {
-    let mut doc = json!({"collection": collection, "version": version,
-        "schema": {"type": "object"},
-        "fields": {"n": {"policy": "counter"}, "likes": {"policy": "counter"},
-                   "tags": {"policy": "add_wins_set"}}});
-    if version == 2 {
-        doc["migration"] = json!([
-            {"op": "rename_field", "from": "title", "to": "heading"},
-            {"op": "add_field", "field": "rank", "default": 0}
-        ]);
-    }
-    doc
-}
-
-/// The `docs` schema history up to `latest`, for the merge model's upcast and defaults.
-pub(super) fn docs_history(latest: u32) -> SchemaHistory {
-    let versions = (1..=latest)
-        .map(|v| serde_json::from_value(schema_doc(DOCS, v)).expect("the simulated schemas parse"))
-        .collect();
-    SchemaHistory::new(versions).expect("the simulated schemas are numbered 1, 2")
-}
-
 /// `title` → `heading` in a `put` value or a `patch`, as an app built for `docs` v2 writes.
 pub(super) fn rename_title(effect: &mut Value) {
     for key in ["value", "set"] {
@@ -426,21 +381,6 @@ pub(super) fn rename_title(effect: &mut Value) {
             }
         }
     }
-}
-
-/// A Client's optimistic view of both Collections, as canonical text.
-pub(super) fn listing(c: &Client) -> String {
-    let mut all = Map::new();
-    for coll in [DOCS, TALLY] {
-        let records: Map<String, Value> = c
-            .list(coll)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(id, v)| (id, Value::Object(v)))
-            .collect();
-        all.insert(coll.to_owned(), Value::Object(records));
-    }
-    Value::Object(all).to_string()
 }
 
 /// Where scenario folders go: memory-backed `/dev/shm` when there is one (the stores' fsyncs
