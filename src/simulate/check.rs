@@ -4,10 +4,29 @@ use super::*;
 use std::collections::BTreeMap;
 
 use driftless_client::inject::HttpRequest;
+use driftless_client::Client;
 use driftless_protocol::collection_schema::Policy;
 use driftless_protocol::merge::RecordState;
 use driftless_protocol::messages::Mutation;
 use serde_json::Value;
+
+impl Fleet for Sim {
+    fn clients(&self) -> usize {
+        self.clients.len()
+    }
+    fn client(&mut self, i: usize) -> &mut Client {
+        Sim::client(self, i)
+    }
+    fn before_fate(&mut self, d: &Done) -> Result<(), Violation> {
+        self.check_no_resurrection(d)
+    }
+    fn dead(&mut self, d: &Done) {
+        self.end.tainted.insert(d.target.clone());
+    }
+    fn check_applied_once(&self) -> Result<(), Violation> {
+        Sim::check_applied_once(self)
+    }
+}
 
 impl Sim {
     pub(super) fn check(&mut self) -> Result<(), Violation> {
@@ -37,147 +56,36 @@ impl Sim {
                     .insert(format!("{coll}/{id}"), Value::Object(v));
             }
         }
-        for c in 0..n {
-            let status = self.client(c).status().map_err(store_violation)?;
-            if status.pending > 0 {
-                return fail(
-                    Invariant::NoWedgedClient,
-                    format!("client {c} keeps {} pending writes", status.pending),
-                );
-            }
-        }
-        for c in 0..n {
-            let mine = listing(self.client(c));
-            if mine != truth {
-                return fail(
-                    Invariant::ReplicaEqualsServer,
-                    format!("client {c} sees {mine}, the server {truth}"),
-                );
-            }
-        }
-        check_merge_model(
-            &self.world.applied.borrow(),
-            self.world.v2_at.get(),
-            &observer,
-        )?;
-        // The fate of every write reported done.
-        let mut applied: BTreeMap<String, i64> = BTreeMap::new();
-        for d in self.done.clone() {
-            self.check_no_resurrection(&d)?;
-            let fate = fate(self.client(d.client), &d.op_id, d.tally.is_some())?;
-            match fate {
-                Fate::Applied => {
-                    if let Some((id, by)) = &d.tally {
-                        *applied.entry(id.clone()).or_default() += by;
-                    }
-                }
-                Fate::Dead(problem) => {
-                    self.end.tainted.insert(d.target.clone());
-                    let too_old = problem.contains("mutation-too-old");
-                    // A write that waited longer than retention may be refused as too old
-                    // ([CLIENT-10], [CLIENT-21]): the time steps make that common.
-                    if !d.poison && !too_old {
-                        return fail(
-                            Invariant::NoValidWriteRejected,
-                            format!(
-                                "client {} write {} dead-lettered: {problem}",
-                                d.client, d.op_id
-                            ),
-                        );
-                    }
-                }
-                Fate::Superseded => {}
-                Fate::Unknown(state) => {
-                    return fail(
-                        Invariant::WriteFateKnown,
-                        format!("client {} write {} ends {state}", d.client, d.op_id),
-                    )
-                }
-            }
-        }
-        for r in 0..RECORDS {
-            let id = format!("r{r}");
-            let want = applied.get(&id).copied();
-            let got = observer
-                .get(TALLY, &id)
-                .map_err(store_violation)?
-                .and_then(|v| v.get("n").and_then(Value::as_i64));
-            if want.unwrap_or(0) != got.unwrap_or(0) {
-                return fail(
-                    Invariant::CounterEqualsAppliedIncrements,
-                    format!(
-                        "{TALLY}/{id}.n is {got:?} on the server; acknowledged increments sum to {want:?}"
-                    ),
-                );
-            }
-        }
-        self.check_applied_once()?;
-        for c in 0..n {
-            match self.client(c).audit() {
-                Ok(a) if a.repaired.is_empty() => {}
-                Ok(a) => {
-                    return fail(
-                        Invariant::ChecksumsEqual,
-                        format!("client {c}: audit repaired buckets {:?}", a.repaired),
-                    )
-                }
-                Err(e) => {
-                    return fail(Invariant::ChecksumsEqual, format!("client {c}: audit: {e}"))
-                }
-            }
-        }
-        Ok(())
+        let applied = self.world.applied.borrow().clone();
+        let v2_at = self.world.v2_at.get();
+        let done = self.done.clone();
+        check_after_quiescence(self, &observer, &truth, &applied, v2_at, &done)
     }
 
     /// No Op ID is applied twice: the Server's audit history of every Record holds at most one
     /// `applied` entry per Op ID (`[IDEM-2]`, `[AUDIT-1]`).
     pub(super) fn check_applied_once(&self) -> Result<(), Violation> {
-        for coll in [DOCS, TALLY] {
-            for r in 0..RECORDS {
-                let mut seen: BTreeMap<String, u32> = BTreeMap::new();
-                let mut after = 0u64;
-                for _ in 0..1000 {
-                    let req = HttpRequest {
-                        method: "GET".into(),
-                        path: format!(
-                            "/v1/spaces/{SPACE}/records/{coll}/r{r}/history?after={after}"
-                        ),
-                        headers: vec![
-                            ("authorization".into(), format!("Bearer {}", self.token)),
-                            ("driftless-version".into(), "1.0".into()),
-                        ],
-                        body: None,
-                    };
-                    let resp = self.world.deliver(&req).map_err(|e| Violation {
-                        invariant: Invariant::AppliedOnce,
-                        detail: format!("history of {coll}/r{r}: {e}"),
-                    })?;
-                    let page: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
-                    if resp.status == 404 {
-                        break;
-                    }
-                    let entries = page["entries"].as_array().cloned().unwrap_or_default();
-                    for e in &entries {
-                        if e["status"] == "applied" {
-                            let op = e["op_id"].as_str().unwrap_or("").to_owned();
-                            let count = seen.entry(op.clone()).or_default();
-                            *count += 1;
-                            if *count > 1 {
-                                return Err(Violation {
-                                    invariant: Invariant::AppliedOnce,
-                                    detail: format!("{coll}/r{r}: op {op} applied {count} times"),
-                                });
-                            }
-                        }
-                        after = after.max(e["position"].as_u64().unwrap_or(0));
-                    }
-                    if page["has_more"] != true || entries.is_empty() {
-                        break;
-                    }
-                }
+        let records = [DOCS, TALLY]
+            .into_iter()
+            .flat_map(|coll| (0..RECORDS).map(move |r| (coll, format!("r{r}"))));
+        applied_once(records, |coll, id, after| {
+            let req = HttpRequest {
+                method: "GET".into(),
+                path: format!("/v1/spaces/{SPACE}/records/{coll}/{id}/history?after={after}"),
+                headers: vec![
+                    ("authorization".into(), format!("Bearer {}", self.token)),
+                    ("driftless-version".into(), "1.0".into()),
+                ],
+                body: None,
+            };
+            let resp = self.world.deliver(&req)?;
+            if resp.status == 404 {
+                return Ok(None);
             }
-        }
-        Ok(())
+            Ok(Some(
+                serde_json::from_slice(&resp.body).unwrap_or(Value::Null),
+            ))
+        })
     }
 
     /// `[CLIENT-21]`: if `d` was written while its Client saw the Record and re-issued after

@@ -197,6 +197,22 @@ pub(super) fn check_merge_model(
     Ok(())
 }
 
+/// A write a Client reported done.
+#[derive(Debug, Clone)]
+pub(super) struct Done {
+    pub(super) client: usize,
+    pub(super) op_id: String,
+    /// For increments of the tally: (Record ID, amount).
+    pub(super) tally: Option<(String, i64)>,
+    /// Written with a value no push can carry: expected in the dead letters.
+    pub(super) poison: bool,
+    /// In-process mode: the Record (collection, ID) if the Client's Mirror held it when written (its view showed
+    /// it, right after a finished sync, with nothing pending).
+    pub(super) seen: Option<(String, String)>,
+    /// `collection/record`.
+    pub(super) target: String,
+}
+
 /// Where a write a Client reported done ended.
 pub(super) enum Fate {
     Applied,
@@ -273,4 +289,193 @@ pub(super) fn listing(c: &Client) -> String {
         all.insert(coll.to_owned(), Value::Object(records));
     }
     Value::Object(all).to_string()
+}
+
+/// The Clients of a scenario, as the shared checks reach them.
+pub(super) trait Fleet {
+    /// How many Clients the scenario has (the observer not counted).
+    fn clients(&self) -> usize;
+    /// Client `i`, with the environment (its clock skew) set for it.
+    fn client(&mut self, i: usize) -> &mut Client;
+    /// Checked for each write before its fate is followed (the in-process mode checks
+    /// `no-resurrection` here).
+    fn before_fate(&mut self, _d: &Done) -> Result<(), Violation> {
+        Ok(())
+    }
+    /// Notes a write that ended in its Client's dead letters.
+    fn dead(&mut self, _d: &Done) {}
+    /// `applied-once` over the Server's audit history, as this mode reaches it (see
+    /// [`applied_once`]).
+    fn check_applied_once(&self) -> Result<(), Violation>;
+}
+
+/// The invariants both modes check after quiescence, in this order: `no-wedged-client`,
+/// `replica-equals-server` (each Client's view is `truth`, the [`listing`] of `observer`, a
+/// fresh Client's pull), `server-equals-merge-model` (over `applied`, see
+/// [`check_merge_model`]), `write-fate-known` and `no-valid-write-rejected` (over `done`),
+/// `counter-equals-applied-increments`, `applied-once`, `checksums-equal`. The first broken
+/// one is returned.
+pub(super) fn check_after_quiescence(
+    fleet: &mut impl Fleet,
+    observer: &Client,
+    truth: &str,
+    applied: &[Mutation],
+    v2_at: Option<usize>,
+    done: &[Done],
+) -> Result<(), Violation> {
+    let n = fleet.clients();
+    check_replicas(fleet, n, truth)?;
+    check_merge_model(applied, v2_at, observer)?;
+    let acknowledged = check_fates(fleet, done)?;
+    check_counters(observer, &acknowledged)?;
+    fleet.check_applied_once()?;
+    check_audits(fleet, n)
+}
+
+/// `no-wedged-client` and `replica-equals-server` over Clients `0..n`: none keeps pending
+/// writes, and each one's view (see [`listing`]) is `truth`, a fresh Client's pull.
+fn check_replicas(fleet: &mut impl Fleet, n: usize, truth: &str) -> Result<(), Violation> {
+    let fail = |invariant, detail: String| Err(Violation { invariant, detail });
+    for c in 0..n {
+        let status = fleet.client(c).status().map_err(store_violation)?;
+        if status.pending > 0 {
+            return fail(
+                Invariant::NoWedgedClient,
+                format!("client {c} keeps {} pending writes", status.pending),
+            );
+        }
+    }
+    for c in 0..n {
+        let mine = listing(fleet.client(c));
+        if mine != truth {
+            return fail(
+                Invariant::ReplicaEqualsServer,
+                format!("client {c} sees {mine}, the server {truth}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `write-fate-known` and `no-valid-write-rejected` over every write reported done: each ends
+/// applied, superseded or dead-lettered, and only a write no push can carry or one refused as
+/// `mutation-too-old` is dead-lettered. Returns the increments acknowledged per tally Record.
+fn check_fates(fleet: &mut impl Fleet, done: &[Done]) -> Result<BTreeMap<String, i64>, Violation> {
+    let fail = |invariant, detail: String| Err(Violation { invariant, detail });
+    let mut acknowledged: BTreeMap<String, i64> = BTreeMap::new();
+    for d in done {
+        fleet.before_fate(d)?;
+        match fate(fleet.client(d.client), &d.op_id, d.tally.is_some())? {
+            Fate::Applied => {
+                if let Some((id, by)) = &d.tally {
+                    *acknowledged.entry(id.clone()).or_default() += by;
+                }
+            }
+            Fate::Dead(problem) => {
+                fleet.dead(d);
+                // A write that waited longer than retention may be refused as too old
+                // ([CLIENT-10], [CLIENT-21]): the time steps make that common.
+                if !d.poison && !problem.contains("mutation-too-old") {
+                    return fail(
+                        Invariant::NoValidWriteRejected,
+                        format!(
+                            "client {} write {} dead-lettered: {problem}",
+                            d.client, d.op_id
+                        ),
+                    );
+                }
+            }
+            Fate::Superseded => {}
+            Fate::Unknown(state) => {
+                return fail(
+                    Invariant::WriteFateKnown,
+                    format!("client {} write {} ends {state}", d.client, d.op_id),
+                )
+            }
+        }
+    }
+    Ok(acknowledged)
+}
+
+/// `counter-equals-applied-increments`: each tally Record's counter `n`, as `observer` pulled
+/// it, is the sum of the increments `acknowledged` to its Clients (`[IDEM-3]`, `[MERGE-1]`).
+fn check_counters(
+    observer: &Client,
+    acknowledged: &BTreeMap<String, i64>,
+) -> Result<(), Violation> {
+    for r in 0..RECORDS {
+        let id = format!("r{r}");
+        let want = acknowledged.get(&id).copied();
+        let got = observer
+            .get(TALLY, &id)
+            .map_err(store_violation)?
+            .and_then(|v| v.get("n").and_then(Value::as_i64));
+        if want.unwrap_or(0) != got.unwrap_or(0) {
+            return Err(Violation {
+                invariant: Invariant::CounterEqualsAppliedIncrements,
+                detail: format!(
+                    "{TALLY}/{id}.n is {got:?} on the server; acknowledged increments sum to {want:?}"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `checksums-equal`: an audit of each of Clients `0..n` repairs nothing (`[INT-9]`).
+fn check_audits(fleet: &mut impl Fleet, n: usize) -> Result<(), Violation> {
+    for c in 0..n {
+        let detail = match fleet.client(c).audit() {
+            Ok(a) if a.repaired.is_empty() => continue,
+            Ok(a) => format!("client {c}: audit repaired buckets {:?}", a.repaired),
+            Err(e) => format!("client {c}: audit: {e}"),
+        };
+        return Err(Violation {
+            invariant: Invariant::ChecksumsEqual,
+            detail,
+        });
+    }
+    Ok(())
+}
+
+/// `applied-once`: the Server's audit history of each of `records` (collection, Record ID)
+/// holds at most one `applied` entry per Op ID (`[IDEM-2]`, `[AUDIT-1]`). `page(collection, id,
+/// after)` fetches one page of `GET …/records/{collection}/{id}/history?after={after}`: `None`
+/// for 404 (a Record without history), an error text for what cannot be read. At most 1000
+/// pages a Record.
+pub(super) fn applied_once<'r>(
+    records: impl IntoIterator<Item = (&'r str, String)>,
+    mut page: impl FnMut(&str, &str, u64) -> Result<Option<Value>, String>,
+) -> Result<(), Violation> {
+    let fail = |detail: String| Violation {
+        invariant: Invariant::AppliedOnce,
+        detail,
+    };
+    for (coll, id) in records {
+        let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+        let mut after = 0u64;
+        for _ in 0..1000 {
+            let Some(page) =
+                page(coll, &id, after).map_err(|e| fail(format!("history of {coll}/{id}: {e}")))?
+            else {
+                break;
+            };
+            let entries = page["entries"].as_array().cloned().unwrap_or_default();
+            for e in &entries {
+                if e["status"] == "applied" {
+                    let op = e["op_id"].as_str().unwrap_or("").to_owned();
+                    let count = seen.entry(op.clone()).or_default();
+                    *count += 1;
+                    if *count > 1 {
+                        return Err(fail(format!("{coll}/{id}: op {op} applied {count} times")));
+                    }
+                }
+                after = after.max(e["position"].as_u64().unwrap_or(0));
+            }
+            if page["has_more"] != true || entries.is_empty() {
+                break;
+            }
+        }
+    }
+    Ok(())
 }

@@ -24,7 +24,6 @@
 //! printed steps hash covers the steps alone, so two runs of one seed show the same one.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -43,8 +42,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 use super::model::{
-    check_merge_model, fate, listing, random_effect, store_violation, tally_increment, Fate, Rng,
-    DOCS, RECORDS, TALLY,
+    applied_once, check_after_quiescence, listing, random_effect, tally_increment, Done, Fleet,
+    Rng, DOCS, RECORDS, TALLY,
 };
 use super::{Args, Invariant, Violation};
 
@@ -471,17 +470,6 @@ struct Run {
     agent: ureq::Agent,
 }
 
-/// A write a Client reported done.
-#[derive(Debug, Clone)]
-struct Done {
-    client: usize,
-    op_id: String,
-    /// For increments of the tally: (Record ID, amount).
-    tally: Option<(String, i64)>,
-    /// Written with a value no push can carry.
-    poison: bool,
-}
-
 struct Scenario<'r> {
     run: &'r Run,
     space: String,
@@ -524,6 +512,18 @@ fn client_config(server: &str, token: &str, space: &str) -> Config {
         },
         batch_max: 8,
         timeout: Duration::from_millis(CLIENT_TIMEOUT_MS),
+    }
+}
+
+impl Fleet for Scenario<'_> {
+    fn clients(&self) -> usize {
+        self.clients.len()
+    }
+    fn client(&mut self, i: usize) -> &mut Client {
+        Scenario::client(self, i)
+    }
+    fn check_applied_once(&self) -> Result<(), Violation> {
+        Scenario::check_applied_once(self)
     }
 }
 
@@ -581,6 +581,8 @@ impl Scenario<'_> {
                         op_id,
                         tally,
                         poison: false,
+                        seen: None,
+                        target: format!("{collection}/{id}"),
                     });
                 }
             }
@@ -601,6 +603,8 @@ impl Scenario<'_> {
                         op_id,
                         tally: None,
                         poison: true,
+                        seen: None,
+                        target: format!("{DOCS}/poison"),
                     });
                 }
             }
@@ -676,7 +680,7 @@ impl Scenario<'_> {
     }
 
     fn check(&mut self) -> Result<(), Violation> {
-        let n = self.clients.len();
+        let _n = self.clients.len();
         // The truth: a fresh Client's pull, straight from the Server, clock unskewed.
         self.env.skew_ms.set(0);
         let mut observer = Client::open(
@@ -688,96 +692,13 @@ impl Scenario<'_> {
             .sync()
             .map_err(|e| violation(Invariant::SyncCompletes, format!("observer: {e}")))?;
         let truth = listing(&observer);
-        for c in 0..n {
-            let status = self.client(c).status().map_err(store_violation)?;
-            if status.pending > 0 {
-                return Err(violation(
-                    Invariant::NoWedgedClient,
-                    format!("client {c} keeps {} pending writes", status.pending),
-                ));
-            }
-        }
-        for c in 0..n {
-            let mine = listing(self.client(c));
-            if mine != truth {
-                return Err(violation(
-                    Invariant::ReplicaEqualsServer,
-                    format!("client {c} sees {mine}, a fresh client pulls {truth}"),
-                ));
-            }
-        }
         let applied = self
             .net
             .lock()
             .map(|n| n.applied.clone())
             .unwrap_or_default();
-        check_merge_model(&applied, None, &observer)?;
-        let mut acknowledged: BTreeMap<String, i64> = BTreeMap::new();
-        for d in self.done.clone() {
-            match fate(self.client(d.client), &d.op_id, d.tally.is_some())? {
-                Fate::Applied => {
-                    if let Some((id, by)) = &d.tally {
-                        *acknowledged.entry(id.clone()).or_default() += by;
-                    }
-                }
-                Fate::Dead(problem) => {
-                    // A write that waited longer than retention may be refused as too old
-                    // ([CLIENT-10], [CLIENT-21]).
-                    if !d.poison && !problem.contains("mutation-too-old") {
-                        return Err(violation(
-                            Invariant::NoValidWriteRejected,
-                            format!(
-                                "client {} write {} dead-lettered: {problem}",
-                                d.client, d.op_id
-                            ),
-                        ));
-                    }
-                }
-                Fate::Superseded => {}
-                Fate::Unknown(state) => {
-                    return Err(violation(
-                        Invariant::WriteFateKnown,
-                        format!("client {} write {} ends {state}", d.client, d.op_id),
-                    ))
-                }
-            }
-        }
-        for r in 0..RECORDS {
-            let id = format!("r{r}");
-            let want = acknowledged.get(&id).copied().unwrap_or(0);
-            let got = observer
-                .get(TALLY, &id)
-                .map_err(store_violation)?
-                .and_then(|v| v.get("n").and_then(Value::as_i64))
-                .unwrap_or(0);
-            if want != got {
-                return Err(violation(
-                    Invariant::CounterEqualsAppliedIncrements,
-                    format!(
-                        "{TALLY}/{id}.n is {got} on the server; the increments acknowledged to the clients sum to {want}"
-                    ),
-                ));
-            }
-        }
-        self.check_applied_once()?;
-        for c in 0..n {
-            match self.client(c).audit() {
-                Ok(a) if a.repaired.is_empty() => {}
-                Ok(a) => {
-                    return Err(violation(
-                        Invariant::ChecksumsEqual,
-                        format!("client {c}: audit repaired buckets {:?}", a.repaired),
-                    ))
-                }
-                Err(e) => {
-                    return Err(violation(
-                        Invariant::ChecksumsEqual,
-                        format!("client {c}: audit: {e}"),
-                    ))
-                }
-            }
-        }
-        Ok(())
+        let done = self.done.clone();
+        check_after_quiescence(self, &observer, &truth, &applied, None, &done)
     }
 
     /// No Op ID is applied twice: the Server's audit history of every Record the scenario
@@ -790,62 +711,33 @@ impl Scenario<'_> {
                 .map(move |r| (coll, format!("r{r}")))
                 .chain((coll == DOCS).then(|| (coll, "poison".to_owned())))
         });
-        for (coll, id) in records {
-            let mut seen: BTreeMap<String, u32> = BTreeMap::new();
-            let mut after = 0u64;
-            for _ in 0..1000 {
-                let url = format!(
-                    "{}/v1/spaces/{}/records/{coll}/{id}/history?after={after}",
-                    self.run.upstream.base(),
-                    self.space
-                );
-                let fail = |e: String| {
-                    violation(
-                        Invariant::AppliedOnce,
-                        format!("history of {coll}/{id}: {e}"),
-                    )
-                };
-                let mut resp = self
-                    .run
-                    .agent
-                    .get(&url)
-                    .header("authorization", &format!("Bearer {}", self.admin_token))
-                    .header("driftless-version", "1.0")
-                    .call()
-                    .map_err(|e| fail(e.to_string()))?;
-                let status = resp.status().as_u16();
-                if status == 404 {
-                    break;
-                }
-                let text = resp
-                    .body_mut()
-                    .read_to_string()
-                    .map_err(|e| fail(e.to_string()))?;
-                if status != 200 {
-                    return Err(fail(format!("status {status}: {text}")));
-                }
-                let page: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                let entries = page["entries"].as_array().cloned().unwrap_or_default();
-                for e in &entries {
-                    if e["status"] == "applied" {
-                        let op = e["op_id"].as_str().unwrap_or("").to_owned();
-                        let count = seen.entry(op.clone()).or_default();
-                        *count += 1;
-                        if *count > 1 {
-                            return Err(violation(
-                                Invariant::AppliedOnce,
-                                format!("{coll}/{id}: op {op} applied {count} times"),
-                            ));
-                        }
-                    }
-                    after = after.max(e["position"].as_u64().unwrap_or(0));
-                }
-                if page["has_more"] != true || entries.is_empty() {
-                    break;
-                }
+        applied_once(records, |coll, id, after| {
+            let url = format!(
+                "{}/v1/spaces/{}/records/{coll}/{id}/history?after={after}",
+                self.run.upstream.base(),
+                self.space
+            );
+            let mut resp = self
+                .run
+                .agent
+                .get(&url)
+                .header("authorization", &format!("Bearer {}", self.admin_token))
+                .header("driftless-version", "1.0")
+                .call()
+                .map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
+            if status == 404 {
+                return Ok(None);
             }
-        }
-        Ok(())
+            let text = resp
+                .body_mut()
+                .read_to_string()
+                .map_err(|e| e.to_string())?;
+            if status != 200 {
+                return Err(format!("status {status}: {text}"));
+            }
+            Ok(Some(serde_json::from_str(&text).unwrap_or(Value::Null)))
+        })
     }
 }
 

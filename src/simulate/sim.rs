@@ -20,22 +20,6 @@ use serde_json::{json, Value};
 
 pub(super) const SPACE: &str = "sim";
 
-/// A write a Client reported done.
-#[derive(Debug, Clone)]
-pub(super) struct Done {
-    pub(super) client: usize,
-    pub(super) op_id: String,
-    /// For increments of the tally: (Record ID, amount).
-    pub(super) tally: Option<(String, i64)>,
-    /// Written with a value no push can carry: expected in the dead letters.
-    pub(super) poison: bool,
-    /// The Record (collection, ID) if the Client's Mirror held it when written (its view showed
-    /// it, right after a finished sync, with nothing pending).
-    pub(super) seen: Option<(String, String)>,
-    /// `collection/record`.
-    pub(super) target: String,
-}
-
 pub(super) struct Sim {
     pub(super) world: Rc<World>,
     pub(super) env: Rc<SimEnv>,
