@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+#[macro_use]
+mod out;
+
 mod bench;
 mod bench_load;
 #[cfg(feature = "postgres")]
@@ -619,7 +622,7 @@ fn main() -> ExitCode {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     eprintln!("driftless: {e}");
-                    ExitCode::from(2)
+                    ExitCode::from(e.code())
                 }
             }
         }

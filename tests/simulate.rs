@@ -211,3 +211,48 @@ fn schema_v2_mid_run_with_old_and_new_clients() {
         r#"truth {"docs":{"r0":{"body":1,"heading":"new","rank":0},"r1":{"heading":"old","rank":0}},"tally":{}}"#
     );
 }
+
+/// A `--replay` FILE that exists but cannot be read (here a folder) is an operating error:
+/// exit 1, one line naming the file; nothing runs.
+#[test]
+fn replay_of_an_unreadable_file_is_an_operating_error() {
+    let dir = tempfile::tempdir().expect("a scratch folder");
+    let out = simulate(&["--replay", dir.path().to_str().expect("a UTF-8 path")]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot read"), "{stderr}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+/// A reader that went away (`driftless simulate | head -0`) stops the output quietly: no panic,
+/// no "Broken pipe", and the exit code is the run's. The read end of the pipe is closed before
+/// the child starts, so every write the child makes meets EPIPE.
+#[test]
+fn a_closed_stdout_stops_the_output_quietly() {
+    {
+        let args = [
+            "--seed",
+            "1",
+            "--scenarios",
+            "2",
+            "--steps",
+            "4",
+            "--verbose",
+        ];
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_driftless"))
+            .arg("simulate")
+            .args(args)
+            .stdout(writer)
+            .output()
+            .expect("the driftless binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+    }
+}

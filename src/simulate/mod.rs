@@ -280,25 +280,63 @@ fn command_prefix(a: &Args) -> String {
     cmd
 }
 
+/// Why `driftless simulate` stopped without a verdict: the one line to print, and its exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Bad flags, or a `--replay` file that does not parse (the line says which line): exit 2.
+    Usage(String),
+    /// The run could not go on: a file that cannot be read or written, a folder that cannot be
+    /// created, a child process that cannot start: exit 1.
+    Operating(String),
+}
+
+impl Failure {
+    /// The exit code: 2 for [`Failure::Usage`], 1 for [`Failure::Operating`].
+    pub fn code(&self) -> u8 {
+        match self {
+            Self::Usage(_) => 2,
+            Self::Operating(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Usage(s) | Self::Operating(s) => f.write_str(s),
+        }
+    }
+}
+
+/// What a run reports as an error text is an operating error.
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Self::Operating(s)
+    }
+}
+
 /// `driftless simulate`. Exit code 0: every scenario held every invariant (or, with
-/// `--self-check`, every planted fault was found); 1: a scenario broke one; 2: usage error.
-pub fn main(a: Args) -> Result<u8, String> {
+/// `--self-check`, every planted fault was found); 1: a scenario broke one, or an operating
+/// error; 2: a usage error (see [`Failure`]).
+pub fn main(a: Args) -> Result<u8, Failure> {
     if a.server.is_some() || a.token_cmd.is_some() {
         return remote::main(a);
     }
     if a.clients == 0 || a.scenarios == 0 {
-        return Err("--clients and --scenarios must be at least 1".into());
+        return Err(Failure::Usage(
+            "--clients and --scenarios must be at least 1".into(),
+        ));
     }
     if a.self_check {
         return self_check(&a);
     }
     if let Some(f) = &a.client_fault {
-        switch_on_client_fault(f)?;
+        switch_on_client_fault(f).map_err(Failure::Usage)?;
     }
     if let Ok(mut f) = SERVER_FAULT.lock() {
         f.clone_from(&a.server_fault);
     }
-    server_faults()?;
+    server_faults().map_err(Failure::Usage)?;
     if let Some(file) = &a.replay {
         return replay(&a, file);
     }
@@ -339,16 +377,16 @@ pub fn main(a: Args) -> Result<u8, String> {
         let out = out.map_err(|e| format!("seed {seed}: {e}"))?;
         combined.add(&format!("{seed} {:016x}", out.trace_hash));
         if a.verbose {
-            println!("seed {seed} trace {:016x}", out.trace_hash);
+            outln!("seed {seed} trace {:016x}", out.trace_hash);
         }
         if let Some(v) = out.violation {
-            println!(
+            outln!(
                 "FAIL seed {seed} trace {:016x}: invariant {} broken: {}",
                 out.trace_hash,
                 v.invariant.name(),
                 v.detail
             );
-            println!("replay: {}", replay_command(&a, seed));
+            outln!("replay: {}", replay_command(&a, seed));
             if a.shrink {
                 shrink_and_print(&a, &generate(seed, a.clients, a.steps), v.invariant)?;
             }
@@ -356,7 +394,7 @@ pub fn main(a: Args) -> Result<u8, String> {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "{} scenarios (seeds {}..={}, {} clients, {} steps) held every invariant; trace {:016x}; {:.0} scenarios/min",
         a.scenarios,
         a.seed,
@@ -383,7 +421,7 @@ fn shrink_and_print(a: &Args, failing: &Scenario, broken: Invariant) -> Result<(
         shrunk.scenario
     );
     std::fs::write(&file, &text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
-    println!(
+    outln!(
         "shrunk from {} events and {} clients to {} events and {} clients ({} trials), still breaking {}:",
         failing.events.len(),
         failing.clients,
@@ -392,22 +430,22 @@ fn shrink_and_print(a: &Args, failing: &Scenario, broken: Invariant) -> Result<(
         shrunk.trials,
         broken.name()
     );
-    print!("{}", shrunk.scenario);
-    println!("replay: {} --replay {}", command_prefix(a), file.display());
+    out!("{}", shrunk.scenario);
+    outln!("replay: {} --replay {}", command_prefix(a), file.display());
     Ok(())
 }
 
 /// `--replay FILE`: runs the scenario written in FILE once.
-fn replay(a: &Args, file: &Path) -> Result<u8, String> {
+fn replay(a: &Args, file: &Path) -> Result<u8, Failure> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let scenario: Scenario = text
         .parse()
-        .map_err(|e| format!("{}: {e}", file.display()))?;
+        .map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
     let out = run(&scenario, a.print_trace, true)?;
     match out.violation {
         Some(v) => {
-            println!(
+            outln!(
                 "FAIL {} trace {:016x}: invariant {} broken: {}",
                 file.display(),
                 out.trace_hash,
@@ -420,7 +458,7 @@ fn replay(a: &Args, file: &Path) -> Result<u8, String> {
             Ok(1)
         }
         None => {
-            println!(
+            outln!(
                 "{} ({} events, {} clients) held every invariant{}; trace {:016x}",
                 file.display(),
                 scenario.events.len(),
@@ -439,13 +477,13 @@ fn replay(a: &Args, file: &Path) -> Result<u8, String> {
 
 /// Runs each planted fault in a child process of this binary, and fails unless each is found
 /// within `--scenarios` scenarios.
-fn self_check(a: &Args) -> Result<u8, String> {
+fn self_check(a: &Args) -> Result<u8, Failure> {
     let faults = planted();
     if faults.is_empty() {
-        return Err(
+        return Err(Failure::Usage(
             "--self-check needs a build with the fault-injection or client-fault-injection feature"
                 .into(),
-        );
+        ));
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut missed = 0;
@@ -462,11 +500,11 @@ fn self_check(a: &Args) -> Result<u8, String> {
         match out.status.code() {
             Some(1) => {
                 let first = stdout.lines().find(|l| l.starts_with("FAIL")).unwrap_or("");
-                println!("found   {flag} {name}: {first}");
+                outln!("found   {flag} {name}: {first}");
             }
             _ => {
                 missed += 1;
-                println!(
+                outln!(
                     "MISSED  {flag} {name} within {} scenarios: {}{}",
                     a.scenarios,
                     stdout.trim(),

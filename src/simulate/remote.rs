@@ -45,7 +45,7 @@ use super::model::{
     applied_once, check_after_quiescence, listing, random_effect, tally_increment, Done, Fleet,
     Rng, DOCS, RECORDS, TALLY,
 };
-use super::{Args, Invariant, Violation};
+use super::{Args, Failure, Invariant, Violation};
 
 /// Most milliseconds the proxy holds requests back in one scenario, all delays together.
 pub const DELAY_MS_PER_SCENARIO_MAX: u64 = 3_000;
@@ -877,25 +877,26 @@ const NOT_DETERMINISTIC: &str = "network mode is not bit-for-bit deterministic (
 
 /// `driftless simulate --server URL --token-cmd CMD`. Exit code 0: every scenario held every
 /// invariant; 1: a scenario broke one, or a scenario could not run (the line says which);
-/// `Err` (exit 2): a usage error.
-pub fn main(a: Args) -> Result<u8, String> {
+/// `Err`: a usage error (exit 2) or an operating error (exit 1).
+pub fn main(a: Args) -> Result<u8, Failure> {
+    let usage = |s: &str| Err(Failure::Usage(s.to_owned()));
     let (server, token_cmd) = match (&a.server, &a.token_cmd) {
         (Some(s), Some(t)) => (s.clone(), t.clone()),
         (Some(_), None) => {
-            return Err("--server needs --token-cmd, the command that prints a Token (see spec/running-the-suite.md)".into())
+            return usage("--server needs --token-cmd, the command that prints a Token (see spec/running-the-suite.md)")
         }
-        (None, _) => return Err("--token-cmd needs --server".into()),
+        (None, _) => return usage("--token-cmd needs --server"),
     };
     if a.server_fault.is_some() || a.client_fault.is_some() || a.self_check {
-        return Err("--server-fault, --client-fault and --self-check plant faults in the in-process simulation; they do not go with --server".into());
+        return usage("--server-fault, --client-fault and --self-check plant faults in the in-process simulation; they do not go with --server");
     }
     if a.clients == 0 || a.scenarios == 0 {
-        return Err("--clients and --scenarios must be at least 1".into());
+        return usage("--clients and --scenarios must be at least 1");
     }
     if token_cmd.trim().is_empty() {
-        return Err("--token-cmd is empty".into());
+        return usage("--token-cmd is empty");
     }
-    let upstream = Arc::new(Upstream::parse(&server)?);
+    let upstream = Arc::new(Upstream::parse(&server).map_err(Failure::Usage)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -945,9 +946,10 @@ pub fn main(a: Args) -> Result<u8, String> {
         total.delayed += c.delayed;
         total.refused_offline += c.refused_offline;
         if a.verbose {
-            println!(
+            outln!(
                 "seed {seed} steps {:016x}: {} requests through the proxy",
-                ended.steps_hash, c.requests
+                ended.steps_hash,
+                c.requests
             );
         }
         if let Some(v) = ended.violation {
@@ -958,18 +960,18 @@ pub fn main(a: Args) -> Result<u8, String> {
                     return Ok(1);
                 }
             }
-            println!(
+            outln!(
                 "FAIL seed {seed} steps {:016x}: invariant {} broken: {}",
                 ended.steps_hash,
                 v.invariant.name(),
                 v.detail
             );
-            println!("replay: {}", replay_command(&a, &server, &token_cmd, seed));
-            println!("note: {NOT_DETERMINISTIC}; a replay may need a few runs");
+            outln!("replay: {}", replay_command(&a, &server, &token_cmd, seed));
+            outln!("note: {NOT_DETERMINISTIC}; a replay may need a few runs");
             return Ok(1);
         }
     }
-    println!(
+    outln!(
         "{} network scenarios (seeds {}..={}, {} clients, {} steps) against {server} held every invariant in {:.1} s; the proxy saw {} requests: {} lost, {} responses lost, {} duplicated, {} delayed, {} refused while offline",
         a.scenarios,
         a.seed,
@@ -984,7 +986,7 @@ pub fn main(a: Args) -> Result<u8, String> {
         total.delayed,
         total.refused_offline
     );
-    println!("note: {NOT_DETERMINISTIC}");
+    outln!("note: {NOT_DETERMINISTIC}");
     Ok(0)
 }
 
