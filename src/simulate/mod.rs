@@ -280,33 +280,11 @@ fn command_prefix(a: &Args) -> String {
     cmd
 }
 
-/// Why `driftless simulate` stopped without a verdict: the one line to print, and its exit code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// Bad flags, or a `--replay` file that does not parse (the line says which line): exit 2.
-    Usage(String),
-    /// The run could not go on: a file that cannot be read or written, a folder that cannot be
-    /// created, a child process that cannot start: exit 1.
-    Operating(String),
-}
-
-impl Failure {
-    /// The exit code: 2 for [`Failure::Usage`], 1 for [`Failure::Operating`].
-    pub fn code(&self) -> u8 {
-        match self {
-            Self::Usage(_) => 2,
-            Self::Operating(_) => 1,
-        }
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Usage(s) | Self::Operating(s) => f.write_str(s),
-        }
-    }
-}
+/// Why `driftless simulate` stopped without a verdict: bad flags, or a `--replay` file that
+/// does not parse (the line says which line), exit 2; a file that cannot be read or written, a
+/// folder that cannot be created, a child process that cannot start, exit 1. The one failure
+/// type of the CLI's commands.
+pub use crate::client_cmd::Failure;
 
 /// What a run reports as an error text is an operating error.
 impl From<String> for Failure {
