@@ -336,9 +336,9 @@ pub fn main(args: Args) -> Result<u8, Failure> {
     let json_out = args.format == Format::Json;
     let wrote = |op: String| {
         if json_out {
-            println!("{}", json!({ "op_id": op }));
+            outln!("{}", json!({ "op_id": op }));
         } else {
-            println!("{op}");
+            outln!("{op}");
         }
     };
     let is_add = matches!(args.command, Command::SetAdd { .. });
@@ -411,7 +411,7 @@ pub fn main(args: Args) -> Result<u8, Failure> {
             wrote(client.write(&collection, &id, effect, 0).map_err(err)?);
         }
         Command::Get { collection, id } => match client.get(&collection, &id).map_err(err)? {
-            Some(v) => println!("{}", Value::Object(v)),
+            Some(v) => outln!("{}", Value::Object(v)),
             None => {
                 eprintln!("driftless: {collection}/{id} is absent or deleted");
                 return Ok(1);
@@ -419,7 +419,7 @@ pub fn main(args: Args) -> Result<u8, Failure> {
         },
         Command::List { collection } => {
             for (id, v) in client.list(&collection).map_err(err)? {
-                println!("{}", json!({"id": id, "value": v}));
+                outln!("{}", json!({"id": id, "value": v}));
             }
         }
         Command::Sync => {
@@ -435,7 +435,7 @@ pub fn main(args: Args) -> Result<u8, Failure> {
             // Done means an empty Outbox; re-issued Mutations the Server refused again wait.
             let left = client.status().map_err(err)?.pending;
             if json_out {
-                println!(
+                outln!(
                     "{}",
                     json!({"acknowledged": r.acknowledged, "rejected": r.rejected, "reissued": r.reissued,
                         "pulled": r.pulled, "resynced": r.resynced, "pending": left,
@@ -444,7 +444,7 @@ pub fn main(args: Args) -> Result<u8, Failure> {
                 );
             } else {
                 for d in &new {
-                    println!(
+                    outln!(
                         "rejected: {}",
                         dead_line(&d.op_id, &d.mutation, &d.problem, d.at_ms)
                     );
@@ -457,7 +457,7 @@ pub fn main(args: Args) -> Result<u8, Failure> {
                 )));
             }
             if !json_out {
-                println!(
+                outln!(
                     "synced: {} acknowledged, {} rejected, {} re-issued, {} pulled{}",
                     r.acknowledged,
                     r.rejected,
@@ -466,7 +466,7 @@ pub fn main(args: Args) -> Result<u8, Failure> {
                     if r.resynced { ", resynced" } else { "" }
                 );
                 if r.rejected > 0 {
-                    println!(
+                    outln!(
                         "see `driftless client ... dead-letters`; retry-dead or discard-dead each"
                     );
                 }
@@ -475,15 +475,15 @@ pub fn main(args: Args) -> Result<u8, Failure> {
         Command::Status => {
             let s = client.status().map_err(err)?;
             if json_out {
-                println!(
+                outln!(
                     "{}",
                     json!({"client_id": client.client_id(), "pending": s.pending, "sent": s.sent, "rejected": s.rejected,
                         "last_sync": s.last_sync.map(rfc3339), "last_sync_ms": s.last_sync,
                         "counters": s.counters.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<String, Value>>()})
                 );
             } else {
-                println!("client {}", client.client_id());
-                println!(
+                outln!("client {}", client.client_id());
+                outln!(
                     "{} waiting to be sent{}",
                     plural(s.pending, "write", "writes"),
                     if s.sent > 0 {
@@ -492,7 +492,7 @@ pub fn main(args: Args) -> Result<u8, Failure> {
                         String::new()
                     }
                 );
-                println!(
+                outln!(
                     "{} rejected{}",
                     plural(s.rejected, "write", "writes"),
                     if s.rejected > 0 {
@@ -501,33 +501,33 @@ pub fn main(args: Args) -> Result<u8, Failure> {
                         ""
                     }
                 );
-                println!(
+                outln!(
                     "last complete sync: {}",
                     s.last_sync.map_or_else(|| "never".to_owned(), rfc3339)
                 );
                 if !s.counters.is_empty() {
                     let counters: Vec<String> =
                         s.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                    println!("counters: {}", counters.join(", "));
+                    outln!("counters: {}", counters.join(", "));
                 }
             }
         }
         Command::Audit => {
             let r = client.audit().map_err(err)?;
             if json_out {
-                println!(
+                outln!(
                     "{}",
                     json!({"buckets_compared": r.buckets_compared, "through": r.through,
                         "repaired": r.repaired, "records_fixed": r.records_fixed})
                 );
             } else if r.repaired.is_empty() {
-                println!(
+                outln!(
                     "audit: compared {} bucket checksums with the server at position {}: all match, nothing repaired",
                     r.buckets_compared, r.through
                 );
             } else {
                 let buckets: Vec<String> = r.repaired.iter().map(u8::to_string).collect();
-                println!(
+                outln!(
                     "audit: compared {} bucket checksums with the server at position {}: {} differed (bucket {}), repaired by fetching them again; {} replaced or removed",
                     r.buckets_compared,
                     r.through,
@@ -541,33 +541,33 @@ pub fn main(args: Args) -> Result<u8, Failure> {
             let dead = client.dead_letter_list().map_err(err)?;
             for d in &dead {
                 if json_out {
-                    println!(
+                    outln!(
                         "{}",
                         json!({"op_id": d.op_id, "at": d.at_ms.map(rfc3339), "collection": d.mutation["collection"],
                             "record_id": d.mutation["record_id"], "effect": d.mutation["effect"], "problem": d.problem})
                     );
                 } else {
-                    println!("{}", dead_line(&d.op_id, &d.mutation, &d.problem, d.at_ms));
+                    outln!("{}", dead_line(&d.op_id, &d.mutation, &d.problem, d.at_ms));
                 }
             }
             if dead.is_empty() && !json_out {
-                println!("no rejected writes");
+                outln!("no rejected writes");
             }
         }
         Command::RetryDead { op_id } => {
             let new = client.retry_dead(&op_id).map_err(err)?;
             if json_out {
-                println!("{}", json!({"op_id": new, "replaces": op_id}));
+                outln!("{}", json!({"op_id": new, "replaces": op_id}));
             } else {
-                println!("{new}");
+                outln!("{new}");
             }
         }
         Command::DiscardDead { op_id } => {
             client.discard_dead(&op_id).map_err(err)?;
             if json_out {
-                println!("{}", json!({ "discarded": op_id }));
+                outln!("{}", json!({ "discarded": op_id }));
             } else {
-                println!("discarded {op_id}");
+                outln!("discarded {op_id}");
             }
         }
         Command::Schema {
@@ -596,9 +596,9 @@ pub fn main(args: Args) -> Result<u8, Failure> {
                 "already registered"
             };
             if json_out {
-                println!("{}", json!({ "schema": done, "status": status }));
+                outln!("{}", json!({ "schema": done, "status": status }));
             } else {
-                println!("{done}");
+                outln!("{done}");
             }
         }
     }

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+#[macro_use]
+mod out;
+
 mod bench;
 mod bench_converge;
 mod bench_load;
@@ -23,7 +26,6 @@ mod conformance_client;
 mod embedded;
 mod schema_check;
 mod simulate;
-mod simulate_remote;
 use driftless_protocol::ids::SpaceId;
 use driftless_protocol::messages::{Scope, TokenClaims};
 
@@ -645,7 +647,7 @@ fn main() -> ExitCode {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     eprintln!("driftless: {e}");
-                    ExitCode::from(2)
+                    ExitCode::from(e.code())
                 }
             }
         }

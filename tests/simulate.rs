@@ -1,5 +1,5 @@
 //! `driftless simulate`, run as a child process: scenarios replay exactly from their seed, seeds
-//! differ, a usage error exits 2, and the seed that found the clock-skew livelock holds.
+//! differ, a usage error exits 2, and the hand-written clock-skew livelock scenario holds.
 
 use std::process::{Command, Output};
 
@@ -56,15 +56,29 @@ fn different_seeds_give_different_trace_hashes() {
 
 /// Seed 49 (and 82) made a Client whose wall clock ran ahead of the Server re-issue its
 /// `clock-skew` rejections forever within one sync (each step back let the next Stamp run ahead
-/// again). Before the fix the scenario broke `sync-completes`. Since scenarios are generated as
-/// event lists (issue 16), seed 49 is a different scenario; it stays as one more seed that must
-/// hold.
+/// again). Since scenarios are generated as event lists (issue 16), seed 49 is a different
+/// scenario, so the condition is written by hand: tests/data/clock-far-ahead.scenario. Each
+/// of the far-ahead Client's syncs stops re-issuing after three times (`[HLC-13]`), keeping the
+/// writes pending, and the scenario holds every invariant; without the bound, its first sync
+/// loops and the scenario breaks `sync-completes`.
 #[test]
 fn clock_far_ahead_does_not_loop_a_sync_forever() {
-    let out = simulate(&["--seed", "49", "--scenarios", "1"]);
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/clock-far-ahead.scenario"
+    );
+    let out = simulate(&["--replay", file, "--print-trace"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("held every invariant"), "{stdout}");
+    // The condition is there: the far-ahead Client's syncs are refused as clock-skew and
+    // re-issue, three times each, and end with nothing acknowledged.
+    let trace = String::from_utf8_lossy(&out.stderr);
+    for n in [4, 5] {
+        let line = format!("{n} sync c0 -> ok ack=0 rej=0 reissued=6 ");
+        assert!(trace.contains(&line), "no `{line}` in:\n{trace}");
+    }
+    assert!(trace.contains("rejected:clock-skew"), "{trace}");
 }
 
 #[test]
@@ -210,4 +224,49 @@ fn schema_v2_mid_run_with_old_and_new_clients() {
         truth,
         r#"truth {"docs":{"r0":{"body":1,"heading":"new","rank":0},"r1":{"heading":"old","rank":0}},"tally":{}}"#
     );
+}
+
+/// A `--replay` FILE that exists but cannot be read (here a folder) is an operating error:
+/// exit 1, one line naming the file; nothing runs.
+#[test]
+fn replay_of_an_unreadable_file_is_an_operating_error() {
+    let dir = tempfile::tempdir().expect("a scratch folder");
+    let out = simulate(&["--replay", dir.path().to_str().expect("a UTF-8 path")]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot read"), "{stderr}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+/// A reader that went away (`driftless simulate | head -0`) stops the output quietly: no panic,
+/// no "Broken pipe", and the exit code is the run's. The read end of the pipe is closed before
+/// the child starts, so every write the child makes meets EPIPE.
+#[test]
+fn a_closed_stdout_stops_the_output_quietly() {
+    {
+        let args = [
+            "--seed",
+            "1",
+            "--scenarios",
+            "2",
+            "--steps",
+            "4",
+            "--verbose",
+        ];
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_driftless"))
+            .arg("simulate")
+            .args(args)
+            .stdout(writer)
+            .output()
+            .expect("the driftless binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+    }
 }

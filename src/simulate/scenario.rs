@@ -23,9 +23,9 @@
 
 use std::fmt;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{Rng, Weather, DOCS, RECORDS, TALLY};
+use super::{random_effect, Rng, Weather};
 
 /// One thing that happens in a scenario.
 #[derive(Debug, Clone, PartialEq)]
@@ -336,30 +336,10 @@ impl std::str::FromStr for Scenario {
 
 /// A random Effect on a random Record of either Collection.
 fn random_write(rng: &mut Rng, client: usize) -> Event {
-    let record = format!("r{}", rng.below(RECORDS));
-    let word = |rng: &mut Rng| json!(["a", "b", "c", "d"][rng.below(4) as usize]);
-    if rng.chance(25) {
-        let by = rng.below(9) as i64 - 3;
-        let by = if by == 0 { 1 } else { by };
-        return Event::Write {
-            client,
-            collection: TALLY.into(),
-            record,
-            effect: json!({"kind": "increment", "field": "n", "by": by}),
-        };
-    }
-    let effect = match rng.below(7) {
-        0 => json!({"kind": "put", "value": {"title": word(rng), "body": rng.below(100)}}),
-        1 => json!({"kind": "patch", "set": {"title": word(rng)}}),
-        2 => json!({"kind": "patch", "unset": ["body"]}),
-        3 => json!({"kind": "delete"}),
-        4 => json!({"kind": "increment", "field": "likes", "by": rng.below(5) as i64 + 1}),
-        5 => json!({"kind": "set_add", "field": "tags", "elements": [word(rng)]}),
-        _ => json!({"kind": "set_remove", "field": "tags", "elements": [word(rng)]}),
-    };
+    let (collection, record, effect) = random_effect(rng);
     Event::Write {
         client,
-        collection: DOCS.into(),
+        collection,
         record,
         effect,
     }
