@@ -110,20 +110,29 @@ pub trait Described {
     fn description(&self) -> &'static str;
 }
 
-impl Described for Case {
-    fn id(&self) -> &'static str {
-        self.id
-    }
-    fn requirements(&self) -> &'static [&'static str] {
-        self.requirements
-    }
-    fn level(&self) -> Level {
-        self.level
-    }
-    fn description(&self) -> &'static str {
-        self.description
-    }
+/// Implements [`Described`] for a case struct with the fields `id`, `requirements`, `level`
+/// and `description` (the Server suite's [`Case`], the client kit's `ClientCase`).
+macro_rules! described {
+    ($case:ty) => {
+        impl $crate::Described for $case {
+            fn id(&self) -> &'static str {
+                self.id
+            }
+            fn requirements(&self) -> &'static [&'static str] {
+                self.requirements
+            }
+            fn level(&self) -> $crate::Level {
+                self.level
+            }
+            fn description(&self) -> &'static str {
+                self.description
+            }
+        }
+    };
 }
+pub(crate) use described;
+
+described!(Case);
 
 /// The cases `run` and `skip` select (glob patterns on the ID), in suite order.
 pub fn select<'a, C: Described>(all: &'a [C], run: &[String], skip: &[String]) -> Vec<&'a C> {

@@ -54,20 +54,7 @@ pub struct Options {
     pub skip: Vec<String>,
 }
 
-impl crate::Described for ClientCase {
-    fn id(&self) -> &'static str {
-        self.id
-    }
-    fn requirements(&self) -> &'static [&'static str] {
-        self.requirements
-    }
-    fn level(&self) -> Level {
-        self.level
-    }
-    fn description(&self) -> &'static str {
-        self.description
-    }
-}
+crate::described!(ClientCase);
 
 /// A case's world: the Server behind a fresh fault layer, a fresh Space and store folder, and the
 /// adapter.
