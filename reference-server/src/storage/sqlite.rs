@@ -4,9 +4,9 @@
 //! blocking threads (`tokio::task::spawn_blocking`).
 //!
 //! **Group commit.** Writes that arrive while another is running share its transaction and its
-//! one fsync: each `write` runs in a savepoint of the open transaction (so its own failure rolls
-//! back only its own work), and the writer that finds nobody queued behind it commits for all
-//! of them. Every writer whose closure succeeded waits for that commit before it returns, so
+//! one fsync: each `write` that joins an open transaction runs in a savepoint of it (so its own
+//! failure rolls back only its own work; the first write of a transaction needs none), and the
+//! writer that finds nobody queued behind it commits for all of them. Every writer whose closure succeeded waits for that commit before it returns, so
 //! an `Ok` still means durable; if the commit fails, every one of them gets the error.
 
 use std::collections::HashMap;
@@ -148,6 +148,8 @@ fn records_with_rowid(conn: &Connection) -> Result<(), StorageError> {
     })
 }
 
+pub mod checkpoint;
+
 fn backend(e: rusqlite::Error) -> StorageError {
     StorageError::Backend(e.to_string())
 }
@@ -172,6 +174,8 @@ pub struct SqliteStorage {
     /// Group transactions committed so far.
     commits: std::sync::atomic::AtomicU64,
     readers: r2d2::Pool<r2d2_sqlite::SqliteConnectionManager>,
+    /// Copies the write-ahead log into the database file beside the commits.
+    checkpointer: checkpoint::Checkpointer,
 }
 
 /// Writes one commit may carry at most: bounds how long the first of them waits for its answer.
@@ -182,6 +186,8 @@ struct Writer {
     conn: Connection,
     /// The open group transaction, if any, and how many writes have joined it.
     group: Option<(Arc<Group>, usize)>,
+    /// Wakes the checkpoint thread as the log grows.
+    waker: checkpoint::Waker,
 }
 
 /// One group transaction: the writes that joined it wait here for its commit.
@@ -222,6 +228,7 @@ impl Joined<'_> {
     fn leave(mut self, commit: bool) {
         self.left = true;
         if commit {
+            checkpoint::take_frames();
             let result = self
                 .writer
                 .conn
@@ -229,6 +236,9 @@ impl Joined<'_> {
                 .map_err(|e| e.to_string());
             if result.is_err() {
                 let _ = self.writer.conn.execute_batch("ROLLBACK");
+            }
+            if let Some(frames) = checkpoint::take_frames() {
+                self.writer.waker.committed(frames);
             }
             self.writer.group = None;
             self.group.finish(result);
@@ -266,8 +276,16 @@ impl SqliteStorage {
         let path = data_dir.join(DB_FILE);
         let conn = Connection::open(&path).map_err(backend)?;
         conn.execute_batch(PRAGMAS).map_err(backend)?;
+        // The savepoint journal of a write that joins a group transaction (a copy of each page
+        // before the write changes it) stays in memory: it is at most the pages one write
+        // touches, and on disk it was a temporary file written, never fsynced, then dropped.
+        conn.execute_batch("PRAGMA temp_store=MEMORY;")
+            .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         migrate(&conn)?;
+        let (checkpointer, waker) =
+            checkpoint::Checkpointer::start(&path).map_err(StorageError::Backend)?;
+        checkpoint::install(&conn);
         // Room for every statement the backend prepares, so none is re-parsed per request.
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Readers are opened after the tables exist and WAL is on.
@@ -279,7 +297,12 @@ impl SqliteStorage {
             .build(r2d2_sqlite::SqliteConnectionManager::file(&path))
             .map_err(|e| StorageError::Backend(format!("read connections: {e}")))?;
         Ok(Self {
-            writer: Mutex::new(Writer { conn, group: None }),
+            writer: Mutex::new(Writer {
+                conn,
+                group: None,
+                waker,
+            }),
+            checkpointer,
             queued: AtomicUsize::new(0),
             commits: Default::default(),
             readers,
@@ -300,6 +323,11 @@ impl SqliteStorage {
         self.commits.load(Ordering::Relaxed)
     }
 
+    /// The thread that checkpoints the write-ahead log (see [`checkpoint`]).
+    pub fn checkpointer(&self) -> &checkpoint::Checkpointer {
+        &self.checkpointer
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Writer> {
         // A panic while holding the lock cannot leave a half-written transaction behind
         // ([`Joined`] rolls it back), so a poisoned lock is safe to reuse.
@@ -313,6 +341,40 @@ impl SqliteStorage {
 struct Tx<'a> {
     tx: &'a Connection,
     space: &'a str,
+    /// The last change sequence number handed out by this write and not yet stored in `spaces`
+    /// ([`Tx::store_seq`] stores it once, at the end of the write, instead of one row update per
+    /// Mutation).
+    seq: Option<u64>,
+}
+
+impl<'a> Tx<'a> {
+    fn new(tx: &'a Connection, space: &'a str) -> Self {
+        Self {
+            tx,
+            space,
+            seq: None,
+        }
+    }
+
+    /// Runs a write's closure on this transaction, then stores the Space's latest change
+    /// sequence number it advanced to, if any.
+    fn run<T>(
+        mut self,
+        f: impl FnOnce(&mut dyn SpaceWrite) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let value = f(&mut self)?;
+        if let Some(seq) = self.seq {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO spaces (space, latest_seq) VALUES (?1, ?2)
+                     ON CONFLICT (space) DO UPDATE SET latest_seq = ?2",
+                )
+                .map_err(backend)?
+                .execute(params![self.space, seq as i64])
+                .map_err(backend)?;
+        }
+        Ok(value)
+    }
 }
 
 const RECORD_COLUMNS: &str =
@@ -408,17 +470,22 @@ impl SpaceRead for Tx<'_> {
             })
             .optional()
             .map_err(backend)?;
-        let Some((latest, horizon, point)) = row else {
-            return Ok(SpaceMeta::default());
+        let mut meta = match row {
+            None => SpaceMeta::default(),
+            Some((latest, horizon, point)) => SpaceMeta {
+                latest_seq: latest as u64,
+                horizon: horizon
+                    .map(|h| h.parse().map_err(|e| corrupt("horizon", e)))
+                    .transpose()?,
+                compaction_point: point as u64,
+                clock: None,
+            },
         };
-        Ok(SpaceMeta {
-            latest_seq: latest as u64,
-            horizon: horizon
-                .map(|h| h.parse().map_err(|e| corrupt("horizon", e)))
-                .transpose()?,
-            compaction_point: point as u64,
-            clock: None,
-        })
+        // A change sequence number this write handed out but has not stored yet.
+        if let Some(seq) = self.seq {
+            meta.latest_seq = seq;
+        }
+        Ok(meta)
     }
 
     fn ops(&self, op_ids: &[&str]) -> Result<HashMap<String, StoredOp>, StorageError> {
@@ -612,16 +679,13 @@ impl SpaceRead for Tx<'_> {
 
 impl SpaceWrite for Tx<'_> {
     fn next_change_seq(&mut self) -> Result<u64, StorageError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO spaces (space, latest_seq) VALUES (?1, 1)
-                 ON CONFLICT (space) DO UPDATE SET latest_seq = latest_seq + 1
-                 RETURNING latest_seq",
-            )
-            .map_err(backend)?
-            .query_row([self.space], |r| r.get::<_, i64>(0))
-            .map(|s| s as u64)
-            .map_err(backend)
+        let latest = match self.seq {
+            Some(seq) => seq,
+            None => self.meta()?.latest_seq,
+        };
+        let next = latest + 1;
+        self.seq = Some(next);
+        Ok(next)
     }
 
     fn put_record(&mut self, r: &StoredRecord) -> Result<(), StorageError> {
@@ -776,10 +840,10 @@ impl Storage for SqliteStorage {
         f: impl FnOnce(&mut dyn SpaceWrite) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let mut writer = self.lock();
-        let group = match &mut writer.group {
+        let (group, first) = match &mut writer.group {
             Some((group, joined)) => {
                 *joined += 1;
-                group.clone()
+                (group.clone(), false)
             }
             None => {
                 writer
@@ -788,7 +852,7 @@ impl Storage for SqliteStorage {
                     .map_err(backend)?;
                 let group = Arc::new(Group::default());
                 writer.group = Some((group.clone(), 1));
-                group
+                (group, true)
             }
         };
         let mut joined = Joined {
@@ -796,12 +860,26 @@ impl Storage for SqliteStorage {
             group: group.clone(),
             left: false,
         };
-        let result = (|| {
-            let sp = joined.writer.conn.savepoint().map_err(backend)?;
-            let value = f(&mut Tx { tx: &sp, space })?;
-            sp.commit().map_err(backend)?;
-            Ok(value)
-        })();
+        let result = if first {
+            // Alone in the transaction (the next writer joins only once this one leaves): no
+            // savepoint, whose journal would copy every page the write touches before changing
+            // it; if the write fails, the whole transaction, which holds nothing else, is
+            // rolled back (dropping `joined` does that) and nobody waits on its group.
+            match Tx::new(&joined.writer.conn, space).run(f) {
+                Ok(value) => Ok(value),
+                Err(e) => {
+                    drop(joined);
+                    return Err(e);
+                }
+            }
+        } else {
+            (|| {
+                let sp = joined.writer.conn.savepoint().map_err(backend)?;
+                let value = Tx::new(&sp, space).run(f)?;
+                sp.commit().map_err(backend)?;
+                Ok(value)
+            })()
+        };
         // Whoever finds nobody queued behind it commits for the group (also when its own
         // write failed and was rolled back: the others' still wait for that commit).
         let joined_count = joined.writer.group.as_ref().map_or(0, |(_, n)| *n);
@@ -825,7 +903,7 @@ impl Storage for SqliteStorage {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Deferred)
             .map_err(backend)?;
-        let result = f(&Tx { tx: &tx, space })?;
+        let result = f(&Tx::new(&tx, space))?;
         tx.finish().map_err(backend)?;
         Ok(result)
     }
@@ -1285,5 +1363,115 @@ mod tests {
             .write("demo", |tx| tx.put_op("op-3", &op_of(), 0))
             .unwrap();
         assert_eq!(known_ops(&storage, &["op-3"]), 1);
+    }
+
+    /// The first write of a transaction runs without a savepoint; when it fails, nothing it
+    /// wrote stays, and the next write starts a clean transaction of its own.
+    #[test]
+    fn a_failing_write_alone_in_its_transaction_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        let failed = storage.write("demo", |tx| -> Result<(), StorageError> {
+            tx.put_op("op-1", &op_of(), 0)?;
+            tx.put_record(&stored("a", 1, 1))?;
+            Err(StorageError::Corrupt("refused".into()))
+        });
+        assert!(matches!(failed, Err(StorageError::Corrupt(_))));
+        assert_eq!(storage.commits(), 0, "nothing to commit");
+        storage
+            .write("demo", |tx| tx.put_op("op-2", &op_of(), 0))
+            .unwrap();
+        drop(storage);
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        assert_eq!(known_ops(&storage, &["op-1"]), 0);
+        assert_eq!(known_ops(&storage, &["op-2"]), 1);
+        assert!(wire_page(&storage, 0, 10).is_empty());
+    }
+
+    fn latest_seq(storage: &SqliteStorage) -> u64 {
+        storage.read("demo", |tx| tx.meta()).unwrap().latest_seq
+    }
+
+    /// A write hands out consecutive change sequence numbers, `meta` sees the latest one at
+    /// once, and the Space stores it with the commit; a failed write's numbers are not kept.
+    #[test]
+    fn change_sequence_numbers_continue_across_writes_and_only_committed_ones_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        let handed = storage
+            .write("demo", |tx| {
+                let mut seen = Vec::new();
+                for _ in 0..3 {
+                    let seq = tx.next_change_seq()?;
+                    assert_eq!(tx.meta()?.latest_seq, seq);
+                    seen.push(seq);
+                }
+                Ok(seen)
+            })
+            .unwrap();
+        assert_eq!(handed, [1, 2, 3]);
+        assert_eq!(latest_seq(&storage), 3);
+        let failed = storage.write("demo", |tx| -> Result<(), StorageError> {
+            assert_eq!(tx.next_change_seq()?, 4);
+            Err(StorageError::Corrupt("refused".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(latest_seq(&storage), 3);
+        // The horizon's row update in the same write keeps the stored number.
+        storage
+            .write("demo", |tx| {
+                assert_eq!(tx.next_change_seq()?, 4);
+                tx.compact(&"000000000001-0000-n".parse().unwrap(), 0)
+                    .map(|_| ())
+            })
+            .unwrap();
+        drop(storage);
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        assert_eq!(latest_seq(&storage), 4);
+    }
+
+    /// Once the log has grown by [`checkpoint::CHECKPOINT_FRAMES`] pages, the checkpoint thread
+    /// copies it into the database file (no COMMIT does), and every write is still there.
+    #[test]
+    fn the_checkpoint_thread_copies_the_log_once_it_has_grown() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        let big = "x".repeat(5000);
+        let write = |from: usize| {
+            storage
+                .write("demo", |tx| {
+                    for i in from..from + 50 {
+                        let mut r = stored(&format!("r{i:05}"), i as u64 + 1, i as i64);
+                        r.view
+                            .value
+                            .as_mut()
+                            .unwrap()
+                            .insert("body".into(), big.clone().into());
+                        tx.put_record(&r)?;
+                    }
+                    Ok(())
+                })
+                .unwrap()
+        };
+        write(0);
+        assert_eq!(
+            storage.checkpointer().done(),
+            0,
+            "a small log is left alone"
+        );
+        // Each Record's row takes two pages or more: 30 writes of 50 pass 1,000 pages.
+        for n in 1..30 {
+            write(n * 50);
+        }
+        assert!(
+            storage
+                .checkpointer()
+                .wait_done(1, std::time::Duration::from_secs(60)),
+            "no checkpoint ran"
+        );
+        assert_eq!(wire_page(&storage, 0, 2000).len(), 1500);
+        drop(storage);
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        assert_eq!(wire_page(&storage, 0, 2000).len(), 1500);
     }
 }
