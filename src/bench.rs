@@ -73,6 +73,17 @@ fn bench_server(space: &str) -> Result<(crate::embedded::Embedded, String), Stri
     Ok((server, token))
 }
 
+/// The median of `v` (the mean of the middle two for an even count); 0 for none.
+pub(crate) fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 pub(crate) fn now_ms() -> Result<u64, String> {
     Ok(std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -134,12 +145,13 @@ fn bench_client(
     dir: &std::path::Path,
     base: &str,
     token: &str,
+    space: &str,
     batch_max: usize,
 ) -> Result<driftless_client::Client, String> {
     let cfg = driftless_client::Config {
         server: base.to_owned(),
         token: token.to_owned(),
-        space: "bench".into(),
+        space: space.into(),
         retry: driftless_client::RetryPolicy::preset(driftless_client::Preset::Interactive),
         batch_max,
         timeout: Duration::from_secs(120),
@@ -271,7 +283,7 @@ pub fn sync(records: usize) -> Result<String, String> {
         step(&format!(
             "bench sync: initial sync of {records} records ({name})..."
         ));
-        let mut client = bench_client(&dir.path().join(name), &base, &token, 500)?;
+        let mut client = bench_client(&dir.path().join(name), &base, &token, "bench", 500)?;
         client.accept_gzip(gzip);
         let start = Instant::now();
         let report = client.sync().map_err(|e| e.to_string())?;
@@ -328,63 +340,94 @@ pub fn sync(records: usize) -> Result<String, String> {
     ))
 }
 
+/// Timed rounds of `bench backlog`, each on a fresh Client and a fresh Space: one round alone
+/// was a coin flip on a shared disk (44.7%, then 62.3% of the bare push for the same build).
+pub const BACKLOG_ROUNDS: u64 = 3;
+
 /// `driftless bench backlog`: `mutations` offline writes through the reference client, then the
 /// one sync that pushes them (batches of 100) and pulls them back. Baselines from the same run:
 /// the same Outbox rows written straight into SQLite (one durable transaction each, as a write
 /// commits), and the same mutations pushed over HTTP by a bare client in batches of 100 into
-/// another Space of the same server. Both costs must grow linearly with the backlog.
-pub fn backlog(mutations: usize) -> Result<String, String> {
+/// another Space of the same server. Each of the four is measured in each of `rounds` rounds,
+/// alternating, and the medians are compared. Both costs must grow linearly with the backlog.
+pub fn backlog(mutations: usize, rounds: usize) -> Result<String, String> {
     const BATCH: usize = 100;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (server, token) = bench_server("bench")?;
-    let mut client = bench_client(&dir.path().join("client"), &server.base, &token, BATCH)?;
-    step(&format!("bench backlog: {mutations} offline writes..."));
-    let start = Instant::now();
-    for i in 0..mutations {
-        client
-            .write("things", &format!("r{i}"), bench_effect(i), 0)
-            .map_err(|e| e.to_string())?;
-    }
-    let wrote = start.elapsed();
-    step(&format!("bench backlog: syncing {mutations} writes..."));
-    let start = Instant::now();
-    let report = client.sync().map_err(|e| e.to_string())?;
-    let synced = start.elapsed();
-    if report.acknowledged != mutations {
-        return Err(format!(
-            "acknowledged {} of {mutations} writes",
-            report.acknowledged
-        ));
-    }
-    // Baseline 1: the same Outbox rows, straight into SQLite.
-    step("bench backlog: the baselines...");
+    let (server, _) = bench_server("bench")?;
     let base_ms = now_ms()?;
     let texts: Vec<String> = (0..mutations)
         .map(|i| bench_mutation(i, base_ms).to_string())
         .collect();
-    let raw_writes =
-        driftless_client::store::raw_outbox_ceiling(&dir.path().join("ceiling"), &texts)
-            .map_err(|e| e.to_string())?;
-    // Baseline 2: a bare HTTP push of the same mutations into another Space.
-    let raw_token = server.token("bench", "raw", Scope::Write)?;
     let bodies = push_bodies(mutations, BATCH, base_ms);
-    let (agent, url) = (agent(), format!("{}/v1/spaces/raw/push", server.base));
-    let start = Instant::now();
-    for body in &bodies {
-        post_push(&agent, &url, &raw_token, body)?;
+    let agent = agent();
+    let [mut wrote, mut synced, mut raw_writes, mut raw_push] = [(); 4].map(|_| Vec::new());
+    for round in 0..rounds {
+        let space = format!("bench-{round}");
+        let client_token = server.token("bench", &space, Scope::Write)?;
+        let client_dir = dir.path().join(format!("client-{round}"));
+        let mut client = bench_client(&client_dir, &server.base, &client_token, &space, BATCH)?;
+        step(&format!(
+            "bench backlog: round {}/{rounds}: {mutations} offline writes...",
+            round + 1
+        ));
+        let start = Instant::now();
+        for i in 0..mutations {
+            client
+                .write("things", &format!("r{i}"), bench_effect(i), 0)
+                .map_err(|e| e.to_string())?;
+        }
+        wrote.push(start.elapsed().as_secs_f64());
+        step(&format!(
+            "bench backlog: round {}/{rounds}: syncing {mutations} writes...",
+            round + 1
+        ));
+        let start = Instant::now();
+        let report = client.sync().map_err(|e| e.to_string())?;
+        synced.push(start.elapsed().as_secs_f64());
+        if report.acknowledged != mutations {
+            return Err(format!(
+                "acknowledged {} of {mutations} writes",
+                report.acknowledged
+            ));
+        }
+        drop(client);
+        step(&format!(
+            "bench backlog: round {}/{rounds}: the baselines...",
+            round + 1
+        ));
+        // Baseline 1: the same Outbox rows, straight into SQLite.
+        raw_writes.push(
+            driftless_client::store::raw_outbox_ceiling(
+                &dir.path().join(format!("ceiling-{round}")),
+                &texts,
+            )
+            .map_err(|e| e.to_string())?
+            .as_secs_f64(),
+        );
+        // Baseline 2: a bare HTTP push of the same mutations into a Space of its own.
+        let raw_space = format!("raw-{round}");
+        let raw_token = server.token("bench", &raw_space, Scope::Write)?;
+        let url = format!("{}/v1/spaces/{raw_space}/push", server.base);
+        let start = Instant::now();
+        for body in &bodies {
+            post_push(&agent, &url, &raw_token, body)?;
+        }
+        raw_push.push(start.elapsed().as_secs_f64());
     }
-    let raw_push = start.elapsed();
     drop(server);
     step_done();
-    let ratio = |base: Duration, ours: Duration| base.as_secs_f64() / ours.as_secs_f64().max(1e-9);
+    let [wrote, synced, raw_writes, raw_push] =
+        [&wrote, &synced, &raw_writes, &raw_push].map(|v| median(v));
+    let ratio = |base: f64, ours: f64| base / ours.max(1e-9);
     let (write_ratio, sync_ratio) = (ratio(raw_writes, wrote), ratio(raw_push, synced));
+    let rate = |secs: f64| mutations as f64 / secs.max(1e-9);
     Ok(format!(
-        "offline backlog benchmark: {mutations} writes through the reference client, then one sync (push in batches of {BATCH}, then pull)\n  client writes  {:>10.0} writes/s   raw SQLite (same rows, one transaction each) {:>10.0}/s   ratio {:>5.1}%\n  client sync    {:>10.0} mutations/s   bare HTTP push of the same mutations {:>10.0}/s   ratio {:>5.1}%\n{}",
-        per_s(mutations, wrote),
-        per_s(mutations, raw_writes),
+        "offline backlog benchmark: {mutations} writes through the reference client, then one sync (push in batches of {BATCH}, then pull); medians of {rounds} alternating rounds\n  client writes  {:>10.0} writes/s   raw SQLite (same rows, one transaction each) {:>10.0}/s   ratio {:>5.1}%\n  client sync    {:>10.0} mutations/s   bare HTTP push of the same mutations {:>10.0}/s   ratio {:>5.1}%\n{}",
+        rate(wrote),
+        rate(raw_writes),
         100.0 * write_ratio,
-        per_s(mutations, synced),
-        per_s(mutations, raw_push),
+        rate(synced),
+        rate(raw_push),
         100.0 * sync_ratio,
         verdict(&[
             (format!("writes/raw >= {:.0}%", 100.0 * BACKLOG_WRITE_RATIO_GOAL), write_ratio >= BACKLOG_WRITE_RATIO_GOAL),

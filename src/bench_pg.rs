@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use driftless_protocol::messages::{Scope, TokenClaims};
 use driftless_server::auth::TokenKey;
 
-use crate::bench::{agent, measure_server, now_ms, per_s, post_push, push_bodies, verdict};
+use crate::bench::{agent, measure_server, median, now_ms, per_s, post_push, push_bodies, verdict};
 
 /// Goal: the PostgreSQL backend reaches this share of its raw ceiling at batch 100.
 const PG_RATIO_GOAL: f64 = 0.50;
@@ -237,15 +237,4 @@ pub fn run(
     }
     out.push_str(&verdict(&checks));
     Ok(out)
-}
-
-/// The median of `v` (the mean of the middle two for an even count); 0 for none.
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }

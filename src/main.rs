@@ -94,6 +94,9 @@ enum BenchCommand {
         /// How many offline writes.
         #[arg(long, default_value_t = 10_000)]
         mutations: usize,
+        /// Timed rounds, each on a fresh Client and Space; the medians are compared.
+        #[arg(long, default_value_t = bench::BACKLOG_ROUNDS, value_parser = clap::value_parser!(u64).range(1..=20))]
+        rounds: u64,
     },
     /// Initial sync of N records into an empty client store, beside a raw-SQLite insert rate.
     Sync {
@@ -657,8 +660,8 @@ fn main() -> ExitCode {
             command: SchemaCommand::Export { out, check },
         } => export(&out, check),
         Command::Bench {
-            command: BenchCommand::Backlog { mutations },
-        } => bench::backlog(mutations.max(1))
+            command: BenchCommand::Backlog { mutations, rounds },
+        } => bench::backlog(mutations.max(1), rounds as usize)
             .map(|r| print!("{r}"))
             .map_err(CliError::Bench),
         Command::Bench {

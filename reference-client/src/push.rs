@@ -202,6 +202,18 @@ impl Client {
                     let (skewed, others): (Vec<_>, Vec<_>) = outcomes
                         .into_iter()
                         .partition(|(_, o)| Self::problem_code(o) == "clock-skew");
+                    // The whole response is settled in one transaction, committed with the
+                    // next batch's marks (one fsync, not one per Mutation); a crash before it
+                    // leaves sent Mutations for the manifest. Applied ones first, together.
+                    self.store.begin()?;
+                    let (applied, others): (Vec<_>, Vec<_>) = others
+                        .into_iter()
+                        .partition(|(_, o)| o["status"] == "applied");
+                    if let Err(e) = self.settle_applied(&applied, report) {
+                        self.store.finish(false)?;
+                        return Err(e);
+                    }
+                    acked += applied.len();
                     let mut settle = |me: &mut Self, p: &Pending, outcome: &Value| {
                         if outcome["status"] == "applied" {
                             acked += 1;
@@ -225,10 +237,6 @@ impl Client {
                         }
                         Ok::<(), ClientError>(())
                     };
-                    // The whole response is settled in one transaction, committed with the
-                    // next batch's marks (one fsync, not one per Mutation); a crash before it
-                    // leaves sent Mutations for the manifest.
-                    self.store.begin()?;
                     let settling = (|me: &mut Self| {
                         for (p, outcome) in &others {
                             settle(me, p, outcome)?;
@@ -365,35 +373,7 @@ impl Client {
         report: &mut SyncReport,
     ) -> Result<(), ClientError> {
         if outcome["status"] == "applied" {
-            report.acknowledged += 1;
-            let op = p.op_id.clone();
-            let hlc = p.body["hlc"].as_str().and_then(|h| h.parse::<Hlc>().ok());
-            let (space, change_seq) = (self.cfg.space.clone(), outcome["change_seq"].as_u64());
-            let deferred = crate::faults::fault!(DropsOutboxBeforeDurableAck);
-            if deferred {
-                self.unacked.push(op.clone());
-            }
-            return self.store.tx(|tx| {
-                // Kept in the view until the pull reaches it ([CLIENT-23]).
-                if let Some(n) = change_seq {
-                    Store::keep_acked(tx, &space, &op, n)?;
-                }
-                if let Some(h) = &hlc {
-                    // The latest applied Stamp bounds a step back ([HLC-12]).
-                    let max =
-                        Store::meta_in(tx, "hlc_applied_max")?.and_then(|m| m.parse::<Hlc>().ok());
-                    if max.is_none_or(|m| m < *h) {
-                        Store::set_meta(tx, "hlc_applied_max", &h.to_string())?;
-                    }
-                }
-                tx.prepare_cached("DELETE FROM outbox WHERE op_id = ?1")
-                    .and_then(|mut st| st.execute([&op]))
-                    .map_err(store::sql_error)?;
-                if !deferred {
-                    receipt(tx, &op, "acknowledged", None)?;
-                }
-                Store::count(tx, "acknowledged", 1)
-            });
+            return self.settle_applied(&[(p, outcome)], report);
         }
         let code = Self::problem_code(outcome).to_owned();
         // clock-skew: re-issue after merging the Server clock ([HLC-9]); mutation-too-old: only
@@ -418,6 +398,54 @@ impl Client {
             let problem = outcome.get("problem").cloned().unwrap_or(outcome.clone());
             self.dead_letter(p, &problem, report)
         }
+    }
+
+    /// Settles Mutations the Server applied (each with its `applied` Outcome): out of the
+    /// Outbox, kept in the view until the pull reaches them ([CLIENT-23]), receipts
+    /// acknowledged; in one transaction that reads the pull position and writes the newest
+    /// applied Stamp and the counter once, not once per Mutation.
+    pub(crate) fn settle_applied(
+        &mut self,
+        applied: &[(&Pending, &Value)],
+        report: &mut SyncReport,
+    ) -> Result<(), ClientError> {
+        if applied.is_empty() {
+            return Ok(());
+        }
+        report.acknowledged += applied.len();
+        let deferred = crate::faults::fault!(DropsOutboxBeforeDurableAck);
+        if deferred {
+            self.unacked
+                .extend(applied.iter().map(|(p, _)| p.op_id.clone()));
+        }
+        // The latest applied Stamp bounds a step back ([HLC-12]).
+        let newest = applied
+            .iter()
+            .filter_map(|(p, _)| p.body["hlc"].as_str()?.parse::<Hlc>().ok())
+            .max();
+        let space = self.cfg.space.clone();
+        self.store.tx(|tx| {
+            let through = Store::through_in(tx, &space)?;
+            for (p, outcome) in applied {
+                if let Some(n) = outcome["change_seq"].as_u64() {
+                    Store::keep_acked(tx, &p.op_id, n, through)?;
+                }
+                tx.prepare_cached("DELETE FROM outbox WHERE op_id = ?1")
+                    .and_then(|mut st| st.execute([&p.op_id]))
+                    .map_err(store::sql_error)?;
+                if !deferred {
+                    receipt(tx, &p.op_id, "acknowledged", None)?;
+                }
+            }
+            if let Some(h) = newest {
+                let max =
+                    Store::meta_in(tx, "hlc_applied_max")?.and_then(|m| m.parse::<Hlc>().ok());
+                if max.is_none_or(|m| m < h) {
+                    Store::set_meta(tx, "hlc_applied_max", &h.to_string())?;
+                }
+            }
+            Store::count(tx, "acknowledged", applied.len() as i64)
+        })
     }
 
     /// Whether the Mirror holds `p`'s Record, existing (not a tombstone).
