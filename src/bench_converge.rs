@@ -247,10 +247,7 @@ pub fn run(clients: usize, writes: usize) -> Result<String, String> {
                 }
                 match driftless_client::store::Store::open(&store_dir).and_then(|s| s.outbox(SPACE))
                 {
-                    Ok(outbox) => {
-                        mutation_bytes =
-                            outbox.iter().map(|p| p.body.to_string().len() as u64).sum()
-                    }
+                    Ok(outbox) => mutation_bytes = outbox.iter().map(|p| p.text.len() as u64).sum(),
                     Err(e) => fail(e.to_string()),
                 }
             }

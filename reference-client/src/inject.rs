@@ -136,7 +136,7 @@ impl Client {
         &mut self,
         method: &str,
         path: &str,
-        body: Option<&Value>,
+        body: Option<crate::transport::Json<'_>>,
     ) -> Option<Result<Reply, (String, bool)>> {
         let transport = self.transport.as_mut()?;
         let mut headers = vec![
@@ -147,12 +147,12 @@ impl Client {
             ("driftless-version".to_owned(), "1.0".to_owned()),
         ];
         let bytes = match body {
-            Some(b) => match serde_json::to_vec(b) {
+            Some(b) => match b.to_vec() {
                 Ok(v) => {
                     headers.push(("content-type".to_owned(), "application/json".to_owned()));
                     Some(v)
                 }
-                Err(e) => return Some(Err((e.to_string(), false))),
+                Err(e) => return Some(Err((e, false))),
             },
             None => None,
         };

@@ -74,10 +74,10 @@ impl Client {
             if crate::faults::fault!(CoalescesIncrements) && body["effect"]["kind"] == "increment" {
                 let field = body["effect"]["field"].clone();
                 let earlier = outbox.iter().rev().find(|p| {
-                    p.attempts == 0 && p.body["effect"]["kind"] == "increment" && p.body["effect"]["field"] == field
+                    p.attempts == 0 && p.body()["effect"]["kind"] == "increment" && p.body()["effect"]["field"] == field
                 });
                 if let Some(prev) = earlier {
-                    let by = prev.body["effect"]["by"].as_i64().unwrap_or(0)
+                    let by = prev.body()["effect"]["by"].as_i64().unwrap_or(0)
                         + body["effect"]["by"].as_i64().unwrap_or(0);
                     body["effect"]["by"] = json!(by);
                     tx.execute("DELETE FROM outbox WHERE op_id = ?1", [&prev.op_id]).map_err(store::sql_error)?;
@@ -144,7 +144,7 @@ fn superseded_by<'a>(
         if p.collection != collection || p.record_id != id {
             continue;
         }
-        let old = &p.body["effect"];
+        let old = &p.body()["effect"];
         let old_kind = old["kind"].as_str().unwrap_or("");
         let sent = p.attempts > 0 && !crate::faults::fault!(CoalescesSentWrites);
         if sent || !matches!(old_kind, "put" | "patch") {

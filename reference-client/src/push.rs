@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::clock::random_hex;
 use crate::store::{self, receipt, Pending, Store};
-use crate::transport::Reply;
+use crate::transport::{Json, Reply};
 use crate::{Client, ClientError, Event, SyncReport};
 
 /// Re-issues of one Mutation within one sync before it waits for the next sync ([HLC-9]).
@@ -113,7 +113,7 @@ impl Client {
             };
             // A Mutation that cannot fit in any push within the announced limits is never sent:
             // it is dead-lettered here, with the Problem the Server would answer ([CLIENT-18]).
-            if let Some(problem) = limits.and_then(|l| l.refuse(&self.client_id, &first.body)) {
+            if let Some(problem) = limits.and_then(|l| l.refuse(&self.client_id, first.body())) {
                 let p = first.clone();
                 let problem = serde_json::to_value(&problem).unwrap_or(Value::Null);
                 self.dead_letter(&p, &problem, report)?;
@@ -124,7 +124,7 @@ impl Client {
             let mut front: Vec<Pending> = Vec::new();
             let mut bytes = envelope;
             for p in queue.iter().take(size) {
-                let add = p.body.to_string().len() + usize::from(!front.is_empty());
+                let add = p.text.len() + usize::from(!front.is_empty());
                 if !front.is_empty() && limits.is_some_and(|l| bytes + add > l.body_bytes_max) {
                     break;
                 }
@@ -163,13 +163,9 @@ impl Client {
                     rejected,
                 });
             }
-            let bodies: Vec<&Value> = batch.iter().map(|p| &p.body).collect();
             let path = format!("/v1/spaces/{}/push", self.cfg.space);
-            let r = self.call(
-                "POST",
-                &path,
-                Some(&json!({"client_id": self.client_id, "mutations": bodies})),
-            )?;
+            let body = push_body(&self.client_id, &batch);
+            let r = self.call_json("POST", &path, Json::Text(&body))?;
             self.check_auth(&r)?;
             // An answer that came on a retry of the request: every Mutation in it was sent
             // before, whatever the first attempt did ([CLIENT-10], "sent before").
@@ -344,7 +340,7 @@ impl Client {
             .sent(&self.cfg.space)?
             .into_iter()
             .filter(|p| !refused.contains(p.op_id.as_str()))
-            .filter_map(|p| p.body["hlc"].as_str().and_then(|h| h.parse::<Hlc>().ok()));
+            .filter_map(|p| p.hlc());
         let counted: Vec<Hlc> = if crate::faults::fault!(StepsBackBelowApplied) {
             Vec::new()
         } else {
@@ -419,19 +415,16 @@ impl Client {
                 .extend(applied.iter().map(|(p, _)| p.op_id.clone()));
         }
         // The latest applied Stamp bounds a step back ([HLC-12]).
-        let newest = applied
-            .iter()
-            .filter_map(|(p, _)| p.body["hlc"].as_str()?.parse::<Hlc>().ok())
-            .max();
+        let newest = applied.iter().filter_map(|(p, _)| p.hlc()).max();
         let space = self.cfg.space.clone();
         self.store.tx(|tx| {
             let through = Store::through_in(tx, &space)?;
             for (p, outcome) in applied {
                 if let Some(n) = outcome["change_seq"].as_u64() {
-                    Store::keep_acked(tx, &p.op_id, n, through)?;
+                    Store::keep_acked(tx, p.seq, &p.op_id, n, through)?;
                 }
-                tx.prepare_cached("DELETE FROM outbox WHERE op_id = ?1")
-                    .and_then(|mut st| st.execute([&p.op_id]))
+                tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1 AND op_id = ?2")
+                    .and_then(|mut st| st.execute(rusqlite::params![p.seq as i64, p.op_id]))
                     .map_err(store::sql_error)?;
                 if !deferred {
                     receipt(tx, &p.op_id, "acknowledged", None)?;
@@ -498,7 +491,7 @@ impl Client {
         let (old, seq) = (p.op_id.clone(), p.seq as i64);
         let mut clock = self.clock.clone();
         self.store.tx(|tx| {
-            let mut body = p.body.clone();
+            let mut body = p.body().clone();
             body["op_id"] = json!(new_op);
             body["hlc"] = json!(clock.stamp_in(tx)?.to_string());
             // Same seq: the re-issued Mutation keeps its place among its Record's Mutations.
@@ -532,7 +525,7 @@ impl Client {
         let (op, space, body, pr) = (
             p.op_id.clone(),
             self.cfg.space.clone(),
-            p.body.to_string(),
+            p.text.to_string(),
             problem.to_string(),
         );
         let code = problem["type"].as_str().unwrap_or("").to_owned();
@@ -592,5 +585,61 @@ impl Client {
                 .map_err(store::sql_error)
         })?;
         Ok(new)
+    }
+}
+
+/// The push request body `{"client_id":…,"mutations":[…]}` joined from the Mutations' stored
+/// JSON texts (each the compact serialization of its tree, as `json!` would write it).
+fn push_body(client_id: &str, batch: &[Pending]) -> String {
+    let id = Value::String(client_id.to_owned()).to_string();
+    let len = batch.iter().map(|p| p.text.len() + 1).sum::<usize>();
+    let mut body = String::with_capacity(len + id.len() + 32);
+    body.push_str("{\"client_id\":");
+    body.push_str(&id);
+    body.push_str(",\"mutations\":[");
+    for (i, p) in batch.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&p.text);
+    }
+    body.push_str("]}");
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The joined body is byte for byte what serializing the tree of the same push writes, for
+    /// texts stored the way the Outbox stores them (escapes and non-ASCII included).
+    #[test]
+    fn a_push_body_joined_from_stored_texts_is_the_serialized_tree() {
+        let bodies = [
+            json!({"op_id": "a-1", "seq": 1, "effect": {"kind": "put", "value": {"t": "é \"q\" \u{1}"}}}),
+            json!({"op_id": "a-2", "seq": 2, "effect": {"kind": "increment", "field": "n", "by": -3}}),
+        ];
+        let batch: Vec<Pending> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                Pending::new(
+                    i as u64 + 1,
+                    b["op_id"].as_str().unwrap().to_owned(),
+                    "c".into(),
+                    "r".into(),
+                    b.to_string().into(),
+                    0,
+                    0,
+                )
+            })
+            .collect();
+        let client_id = "client \"x\"";
+        let tree = json!({"client_id": client_id, "mutations": bodies});
+        assert_eq!(push_body(client_id, &batch), tree.to_string());
+        assert_eq!(
+            push_body(client_id, &[]),
+            r#"{"client_id":"client \"x\"","mutations":[]}"#
+        );
     }
 }

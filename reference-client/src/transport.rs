@@ -64,6 +64,34 @@ pub(crate) fn on_loopback(server: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A request body: a JSON tree to serialize, or JSON text to send as it is (a push body
+/// joined from the Outbox's stored texts, so that no tree of it is built, serialized and freed).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Json<'a> {
+    /// A tree, serialized compactly when sent.
+    Tree(&'a Value),
+    /// Text that is already one JSON value.
+    Text(&'a str),
+}
+
+impl Json<'_> {
+    /// The bytes sent.
+    pub(crate) fn to_vec(self) -> Result<Vec<u8>, String> {
+        match self {
+            Json::Tree(v) => serde_json::to_vec(v).map_err(|e| e.to_string()),
+            Json::Text(t) => Ok(t.as_bytes().to_vec()),
+        }
+    }
+
+    /// The body as a tree (`Null` for text that is not JSON).
+    pub(crate) fn to_tree(self) -> Value {
+        match self {
+            Json::Tree(v) => v.clone(),
+            Json::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
+        }
+    }
+}
+
 /// Request bodies of at least this many bytes are sent gzip-compressed (`[HTTP-16]`).
 const GZIP_REQUEST_BYTES_MIN: usize = 1024;
 
@@ -220,7 +248,7 @@ impl Client {
         &mut self,
         method: &str,
         path: &str,
-        body: Option<&Value>,
+        body: Option<Json<'_>>,
         want: Body,
     ) -> Result<Reply, (String, bool)> {
         if let Some(injected) = self.request_injected(method, path, body) {
@@ -231,7 +259,7 @@ impl Client {
         let result = match (method, body) {
             ("GET", _) => get(&self.agent, &url, &auth, &self.client_id, self.accept()),
             (_, Some(b)) => {
-                let mut bytes = serde_json::to_vec(b).map_err(|e| (e.to_string(), false))?;
+                let mut bytes = b.to_vec().map_err(|e| (e, false))?;
                 // [HTTP-16]: larger bodies go compressed, unless this Server refused gzip.
                 let gzipped = bytes.len() >= GZIP_REQUEST_BYTES_MIN && !self.gzip_refused;
                 if gzipped {
@@ -281,9 +309,9 @@ impl Client {
         {
             // [HTTP-17], [HTTP-19]: a Server that does not take gzip bodies says so with 415; send this
             // one, and every later one, without it.
-            let refused_gzip = serde_json::to_vec(&body)
-                .map(|b| b.len() >= GZIP_REQUEST_BYTES_MIN)
-                .unwrap_or(false);
+            let refused_gzip = body
+                .and_then(|b| b.to_vec().ok())
+                .is_some_and(|b| b.len() >= GZIP_REQUEST_BYTES_MIN);
             if refused_gzip {
                 self.gzip_refused = true;
                 return self.request(method, path, body, want);
@@ -385,14 +413,24 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Reply, ClientError> {
-        self.call_as(method, path, body, Body::Tree)
+        self.call_as(method, path, body.map(Json::Tree), Body::Tree)
+    }
+
+    /// [`Client::call`] with a body that may be JSON text ready to send.
+    pub(crate) fn call_json(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Json<'_>,
+    ) -> Result<Reply, ClientError> {
+        self.call_as(method, path, Some(body), Body::Tree)
     }
 
     fn call_as(
         &mut self,
         method: &str,
         path: &str,
-        body: Option<&Value>,
+        body: Option<Json<'_>>,
         want: Body,
     ) -> Result<Reply, ClientError> {
         self.call_first(method, path, body, want, None)
@@ -403,7 +441,7 @@ impl Client {
         &mut self,
         method: &str,
         path: &str,
-        body: Option<&Value>,
+        body: Option<Json<'_>>,
         want: Body,
         mut first: Option<Result<Reply, (String, bool)>>,
     ) -> Result<Reply, ClientError> {
@@ -412,7 +450,7 @@ impl Client {
         let mut retried_body: Option<Value> = None;
         for attempt in 0..=policy.attempts_per_sync {
             if crate::faults::fault!(NewOpIdOnRetry) && attempt > 0 {
-                let mut b = body.cloned().unwrap_or(Value::Null);
+                let mut b = body.map_or(Value::Null, Json::to_tree);
                 if let Some(ms) = b["mutations"].as_array_mut() {
                     for m in ms {
                         m["op_id"] = Value::String(format!(
@@ -426,7 +464,12 @@ impl Client {
             }
             let outcome = match first.take() {
                 Some(outcome) => outcome,
-                None => self.request(method, path, retried_body.as_ref().or(body), want),
+                None => self.request(
+                    method,
+                    path,
+                    retried_body.as_ref().map(Json::Tree).or(body),
+                    want,
+                ),
             };
             let (reason, retry_after) = match outcome {
                 Ok(mut r) => {

@@ -47,7 +47,7 @@ impl Client {
         let policy = |f: &str| policies.get(f).copied().unwrap_or(Policy::Lww);
         let mut state = base_state(base.as_ref(), &policy);
         for p in pending {
-            let m: Mutation = serde_json::from_value(p.body.clone())
+            let m: Mutation = <Mutation as serde::Deserialize>::deserialize(p.body())
                 .map_err(|e| ClientError::Store(e.to_string()))?;
             state.apply(&m);
         }

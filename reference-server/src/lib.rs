@@ -254,6 +254,10 @@ pub async fn run_tls<S: storage::Storage>(
                         continue;
                     }
                 };
+                // Answers go out as soon as they are written: a streamed pull page ends in a
+                // small last chunk that Nagle's algorithm would hold back until the Client's
+                // delayed ACK (up to 40 ms on Linux). Failing to set it only costs latency.
+                let _ = stream.set_nodelay(true);
                 let (id, state) = match registry.admit() {
                     Admission::Serve(id, state) => (id, state),
                     Admission::Refuse => {
