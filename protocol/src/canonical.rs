@@ -10,7 +10,7 @@
 //! assert_eq!(to_canonical_string(&v), r#"{"a":"é\n","b":[1,1e+21,0.000001]}"#);
 //! ```
 
-use serde_json::{Number, Value};
+use serde_json::{Map, Number, Value};
 
 /// The canonical form of `value` as a string.
 pub fn to_canonical_string(value: &Value) -> String {
@@ -22,6 +22,22 @@ pub fn to_canonical_string(value: &Value) -> String {
 /// The canonical form of `value` as UTF-8 bytes: what digests are computed over.
 pub fn to_canonical_bytes(value: &Value) -> Vec<u8> {
     to_canonical_string(value).into_bytes()
+}
+
+/// The canonical form of `{"collection": collection, "id": id, "value": value}`, the document a
+/// Record digest hashes (spec chapter 06, `[INT-4]`), written without building that document
+/// (which would copy the whole value first).
+pub fn record_document(collection: &str, id: &str, value: &Map<String, Value>) -> String {
+    let mut out = String::with_capacity(64 + collection.len() + id.len());
+    // The member names are ASCII, so this is their UTF-16 order.
+    out.push_str("{\"collection\":");
+    write_string(&mut out, collection);
+    out.push_str(",\"id\":");
+    write_string(&mut out, id);
+    out.push_str(",\"value\":");
+    write_object(&mut out, value);
+    out.push('}');
+    out
 }
 
 fn write_value(out: &mut String, value: &Value) {
@@ -48,18 +64,20 @@ fn write_value(out: &mut String, value: &Value) {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            out.push('{');
-            if in_utf16_order(map.keys()) {
-                write_members(out, map.iter());
-            } else {
-                let mut members: Vec<(&String, &Value)> = map.iter().collect();
-                members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
-                write_members(out, members.into_iter());
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(out, map),
     }
+}
+
+fn write_object(out: &mut String, map: &Map<String, Value>) {
+    out.push('{');
+    if in_utf16_order(map.keys()) {
+        write_members(out, map.iter());
+    } else {
+        let mut members: Vec<(&String, &Value)> = map.iter().collect();
+        members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+        write_members(out, members.into_iter());
+    }
+    out.push('}');
 }
 
 fn write_members<'a>(out: &mut String, members: impl Iterator<Item = (&'a String, &'a Value)>) {

@@ -16,7 +16,7 @@
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::canonical::to_canonical_bytes;
+use crate::canonical::record_document;
 
 /// The number of buckets, fixed in protocol version 1 (`[INT-14]`).
 pub const BUCKET_COUNT: usize = 64;
@@ -45,11 +45,7 @@ pub fn to_hex(digest: &Digest) -> String {
 
 /// The digest of an existing Record.
 pub fn record_digest(collection: &str, id: &str, value: &Map<String, Value>) -> Digest {
-    let mut doc = Map::new();
-    doc.insert("collection".into(), Value::String(collection.into()));
-    doc.insert("id".into(), Value::String(id.into()));
-    doc.insert("value".into(), Value::Object(value.clone()));
-    sha256(&to_canonical_bytes(&Value::Object(doc)))
+    sha256(record_document(collection, id, value).as_bytes())
 }
 
 /// The bucket (0 to 63) a Record belongs to.
@@ -124,6 +120,32 @@ pub fn space_digest(buckets: &[BucketSum]) -> Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The digest is over the canonical text of the whole document, written member by member
+    /// without building it: the same bytes as canonicalizing the built document, for names and
+    /// values that need escaping, reordering (beyond the BMP) or number rewriting.
+    #[test]
+    fn record_digest_hashes_the_canonical_document() {
+        use crate::canonical::to_canonical_bytes;
+        let cases = [
+            ("tasks", "t1", serde_json::json!({"title": "x"})),
+            (
+                "c \"q\"\n",
+                "é/\u{1}",
+                serde_json::json!({"😀": 1, "\u{e000}": 2.50, "a": [1e21, -0.0]}),
+            ),
+            ("tasks", "empty", serde_json::json!({})),
+        ];
+        for (collection, id, value) in cases {
+            let value = value.as_object().unwrap();
+            let doc = serde_json::json!({"collection": collection, "id": id, "value": value});
+            assert_eq!(
+                record_digest(collection, id, value),
+                sha256(&to_canonical_bytes(&doc)),
+                "{doc}"
+            );
+        }
+    }
 
     #[test]
     fn empty_bucket_is_hash_of_nothing() {

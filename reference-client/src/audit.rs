@@ -50,14 +50,10 @@ impl Client {
     /// corruption shows.
     fn local_checksums(&self) -> Result<SpaceChecksums, ClientError> {
         let mut sums = SpaceChecksums::default();
-        let space = &self.cfg.space;
-        for (c, id) in self.store.mirror_keys(space)? {
-            if let Some(m) = self.store.mirrored(space, &c, &id)? {
-                if let (false, Some(Value::Object(v))) = (m.deleted, m.value) {
-                    sums.add_digest(bucket_of(&c, &id), record_digest(&c, &id, &v));
-                }
-            }
-        }
+        self.store
+            .for_each_mirrored_value(&self.cfg.space, |c, id, value| {
+                sums.add_digest(bucket_of(c, id), record_digest(c, id, value));
+            })?;
         Ok(sums)
     }
 

@@ -586,6 +586,48 @@ impl Store {
             .transpose()
     }
 
+    /// Calls `f` with the Collection, Record ID and value of each existing (not deleted)
+    /// Record the Mirror holds for `space`, in one scan. Errors: the store's, a value that is
+    /// not JSON (a damaged row).
+    pub fn for_each_mirrored_value(
+        &self,
+        space: &str,
+        mut f: impl FnMut(&str, &str, &serde_json::Map<String, Value>),
+    ) -> Result<(), ClientError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT collection, id, value FROM mirror WHERE space = ?1 AND deleted = 0")
+            .map_err(sql_error)?;
+        let mut rows = st.query([space]).map_err(sql_error)?;
+        while let Some(row) = rows.next().map_err(sql_error)? {
+            let (collection, id) = (
+                row.get_ref(0)
+                    .and_then(|v| Ok(v.as_str()?))
+                    .map_err(sql_error)?,
+                row.get_ref(1)
+                    .and_then(|v| Ok(v.as_str()?))
+                    .map_err(sql_error)?,
+            );
+            let Some(text) = row
+                .get_ref(2)
+                .and_then(|v| Ok(v.as_str_or_null()?))
+                .map_err(sql_error)?
+            else {
+                continue;
+            };
+            match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(value)) => f(collection, id, &value),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(ClientError::Store(format!(
+                        "mirrored value of {collection}/{id}: {e}"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// IDs of mirrored Records of a Collection (tombstones included).
     pub fn mirrored_ids(&self, space: &str, collection: &str) -> Result<Vec<String>, ClientError> {
         let mut st = self
