@@ -133,24 +133,18 @@ impl Client {
             }
             // Mark as sent before sending: a crash after this point leaves a fate to ask about.
             // A Mutation another handle coalesced away since the Outbox was read is not sent.
-            let batch: Vec<Pending> = self.store.tx(|tx| {
-                let mut still = Vec::with_capacity(front.len());
-                for p in &front {
-                    let marked = tx
-                        .prepare_cached(
-                            "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1 AND op_id = ?2",
-                        )
-                        .and_then(|mut st| st.execute(rusqlite::params![p.seq as i64, p.op_id]))
-                        .map_err(store::sql_error)?;
-                    if marked == 1 {
-                        receipt(tx, &p.op_id, "sent", None)?;
-                        let mut sent = p.clone();
-                        sent.attempts += 1;
-                        still.push(sent);
-                    }
-                }
-                Ok(still)
-            })?;
+            let entries: Vec<(u64, &str)> =
+                front.iter().map(|p| (p.seq, p.op_id.as_str())).collect();
+            let marked = self.store.tx(|tx| Store::mark_sent(tx, &entries))?;
+            let batch: Vec<Pending> = front
+                .iter()
+                .filter(|p| marked.contains(&p.seq))
+                .map(|p| {
+                    let mut sent = p.clone();
+                    sent.attempts += 1;
+                    sent
+                })
+                .collect();
             if batch.is_empty() {
                 queue.drain(..front.len());
                 continue;
@@ -417,19 +411,13 @@ impl Client {
         // The latest applied Stamp bounds a step back ([HLC-12]).
         let newest = applied.iter().filter_map(|(p, _)| p.hlc()).max();
         let space = self.cfg.space.clone();
+        let entries: Vec<(u64, &str, Option<u64>)> = applied
+            .iter()
+            .map(|(p, o)| (p.seq, p.op_id.as_str(), o["change_seq"].as_u64()))
+            .collect();
         self.store.tx(|tx| {
             let through = Store::through_in(tx, &space)?;
-            for (p, outcome) in applied {
-                if let Some(n) = outcome["change_seq"].as_u64() {
-                    Store::keep_acked(tx, p.seq, &p.op_id, n, through)?;
-                }
-                tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1 AND op_id = ?2")
-                    .and_then(|mut st| st.execute(rusqlite::params![p.seq as i64, p.op_id]))
-                    .map_err(store::sql_error)?;
-                if !deferred {
-                    receipt(tx, &p.op_id, "acknowledged", None)?;
-                }
-            }
+            Store::settle_acked(tx, &entries, through, !deferred)?;
             if let Some(h) = newest {
                 let max =
                     Store::meta_in(tx, "hlc_applied_max")?.and_then(|m| m.parse::<Hlc>().ok());
