@@ -259,7 +259,7 @@ pub fn report(mutations: usize, rows: &[Row]) -> String {
 
 /// `driftless bench sync`: an initial sync of `records` records into an empty client store over
 /// HTTP, beside the raw-SQLite insert rate of the same Mirror rows measured in the same run.
-pub fn sync(records: usize) -> Result<String, String> {
+pub fn sync(records: usize, rounds: usize) -> Result<String, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let (server, token) = bench_server("bench")?;
     let base = server.base.clone();
@@ -276,27 +276,7 @@ pub fn sync(records: usize) -> Result<String, String> {
             &body,
         )?;
     }
-    // The measured part: a fresh client's initial sync with uncoded pages (what the client
-    // asks for by default from a loopback Server), and once more into another fresh store
-    // with gzip pages (its default elsewhere).
-    let timed = |name: &str, gzip: bool| -> Result<Duration, String> {
-        step(&format!(
-            "bench sync: initial sync of {records} records ({name})..."
-        ));
-        let mut client = bench_client(&dir.path().join(name), &base, &token, "bench", 500)?;
-        client.accept_gzip(gzip);
-        let start = Instant::now();
-        let report = client.sync().map_err(|e| e.to_string())?;
-        let took = start.elapsed();
-        if report.pulled != records {
-            return Err(format!("pulled {} of {records} records", report.pulled));
-        }
-        Ok(took)
-    };
-    let took_plain = timed("identity", false)?;
-    let took = timed("gzip", true)?;
-    // The ceiling: the same rows, pulled once more without timing, inserted directly.
-    step("bench sync: the raw-SQLite ceiling...");
+    // The ceiling's rows: the same rows, pulled once without timing.
     let mut rows = Vec::with_capacity(records);
     let mut cursor = String::new();
     loop {
@@ -317,9 +297,44 @@ pub fn sync(records: usize) -> Result<String, String> {
         }
         cursor = format!("&cursor={}", page["cursor"].as_str().unwrap_or(""));
     }
-    let ceiling =
-        driftless_client::store::raw_mirror_ceiling(&dir.path().join("ceiling"), &rows, 1000)
-            .map_err(|e| e.to_string())?;
+    // The measured part, in `rounds` alternating rounds (medians compared): a fresh client's
+    // initial sync with uncoded pages (what the client asks for by default from a loopback
+    // Server), one into another fresh store with gzip pages (its default elsewhere), and the
+    // same rows inserted directly into a fresh store.
+    let timed = |name: &str, gzip: bool| -> Result<f64, String> {
+        step(&format!(
+            "bench sync: initial sync of {records} records ({name})..."
+        ));
+        let mut client = bench_client(&dir.path().join(name), &base, &token, "bench", 500)?;
+        client.accept_gzip(gzip);
+        let start = Instant::now();
+        let report = client.sync().map_err(|e| e.to_string())?;
+        let took = start.elapsed();
+        if report.pulled != records {
+            return Err(format!("pulled {} of {records} records", report.pulled));
+        }
+        Ok(took.as_secs_f64())
+    };
+    let [mut plain, mut gzip, mut raw] = [(); 3].map(|_| Vec::new());
+    for round in 0..rounds {
+        plain.push(timed(&format!("identity-{round}"), false)?);
+        gzip.push(timed(&format!("gzip-{round}"), true)?);
+        step(&format!(
+            "bench sync: round {}/{rounds}: the raw-SQLite ceiling...",
+            round + 1
+        ));
+        raw.push(
+            driftless_client::store::raw_mirror_ceiling(
+                &dir.path().join(format!("ceiling-{round}")),
+                &rows,
+                1000,
+            )
+            .map_err(|e| e.to_string())?
+            .as_secs_f64(),
+        );
+    }
+    let [took_plain, took, ceiling] =
+        [&plain, &gzip, &raw].map(|v| Duration::from_secs_f64(median(v)));
     drop(server);
     step_done();
     let (client_rate, plain_rate, raw_rate) = (
@@ -332,7 +347,7 @@ pub fn sync(records: usize) -> Result<String, String> {
         plain_rate / raw_rate.max(1e-9),
     );
     Ok(format!(
-        "initial sync benchmark: {records} records into an empty client store over HTTP on loopback; ceiling = the same mirror rows inserted directly (WAL, synchronous=FULL, one transaction per 1000)\n  client sync, uncoded pages (the default on loopback)  {plain_rate:>10.0} records/s   ratio {:>5.1}%\n  client sync, gzip pages (the default elsewhere)       {client_rate:>10.0} records/s   ratio {:>5.1}%{}\n  raw SQLite                                            {raw_rate:>10.0} records/s\n{}",
+        "initial sync benchmark: {records} records into an empty client store over HTTP on loopback; ceiling = the same mirror rows inserted directly (WAL, synchronous=FULL, one transaction per 1000); medians of {rounds} alternating rounds\n  client sync, uncoded pages (the default on loopback)  {plain_rate:>10.0} records/s   ratio {:>5.1}%\n  client sync, gzip pages (the default elsewhere)       {client_rate:>10.0} records/s   ratio {:>5.1}%{}\n  raw SQLite                                            {raw_rate:>10.0} records/s\n{}",
         100.0 * plain_ratio,
         100.0 * ratio,
         if ratio < SYNC_RATIO_GOAL { format!("   (below {:.0}%: gzip costs CPU on both ends and saves no time on loopback)", 100.0 * SYNC_RATIO_GOAL) } else { String::new() },
@@ -340,9 +355,11 @@ pub fn sync(records: usize) -> Result<String, String> {
     ))
 }
 
-/// Timed rounds of `bench backlog`, each on a fresh Client and a fresh Space: one round alone
-/// was a coin flip on a shared disk (44.7%, then 62.3% of the bare push for the same build).
-pub const BACKLOG_ROUNDS: u64 = 3;
+/// Timed rounds of `bench backlog` and `bench sync`, each on fresh stores (and Spaces), whose
+/// medians are compared: one round alone was a coin flip on a shared disk (backlog: 44.7%, then
+/// 62.3% of the bare push for the same build; the raw-SQLite ceiling of `bench sync` swung from
+/// 233k to 374k rows/s between runs minutes apart).
+pub const BENCH_ROUNDS: u64 = 3;
 
 /// `driftless bench backlog`: `mutations` offline writes through the reference client, then the
 /// one sync that pushes them (batches of 100) and pulls them back. Baselines from the same run:

@@ -95,7 +95,7 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         mutations: usize,
         /// Timed rounds, each on a fresh Client and Space; the medians are compared.
-        #[arg(long, default_value_t = bench::BACKLOG_ROUNDS, value_parser = clap::value_parser!(u64).range(1..=20))]
+        #[arg(long, default_value_t = bench::BENCH_ROUNDS, value_parser = clap::value_parser!(u64).range(1..=20))]
         rounds: u64,
     },
     /// Initial sync of N records into an empty client store, beside a raw-SQLite insert rate.
@@ -103,6 +103,9 @@ enum BenchCommand {
         /// How many records.
         #[arg(long, default_value_t = 100_000)]
         records: usize,
+        /// Timed rounds, each into fresh stores; the medians are compared.
+        #[arg(long, default_value_t = bench::BENCH_ROUNDS, value_parser = clap::value_parser!(u64).range(1..=20))]
+        rounds: u64,
     },
     /// N Clients x W offline writes each, synced at once to a `driftless serve` child: whether
     /// they converge, client-to-server bytes, requests per idle sync, peak server memory.
@@ -665,8 +668,8 @@ fn main() -> ExitCode {
             .map(|r| print!("{r}"))
             .map_err(CliError::Bench),
         Command::Bench {
-            command: BenchCommand::Sync { records },
-        } => bench::sync(records.max(1))
+            command: BenchCommand::Sync { records, rounds },
+        } => bench::sync(records.max(1), rounds as usize)
             .map(|r| print!("{r}"))
             .map_err(CliError::Bench),
         Command::Bench {
