@@ -16,14 +16,8 @@ use crate::ClientError;
 
 /// The tables are created under the write lock: a handle opening a new store at the same
 /// moment as another would otherwise read a stale schema and fail instead of waiting.
-///
-/// `temp_store=MEMORY` keeps the journal of a savepoint (each [`Store::tx`] inside
-/// [`Store::begin`]; a copy of every page before the savepoint changes it) in memory: on disk
-/// it was a temporary file written for every settled Mutation and never read back (measured
-/// with `perf record` on `bench backlog`, as on the server).
 const SCHEMA: &str = "
 PRAGMA synchronous=FULL;
-PRAGMA temp_store=MEMORY;
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS mirror (

@@ -276,11 +276,6 @@ impl SqliteStorage {
         let path = data_dir.join(DB_FILE);
         let conn = Connection::open(&path).map_err(backend)?;
         conn.execute_batch(PRAGMAS).map_err(backend)?;
-        // The savepoint journal of a write that joins a group transaction (a copy of each page
-        // before the write changes it) stays in memory: it is at most the pages one write
-        // touches, and on disk it was a temporary file written, never fsynced, then dropped.
-        conn.execute_batch("PRAGMA temp_store=MEMORY;")
-            .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         migrate(&conn)?;
         let (checkpointer, waker) =
