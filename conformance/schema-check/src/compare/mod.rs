@@ -25,20 +25,26 @@
 //!
 //! Per JSON type the comparison lives in `numbers`, `strings`, `arrays` and `objects`; the
 //! alternatives (`anyOf`, `oneOf`, `if`) in `alternatives`; type bit sets in `types`; schema
-//! reading helpers in `refs`. What stays here, about 1,000 lines, is one cohesive thing: the
-//! walk's core (the reporting, flattening of conjunctions, enumeration of finite sides, and the
-//! inclusion question with its visited set and work bounds), which every part above calls.
+//! reading helpers in `refs`; the two sides and their subschemas (`Side`, `Node`, `Conj`) in
+//! `node`; how a finding is worded and recorded in `report`. What stays here is the walk's core
+//! (flattening of conjunctions, enumeration of finite sides, and the inclusion question with its
+//! visited set and work bounds), which every part above calls.
 
 mod alternatives;
 mod arrays;
+mod node;
 mod numbers;
 mod objects;
 mod refs;
+mod report;
 mod strings;
 mod types;
 
+pub(crate) use node::existing;
+use node::*;
 use refs::as_object;
 pub(crate) use refs::{progress_free_cycle, required_names, resolve_ref};
+use report::*;
 use types::*;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -59,207 +65,6 @@ const SKIP_ANYOF: u8 = 1;
 const SKIP_ONEOF: u8 = 2;
 const SKIP_IF: u8 = 4;
 
-/// The longest prefix of `pointer` that exists in `root`.
-pub(crate) fn existing(root: &Value, pointer: &str) -> String {
-    let mut p = pointer.to_owned();
-    while !p.is_empty() && root.pointer(&p).is_none() {
-        p.truncate(p.rfind('/').unwrap_or(0));
-    }
-    p
-}
-
-fn escape(s: &str) -> String {
-    s.replace('~', "~0").replace('/', "~1")
-}
-
-fn finite(m: &Map<String, Value>) -> Option<Vec<Value>> {
-    if let Some(c) = m.get("const") {
-        return Some(vec![c.clone()]);
-    }
-    m.get("enum").and_then(Value::as_array).cloned()
-}
-
-fn has_ref(v: &Value) -> bool {
-    match v {
-        Value::Object(m) => m.iter().any(|(k, v)| {
-            matches!(
-                k.as_str(),
-                "$ref" | "$dynamicRef" | "$id" | "$anchor" | "$dynamicAnchor"
-            ) || has_ref(v)
-        }),
-        Value::Array(a) => a.iter().any(has_ref),
-        _ => false,
-    }
-}
-
-/// Keywords that apply subschemas in place; `unevaluated*` depends on them.
-const IN_PLACE: [&str; 8] = [
-    "allOf",
-    "anyOf",
-    "oneOf",
-    "not",
-    "if",
-    "$ref",
-    "$dynamicRef",
-    "dependentSchemas",
-];
-
-fn has_in_place(m: &Map<String, Value>) -> bool {
-    IN_PLACE.iter().any(|k| m.contains_key(*k))
-}
-
-/// One side of the comparison: a schema file's root, its pointers and its resolver.
-struct Side<'r> {
-    root: &'r Value,
-    prefix: &'r str,
-    uri: &'static str,
-    registry: &'r Registry<'r>,
-    pointers: HashMap<usize, String>,
-    validators: HashMap<String, Option<jsonschema::Validator>>,
-}
-
-fn index_pointers(v: &Value, at: String, out: &mut HashMap<usize, String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, c) in m {
-                index_pointers(c, format!("{at}/{}", escape(k)), out);
-            }
-        }
-        Value::Array(a) => {
-            for (i, c) in a.iter().enumerate() {
-                index_pointers(c, format!("{at}/{i}"), out);
-            }
-        }
-        _ => {}
-    }
-    out.insert(v as *const Value as usize, at);
-}
-
-/// Percent-encodes a JSON pointer for a URI fragment.
-fn fragment(pointer: &str) -> String {
-    let mut out = String::new();
-    for b in pointer.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-impl<'r> Side<'r> {
-    fn new(
-        root: &'r Value,
-        prefix: &'r str,
-        uri: &'static str,
-        registry: &'r Registry<'r>,
-    ) -> Self {
-        let mut pointers = HashMap::new();
-        index_pointers(root, String::new(), &mut pointers);
-        Side {
-            root,
-            prefix,
-            uri,
-            registry,
-            pointers,
-            validators: HashMap::new(),
-        }
-    }
-
-    fn root_node(&self, side: S) -> Option<Node<'r>> {
-        let base = referencing::uri::from_str(self.uri).ok()?;
-        let res = self.registry.resolver(base);
-        let res = res
-            .in_subresource(ResourceRef::new(self.root, Draft::Draft202012))
-            .ok()?;
-        Some(Node {
-            v: self.root,
-            ptr: String::new(),
-            res,
-            skip: 0,
-            side,
-        })
-    }
-
-    /// Whether the subschema at `ptr` accepts `v`; `None` if it cannot be compiled.
-    fn accepts(&mut self, ptr: &str, v: &Value) -> Option<bool> {
-        let (uri, registry) = (self.uri, self.registry);
-        let validator = self.validators.entry(ptr.to_owned()).or_insert_with(|| {
-            jsonschema::options()
-                .with_registry(registry)
-                .build(&json!({ "$ref": format!("{uri}#{}", fragment(ptr)) }))
-                .ok()
-        });
-        validator.as_ref().map(|val| val.is_valid(v))
-    }
-}
-
-/// A subschema with the resolver of its scope.
-#[derive(Clone)]
-struct Node<'r> {
-    v: &'r Value,
-    ptr: String,
-    res: Resolver<'r>,
-    skip: u8,
-    /// The file it is in (a narrow `if` joins the wide side as a condition).
-    side: S,
-}
-
-impl Node<'_> {
-    fn obj(&self) -> Option<&Map<String, Value>> {
-        self.v.as_object()
-    }
-
-    fn get(&self, k: &str) -> Option<&Value> {
-        self.v.as_object().and_then(|m| m.get(k))
-    }
-
-    /// The pointer of keyword `k` of this subschema if it has it, else of the subschema.
-    fn at(&self, k: &str) -> String {
-        if self.get(k).is_some() {
-            format!("{}/{}", self.ptr, escape(k))
-        } else {
-            self.ptr.clone()
-        }
-    }
-
-    fn key(&self) -> (usize, u8) {
-        (
-            self.v as *const Value as usize,
-            self.skip | ((self.side as u8) << 7),
-        )
-    }
-}
-
-/// The wide side: instances valid under every node and of a type in `only`.
-#[derive(Clone)]
-struct Conj<'r> {
-    nodes: Vec<Node<'r>>,
-    only: u8,
-    /// Where the wide side is when it has no node (it accepts everything there).
-    at: String,
-}
-
-impl Conj<'_> {
-    fn ptr(&self) -> String {
-        self.nodes
-            .iter()
-            .rev()
-            .find(|w| w.side == S::Wide)
-            .map_or(self.at.clone(), |w| w.ptr.clone())
-    }
-}
-
-type Key = (Vec<(usize, u8)>, u8, (usize, u8));
-
-/// Which side a subschema belongs to.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum S {
-    Wide,
-    Narrow,
-}
-
 struct Walk<'r> {
     wide: Side<'r>,
     narrow: Side<'r>,
@@ -275,18 +80,6 @@ struct Walk<'r> {
     approx: usize,
     exhausted: bool,
     same_roots: bool,
-}
-
-/// What a finding says: rule names per direction, exactness, where, why, and a value that
-/// shows it at the instance path (tried first as counterexample).
-struct Say {
-    rules: (&'static str, &'static str),
-    exact: bool,
-    wide: String,
-    narrow: String,
-    instance: String,
-    message: String,
-    hint: Option<Value>,
 }
 
 /// Every place where `narrow` rejects something `wide` accepts (see the module docs).
@@ -373,71 +166,6 @@ fn compare_here(
 }
 
 impl<'r> Walk<'r> {
-    fn push(&mut self, say: Say) {
-        // A wide conjunct may come from the narrow file (a narrow `if` as a condition): its
-        // pointer is cut back to the nearest subschema of the wide file.
-        let (wp, np) = (
-            format!(
-                "{}{}",
-                self.wide.prefix,
-                existing(self.wide.root, &say.wide)
-            ),
-            format!(
-                "{}{}",
-                self.narrow.prefix,
-                existing(self.narrow.root, &say.narrow)
-            ),
-        );
-        let (old_pointer, new_pointer, rule) = match self.direction {
-            Direction::Backward => (wp, np, say.rules.0),
-            Direction::Forward => (np, wp, say.rules.1),
-        };
-        let f = Finding {
-            rule,
-            severity: Severity::Error,
-            direction: self.direction,
-            old_pointer,
-            new_pointer,
-            instance_path: say.instance,
-            message: say.message,
-            counterexample: None,
-            accepted_by: None,
-            suspected: !say.exact || self.approx > 0,
-            hint: say.hint,
-        };
-        let key = (
-            f.rule,
-            f.old_pointer.clone(),
-            f.new_pointer.clone(),
-            f.instance_path.clone(),
-            f.message.clone(),
-        );
-        if self.reported.insert(key) {
-            self.findings.push(f);
-        }
-    }
-
-    /// An undecided question: rule `undecidable` outright.
-    fn undecided(&mut self, wide: String, narrow: String, instance: &str, why: String) {
-        self.push(Say {
-            rules: ("undecidable", "undecidable"),
-            exact: true,
-            wide,
-            narrow,
-            instance: instance.to_owned(),
-            message: format!("{why}; not decided"),
-            hint: None,
-        });
-    }
-
-    /// "old ... new ..." in the words of the change from OLD to NEW.
-    fn old_new(&self, wide: &str, narrow: &str) -> String {
-        match self.direction {
-            Direction::Backward => format!("old {wide}; new {narrow}"),
-            Direction::Forward => format!("old {narrow}; new {wide}"),
-        }
-    }
-
     fn child(&self, n: &Node<'r>, path: &[&str]) -> Option<Node<'r>> {
         let mut v = n.v;
         let mut ptr = n.ptr.clone();
@@ -1016,42 +744,3 @@ impl<'r> Walk<'r> {
 const OVERLAP: &str = "alternatives-overlap";
 /// The rule of a `pattern` that rejects a string the other side's `pattern` accepts.
 const PATTERN_CHANGED: &str = "pattern-changed";
-
-/// Whether no instance can match two of these (resolved) alternatives, as far as types,
-/// `const`/`enum` and a required discriminator property show; `false` means "not shown".
-fn disjoint_maps(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
-    let (ta, tb) = (shallow_bits(a), shallow_bits(b));
-    if ta & tb == 0 {
-        return true;
-    }
-    if let (Some(va), Some(vb)) = (finite(a), finite(b)) {
-        let canonical = |v: &Value| driftless_protocol::canonical::to_canonical_string(v);
-        let vb: BTreeSet<String> = vb.iter().map(canonical).collect();
-        if !va.iter().any(|v| vb.contains(&canonical(v))) {
-            return true;
-        }
-    }
-    // A discriminator: both accept only objects, both require a property, and its values differ.
-    if !(ta == OBJ && tb == OBJ) {
-        return false;
-    }
-    let required = |s: &Map<String, Value>| -> BTreeSet<String> {
-        required_names(s).map(str::to_owned).collect()
-    };
-    let property =
-        |s: &Map<String, Value>, k: &str| s.get("properties").and_then(|p| p.get(k)).map(as_object);
-    required(a)
-        .intersection(&required(b))
-        .any(|k| match (property(a, k), property(b, k)) {
-            (Some(pa), Some(pb)) => disjoint_maps(&pa, &pb),
-            _ => false,
-        })
-}
-
-fn shallow_bits(m: &Map<String, Value>) -> u8 {
-    let mut b = schema_type_bits(m);
-    if let Some(vs) = finite(m) {
-        b &= vs.iter().fold(0, |acc, v| acc | value_bits(v));
-    }
-    b
-}
