@@ -550,6 +550,19 @@ mod tests {
 
     use crate::{Client, Config, Preset, RetryPolicy};
 
+    /// A Client of Space `demo` on `base`, with the interactive retry policy.
+    fn test_client(dir: &std::path::Path, base: String) -> Client {
+        let cfg = Config {
+            server: base,
+            token: "t".into(),
+            space: "demo".into(),
+            retry: RetryPolicy::preset(Preset::Interactive),
+            batch_max: 10,
+            timeout: std::time::Duration::from_secs(30),
+        };
+        Client::open(dir, cfg).unwrap()
+    }
+
     /// A Server that takes no coded bodies: 415 naming no coding for a gzip body, 200 for any
     /// other. Reports whether each request it saw was gzip-coded.
     fn refusing_server(requests: usize) -> (String, mpsc::Receiver<bool>) {
@@ -697,15 +710,7 @@ mod tests {
             ("200 OK", "", page(&["b"], "c2", 2, false)),
         ]);
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            server: base,
-            token: "t".into(),
-            space: "demo".into(),
-            retry: RetryPolicy::preset(Preset::Interactive),
-            batch_max: 10,
-            timeout: std::time::Duration::from_secs(30),
-        };
-        let mut client = Client::open(dir.path(), cfg).unwrap();
+        let mut client = test_client(dir.path(), base);
         let mut report = crate::SyncReport::default();
         client.pull_all(&mut report, None).unwrap();
         assert_eq!(report.pulled, 2);
@@ -736,15 +741,7 @@ mod tests {
     fn a_refused_gzip_body_is_sent_again_uncoded_and_later_ones_uncoded() {
         let (base, seen) = refusing_server(3);
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Config {
-            server: base,
-            token: "t".into(),
-            space: "demo".into(),
-            retry: RetryPolicy::preset(Preset::Interactive),
-            batch_max: 10,
-            timeout: std::time::Duration::from_secs(30),
-        };
-        let mut client = Client::open(dir.path(), cfg).unwrap();
+        let mut client = test_client(dir.path(), base);
         let big = json!({"client_id": "c", "mutations": [], "padding": "x".repeat(4096)});
         let first = client
             .call("POST", "/v1/spaces/demo/push", Some(&big))
