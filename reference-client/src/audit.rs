@@ -18,11 +18,7 @@ impl Client {
             self.pull_all(&mut scratch, None)?;
             let r = self.call("GET", &format!("/v1/spaces/{space}/checksums"), None)?;
             self.check_auth(&r)?;
-            let local_through: u64 = self
-                .store
-                .meta(&format!("through:{space}"))?
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+            let local_through = self.store.through(&space)?;
             if r.body["through"].as_u64() != Some(local_through) {
                 continue; // the space moved on; pull again and compare at the same position
             }

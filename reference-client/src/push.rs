@@ -204,12 +204,9 @@ impl Client {
                         return Err(e);
                     }
                     acked += applied.len();
+                    // What is left was refused (applied ones were settled above).
                     let mut settle = |me: &mut Self, p: &Pending, outcome: &Value| {
-                        if outcome["status"] == "applied" {
-                            acked += 1;
-                        } else {
-                            rejected += 1;
-                        }
+                        rejected += 1;
                         // op-id-reused is not an Outcome, but the Mutation is just as stuck.
                         let reissued = report.reissued;
                         me.settle(p, outcome, report)?;

@@ -339,7 +339,7 @@ pub fn receipt(
 }
 
 /// Sets the receipts of `op_ids` to `status` (no detail), in one statement.
-pub fn receipts<S: AsRef<str> + serde::Serialize>(
+pub fn receipts<S: serde::Serialize>(
     tx: &Connection,
     op_ids: &[S],
     status: &str,

@@ -179,6 +179,11 @@ impl Store {
     }
 
     /// The Mirror's pull position in a Space (`through:SPACE`; 0 before the first pull).
+    pub fn through(&self, space: &str) -> Result<u64, ClientError> {
+        Self::through_in(&self.conn, space)
+    }
+
+    /// [`Store::through`], read on `tx` (a transaction reads what it has locked).
     pub fn through_in(tx: &Connection, space: &str) -> Result<u64, ClientError> {
         Ok(Self::meta_in(tx, &format!("through:{space}"))?
             .and_then(|t| t.parse::<u64>().ok())
